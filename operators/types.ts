@@ -1,0 +1,77 @@
+import type { InputEvent, Profile, Channel } from '../schemas/events.ts'
+import type { AlertKind, Severity } from '../schemas/alert.ts'
+
+/**
+ * The operator shape: pure functions of (state, event | timer, ctx) → (state', effects).
+ * Operators never touch Kafka, Redis, HTTP or the clock; the runtime executes their effects.
+ */
+
+/** A trigger occurrence detected by an operator, handed to the decision step. */
+export interface Moment {
+  kind: 'moment'
+  trigger: string
+  /** Identifies this occurrence among all of the trigger's for the customer; feeds the decision id. */
+  occurrence: string
+  eventTime: number
+  cardId?: string
+  reason: Record<string, unknown>
+  /** The event that caused it (absent when a timer did). */
+  causeEventId?: string
+}
+
+export interface AlertEffect {
+  kind: 'alert'
+  alertKind: AlertKind
+  severity: Severity
+  score: number
+  occurrence: string
+  eventTime: number
+  cardId?: string
+  evidence: { eventIds: string[] } & Record<string, unknown>
+}
+
+export interface SetTimer {
+  kind: 'setTimer'
+  /** Unique within the operator for this customer; setting it again moves the timer. */
+  key: string
+  at: number
+}
+
+export interface CancelTimer {
+  kind: 'cancelTimer'
+  key: string
+}
+
+export type Effect = Moment | AlertEffect | SetTimer | CancelTimer
+
+export interface OperatorResult<S> {
+  state: S
+  effects?: Effect[]
+}
+
+/** What an operator may read besides its own state: the customer's profile and its own params. */
+export interface OperatorContext<P = unknown> {
+  customerId: string
+  profile: CustomerProfile
+  params: P
+}
+
+export interface CustomerProfile extends Omit<Profile, 'preferredChannel'> {
+  preferredChannel?: Channel
+  consent: Partial<Record<Channel, boolean>>
+}
+
+export interface TimerFire {
+  key: string
+  at: number
+}
+
+export interface Operator<S = unknown, P = unknown> {
+  name: string
+  /** Triggers this operator can emit; its params are read from the first that is configured. */
+  triggers: readonly string[]
+  initial(): S
+  parseParams(raw: Record<string, unknown>): P
+  onEvent(state: S, event: InputEvent, at: number, ctx: OperatorContext<P>): OperatorResult<S>
+  onTimer?(state: S, timer: TimerFire, ctx: OperatorContext<P>): OperatorResult<S>
+}

@@ -1,0 +1,85 @@
+import { readFileSync, watchFile, unwatchFile } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import YAML from 'yaml'
+import type { z } from 'zod'
+import { Catalog } from '../../schemas/catalog.ts'
+
+/** Loading, validation and live reload of the trigger catalogue. */
+
+export const DEFAULT_CATALOG_FILE = fileURLToPath(new URL('./default.yaml', import.meta.url))
+
+export class CatalogError extends Error {
+  readonly retriable = false
+}
+
+/** Parses catalogue text (YAML or JSON) into a validated catalogue, or throws a readable CatalogError. */
+export function parseCatalog(text: string, origin: string): Catalog {
+  let raw: unknown
+  try {
+    raw = YAML.parse(text)
+  } catch (e) {
+    throw new CatalogError(`${origin}: not valid YAML/JSON: ${(e as Error).message.split('\n')[0]}`)
+  }
+  const parsed = Catalog.safeParse(raw)
+  if (!parsed.success) throw new CatalogError(`${origin}: ${describeIssues(parsed.error)}`)
+  return parsed.data
+}
+
+export function loadCatalogFile(file = DEFAULT_CATALOG_FILE): Catalog {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (e) {
+    throw new CatalogError(`cannot read catalogue ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; check CATALOG_FILE`)
+  }
+  return parseCatalog(text, file)
+}
+
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('; ')
+}
+
+/** The catalogue in force; a reload that fails validation leaves the old one in force. */
+export class CatalogHolder {
+  private catalog: Catalog
+  private watching = false
+
+  constructor(
+    readonly file: string,
+    private readonly onChange: (event: { ok: true; version: string } | { ok: false; error: string }) => void = () => {},
+  ) {
+    this.catalog = loadCatalogFile(file)
+  }
+
+  readonly current = (): Catalog => this.catalog
+
+  reload(): { ok: true; version: string } | { ok: false; error: string } {
+    try {
+      this.catalog = loadCatalogFile(this.file)
+      const result = { ok: true as const, version: this.catalog.version }
+      this.onChange(result)
+      return result
+    } catch (e) {
+      const result = { ok: false as const, error: (e as Error).message }
+      this.onChange(result)
+      return result
+    }
+  }
+
+  /** Reloads when the file changes on disk (polling: works on every file system and in containers). */
+  watch(intervalMs = 1000) {
+    if (this.watching) return
+    this.watching = true
+    watchFile(this.file, { interval: intervalMs }, (cur, prev) => {
+      if (cur.mtimeMs !== prev.mtimeMs) this.reload()
+    })
+  }
+
+  close() {
+    if (this.watching) unwatchFile(this.file)
+    this.watching = false
+  }
+}

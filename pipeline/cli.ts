@@ -1,0 +1,118 @@
+import { Command, Option } from 'commander'
+import { createLogger } from './log.ts'
+import { ConfigError, DemoConfig, ReplayConfig, RunConfig, parseConfig } from './config.ts'
+
+/** The command line: run, demo, replay, simulate. Every option has an environment twin. */
+
+const program = new Command()
+  .name('cardpulse')
+  .description('Real-time marketing triggers for card businesses: Kafka in, signed webhooks, risk alerts and ClickHouse out.')
+  .showHelpAfterError('(add --help for the options)')
+
+const opt = (flags: string, description: string, env?: string) => {
+  const o = new Option(flags, description)
+  return env ? o.env(env) : o
+}
+
+function commonOptions(cmd: Command): Command {
+  return cmd
+    .addOption(opt('--http-port <port>', 'HTTP port for the dashboard, /healthz and /metrics (default 8080)', 'HTTP_PORT'))
+    .addOption(opt('--catalog-file <file>', 'trigger catalogue (YAML or JSON); default: the shipped catalogue', 'CATALOG_FILE'))
+    .addOption(opt('--clickhouse-url <url>', 'ClickHouse server, e.g. http://127.0.0.1:8123; default: embedded chDB', 'CLICKHOUSE_URL'))
+    .addOption(opt('--clickhouse-database <name>', 'ClickHouse database (default cardpulse)', 'CLICKHOUSE_DATABASE'))
+    .addOption(opt('--allowed-lateness <duration>', 'how late an event may arrive and still be applied (default 5m)', 'ALLOWED_LATENESS'))
+    .addOption(opt('--webhook-url <url>', 'webhook endpoint for every channel', 'WEBHOOK_URL'))
+    .addOption(opt('--webhook-url-sms <url>', 'webhook endpoint for SMS', 'WEBHOOK_URL_SMS'))
+    .addOption(opt('--webhook-url-push <url>', 'webhook endpoint for push', 'WEBHOOK_URL_PUSH'))
+    .addOption(opt('--webhook-url-call <url>', 'webhook endpoint for outbound calls', 'WEBHOOK_URL_CALL'))
+    .addOption(opt('--webhook-url-app-banner <url>', 'webhook endpoint for app banners', 'WEBHOOK_URL_APP_BANNER'))
+    .addOption(opt('--webhook-secret <secret>', 'HMAC secret that signs webhooks (at least 16 characters)', 'WEBHOOK_SECRET'))
+    .addOption(opt('--webhook-timeout <duration>', 'webhook HTTP timeout (default 10s)', 'WEBHOOK_TIMEOUT'))
+    .addOption(opt('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)', 'LOG_LEVEL'))
+}
+
+const log = createLogger(process.env.LOG_LEVEL)
+
+/** Runs a command; expected failures end with one line that says what to fix. */
+function action<T>(fn: (opts: T) => Promise<void>) {
+  return async (opts: T) => {
+    try {
+      await fn(opts)
+    } catch (e) {
+      const err = e as Error & { retriable?: boolean }
+      if (err instanceof ConfigError || err.retriable !== undefined || (err as { oneLine?: boolean }).oneLine) {
+        process.stderr.write(`cardpulse: ${err.message}\n`)
+      } else {
+        log.fatal({ err }, err.message)
+      }
+      await new Promise((r) => setTimeout(r, 50)) // let the logger flush
+      process.exit(err instanceof ConfigError ? 2 : 1)
+    }
+  }
+}
+
+commonOptions(program.command('run').description('the live pipeline: Kafka in; Redis state; webhooks, alert topic and ClickHouse out'))
+  .addOption(opt('--kafka-brokers <list>', 'Kafka bootstrap servers, host:port[,host:port]', 'KAFKA_BROKERS'))
+  .addOption(opt('--redis-url <url>', 'Redis for state, timers and the outbox: redis://host:port, or redis-cluster://h1:p1,h2:p2', 'REDIS_URL'))
+  .addOption(opt('--group-id <id>', 'Kafka consumer group (default cardpulse)', 'GROUP_ID'))
+  .addOption(opt('--transactions-topic <topic>', 'default cards.transactions', 'TRANSACTIONS_TOPIC'))
+  .addOption(opt('--app-events-topic <topic>', 'default cards.app-events', 'APP_EVENTS_TOPIC'))
+  .addOption(opt('--lifecycle-topic <topic>', 'default cards.lifecycle', 'LIFECYCLE_TOPIC'))
+  .addOption(opt('--dlq-topic <topic>', 'dead letters (default cardpulse.dlq)', 'DLQ_TOPIC'))
+  .addOption(opt('--alert-topic <topic>', 'risk alerts (default cards.risk-alerts)', 'ALERT_TOPIC'))
+  .addOption(opt('--events-topic <topic>', 'internal topic of validated events keyed by customer (default cardpulse.events)', 'EVENTS_TOPIC'))
+  .addOption(opt('--partitions <n>', 'partitions of the internal events topic when it is created: the unit of scale-out (default 6)', 'PARTITIONS'))
+  .addOption(opt('--idle-advance <duration>', 'advance an idle partition on the wall clock after this long (default 10s)', 'IDLE_ADVANCE'))
+  .addOption(opt('--redis-prefix <prefix>', 'prefix of every Redis key (default cardpulse)', 'REDIS_PREFIX'))
+  .addOption(opt('--connect-timeout <duration>', 'give up connecting to Kafka/Redis/ClickHouse after this long (default 30s)', 'CONNECT_TIMEOUT'))
+  .action(
+    action(async (raw: Record<string, unknown>) => {
+      const config = parseConfig(RunConfig, raw)
+      const { runPipeline } = await import('./run.ts')
+      await runPipeline(config, log.child({ cmd: 'run' }))
+    }),
+  )
+
+commonOptions(program.command('demo').description('everything on embedded defaults (no servers): a simulated bank, the pipeline, the dashboard'))
+  .addOption(opt('--input <files...>', 'NDJSON event files to play instead of the bundled sample'))
+  .addOption(new Option('--no-serve', 'exit after playing the events instead of serving the dashboard'))
+  .action(
+    action(async (raw: Record<string, unknown>) => {
+      const config = parseConfig(DemoConfig, raw)
+      const { runDemo } = await import('./demo.ts')
+      await runDemo(config, log.child({ cmd: 'demo' }))
+    }),
+  )
+
+commonOptions(program.command('replay').description('the pipeline in event time over NDJSON files; writes decisions, alerts, dead letters and a summary'))
+  .requiredOption('--input <files...>', 'NDJSON files of input events, any mix of the three types; - for stdin')
+  .requiredOption('--out <dir>', 'output folder for decisions.ndjson, alerts.ndjson, dlq.ndjson, summary.json')
+  .addOption(new Option('--no-progress', 'no progress bar'))
+  .action(
+    action(async (raw: Record<string, unknown>) => {
+      const config = parseConfig(ReplayConfig, raw)
+      const { replay } = await import('./replay.ts')
+      await replay(config, log.child({ cmd: 'replay' }))
+    }),
+  )
+
+program
+  .command('simulate')
+  .description('generate a bank\'s customers and their events, to NDJSON files or to Kafka; deterministic for a seed')
+  .addOption(opt('--customers <n>', 'number of customers (default 1000)', 'SIM_CUSTOMERS'))
+  .addOption(opt('--days <n>', 'length of the simulated period in days (default 90)', 'SIM_DAYS'))
+  .addOption(opt('--start <date>', 'first day, YYYY-MM-DD (default 2026-09-01)', 'SIM_START'))
+  .addOption(opt('--seed <n>', 'random seed (default 1)', 'SIM_SEED'))
+  .addOption(opt('--out <dir>', 'write transactions.ndjson, app-events.ndjson and lifecycle.ndjson here'))
+  .addOption(opt('--kafka-brokers <list>', 'produce to the three input topics instead', 'KAFKA_BROKERS'))
+  .addOption(opt('--transactions-topic <topic>', 'default cards.transactions', 'TRANSACTIONS_TOPIC'))
+  .addOption(opt('--app-events-topic <topic>', 'default cards.app-events', 'APP_EVENTS_TOPIC'))
+  .addOption(opt('--lifecycle-topic <topic>', 'default cards.lifecycle', 'LIFECYCLE_TOPIC'))
+  .action(
+    action(async (raw: Record<string, unknown>) => {
+      const { simulateCommand } = await import('../simulator/command.ts')
+      await simulateCommand(raw, log.child({ cmd: 'simulate' }))
+    }),
+  )
+
+await program.parseAsync(process.argv)

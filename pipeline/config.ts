@@ -1,0 +1,91 @@
+import { z } from 'zod'
+import { Duration } from '../schemas/duration.ts'
+import { Channel } from '../schemas/events.ts'
+
+/**
+ * Configuration, parsed once at the edge from flags and their environment twins. Nothing deeper
+ * in the code reads process.env. A bad value stops the command with one line naming the setting.
+ */
+
+const hostPort = /^[^\s:,]+:\d{1,5}$/
+const url = (what: string) => z.string().regex(/^https?:\/\/\S+$/, `must be an http(s) URL for ${what}`)
+
+export const CommonConfig = z.object({
+  httpPort: z.coerce.number().int().min(0).max(65535).default(8080),
+  catalogFile: z.string().optional(),
+  clickhouseUrl: url('the ClickHouse server').optional(),
+  clickhouseDatabase: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('cardpulse'),
+  allowedLateness: Duration.prefault('5m'),
+  webhookUrl: url('webhooks').optional(),
+  webhookUrlSms: url('SMS webhooks').optional(),
+  webhookUrlPush: url('push webhooks').optional(),
+  webhookUrlCall: url('call webhooks').optional(),
+  webhookUrlAppBanner: url('app-banner webhooks').optional(),
+  webhookSecret: z.string().min(16, 'must be at least 16 characters').optional(),
+  webhookTimeout: Duration.prefault('10s'),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+})
+
+export const RunConfig = CommonConfig.extend({
+  kafkaBrokers: z
+    .string({ message: 'is required: the Kafka bootstrap servers, e.g. 127.0.0.1:9092' })
+    .transform((s) => s.split(',').map((b) => b.trim()).filter(Boolean))
+    .refine((list) => list.length > 0 && list.every((b) => hostPort.test(b)), 'must be host:port[,host:port…]'),
+  redisUrl: z.string({ message: 'is required, e.g. redis://127.0.0.1:6379' }).regex(/^rediss?(-cluster)?:\/\/\S+$/, 'must be a redis:// URL'),
+  webhookSecret: z.string({ message: 'is required to sign webhooks' }).min(16, 'must be at least 16 characters'),
+  groupId: z.string().min(1).default('cardpulse'),
+  transactionsTopic: z.string().min(1).default('cards.transactions'),
+  appEventsTopic: z.string().min(1).default('cards.app-events'),
+  lifecycleTopic: z.string().min(1).default('cards.lifecycle'),
+  dlqTopic: z.string().min(1).default('cardpulse.dlq'),
+  alertTopic: z.string().min(1).default('cards.risk-alerts'),
+  eventsTopic: z.string().min(1).default('cardpulse.events'),
+  partitions: z.coerce.number().int().min(1).max(1024).default(6),
+  idleAdvance: Duration.prefault('10s'),
+  redisPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('cardpulse'),
+  connectTimeout: Duration.prefault('30s'),
+})
+export type RunConfig = z.infer<typeof RunConfig>
+export type CommonConfig = z.infer<typeof CommonConfig>
+
+export const DemoConfig = CommonConfig.extend({
+  input: z.array(z.string()).optional(),
+  serve: z.boolean().default(true),
+  webhookSecret: z.string().min(16).default('cardpulse-demo-secret-0000'),
+})
+export type DemoConfig = z.infer<typeof DemoConfig>
+
+export const ReplayConfig = CommonConfig.extend({
+  input: z.array(z.string()).min(1, 'give at least one NDJSON file (or - for stdin)'),
+  out: z.string().min(1),
+  progress: z.boolean().default(true),
+})
+export type ReplayConfig = z.infer<typeof ReplayConfig>
+
+/** The setting's flag and environment names, for error messages. */
+export function settingName(key: string): string {
+  const env = key.replace(/([A-Z])/g, '_$1').toUpperCase()
+  const flag = key.replace(/([A-Z])/g, '-$1').toLowerCase()
+  return `${env} (--${flag})`
+}
+
+export class ConfigError extends Error {
+  readonly retriable = false
+}
+
+export function parseConfig<T extends z.ZodType>(schema: T, raw: Record<string, unknown>): z.infer<T> {
+  const result = schema.safeParse(raw)
+  if (result.success) return result.data
+  const issue = result.error.issues[0]
+  throw new ConfigError(`${settingName(String(issue.path[0] ?? 'config'))} ${issue.message}`)
+}
+
+export function webhookEndpoints(c: CommonConfig): Partial<Record<Channel | 'default', string>> {
+  return {
+    ...(c.webhookUrl ? { default: c.webhookUrl } : {}),
+    ...(c.webhookUrlSms ? { sms: c.webhookUrlSms } : {}),
+    ...(c.webhookUrlPush ? { push: c.webhookUrlPush } : {}),
+    ...(c.webhookUrlCall ? { call: c.webhookUrlCall } : {}),
+    ...(c.webhookUrlAppBanner ? { app_banner: c.webhookUrlAppBanner } : {}),
+  }
+}

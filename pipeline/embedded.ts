@@ -1,0 +1,85 @@
+import type { Catalog } from '../schemas/catalog.ts'
+import type { DeadLetter } from '../schemas/deadLetter.ts'
+import type { SourceItem } from './sources/ndjson.ts'
+import { MemoryStore } from './store/memory.ts'
+import { PartitionProcessor, type BatchOutput, type StreamMessage } from './processor.ts'
+import { partitionOf } from './partitioner.ts'
+
+/**
+ * The pipeline on embedded defaults (demo, replay): in-process streams, in-memory state, the same
+ * operators, decision step and processor as the live pipeline.
+ */
+
+export interface EmbeddedOptions {
+  catalog: () => Catalog
+  allowedLateness: number
+  partitions?: number
+  batchSize?: number
+  /** Outbox kinds kept in the store for sinks (demo drains webhooks and rows; replay writes files). */
+  outbox: { webhooks: boolean; alerts: boolean; rows: boolean }
+  /** Receives every batch's output in order. */
+  onOutput: (output: BatchOutput) => void | Promise<void>
+  /** Receives input that failed decoding, in order with the batches. */
+  onDeadLetter: (deadLetter: DeadLetter) => void | Promise<void>
+}
+
+export class EmbeddedPipeline {
+  readonly store = new MemoryStore()
+  readonly processors: PartitionProcessor[]
+  private pending: StreamMessage[][]
+  private sequence: number[]
+  private maxEventTime = -Infinity
+
+  constructor(private readonly opts: EmbeddedOptions) {
+    const n = opts.partitions ?? 1
+    this.processors = Array.from(
+      { length: n },
+      (_, partition) =>
+        new PartitionProcessor({
+          partition,
+          store: this.store,
+          catalog: opts.catalog,
+          allowedLateness: opts.allowedLateness,
+          mode: 'replay',
+          outbox: opts.outbox,
+        }),
+    )
+    this.pending = this.processors.map(() => [])
+    this.sequence = this.processors.map(() => 0)
+  }
+
+  /** The event time the embedded streams have reached (for event-time clocks in the demo). */
+  get eventTime() {
+    return this.maxEventTime
+  }
+
+  async push(item: SourceItem) {
+    if (!item.ok) {
+      await this.opts.onDeadLetter(item.deadLetter)
+      return
+    }
+    const p = partitionOf(item.event.customerId, this.processors.length)
+    this.maxEventTime = Math.max(this.maxEventTime, item.at)
+    this.pending[p].push({ offset: String(++this.sequence[p]), event: item.event, source: item.source })
+    if (this.pending[p].length >= (this.opts.batchSize ?? 500)) await this.flush(p)
+  }
+
+  async run(items: AsyncIterable<SourceItem>) {
+    for await (const item of items) await this.push(item)
+    await this.finish()
+  }
+
+  /** End of input: apply what is buffered and fire the timers due by the last event time. */
+  async finish() {
+    for (let p = 0; p < this.processors.length; p++) await this.flush(p)
+    if (this.maxEventTime > -Infinity)
+      for (const processor of this.processors) await this.opts.onOutput(await processor.advanceTo(this.maxEventTime))
+  }
+
+  private async flush(p: number) {
+    const batch = this.pending[p]
+    if (!batch.length) return
+    this.pending[p] = []
+    await this.opts.onOutput(await this.processors[p].process(batch))
+  }
+}

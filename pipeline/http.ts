@@ -1,0 +1,99 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import type { Metrics } from './metrics.ts'
+import type { ClickHouseSink } from '../sinks/clickhouse.ts'
+import type { Logger } from './log.ts'
+
+/** The pipeline's HTTP face: the dashboard page, its API, health and Prometheus metrics. */
+
+export interface HttpOptions {
+  port: number
+  metrics: Metrics
+  clickhouse: () => ClickHouseSink | undefined
+  health: () => { ok: boolean; [k: string]: unknown }
+  info: () => Record<string, unknown>
+  reloadCatalog?: () => { ok: true; version: string } | { ok: false; error: string }
+  /** Extra routes, tried first; return true when handled. */
+  routes?: (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<boolean> | boolean
+  log: Logger
+}
+
+const PAGE = new URL('../dashboards/web/index.html', import.meta.url)
+const require = createRequire(import.meta.url)
+
+export async function startHttp(opts: HttpOptions): Promise<Server> {
+  const echarts = readFileSync(require.resolve('echarts/dist/echarts.min.js'))
+  const server = createServer(async (req, res) => {
+    try {
+      const body = await readBody(req)
+      if (opts.routes && (await opts.routes(req, res, body))) return
+      const path = new URL(req.url ?? '/', 'http://x').pathname
+      if (req.method === 'GET' && path === '/') return send(res, 200, 'text/html; charset=utf-8', readFileSync(PAGE))
+      if (req.method === 'GET' && path === '/assets/echarts.min.js') return send(res, 200, 'text/javascript', echarts)
+      if (req.method === 'GET' && path === '/healthz') {
+        const h = opts.health()
+        return json(res, h.ok ? 200 : 503, { status: h.ok ? 'ok' : 'unavailable', ...h })
+      }
+      if (req.method === 'GET' && path === '/metrics') return send(res, 200, opts.metrics.registry.contentType, await opts.metrics.registry.metrics())
+      if (req.method === 'GET' && path === '/api/summary') {
+        const sink = opts.clickhouse()
+        if (!sink) return json(res, 503, { error: 'ClickHouse is not connected yet' })
+        return json(res, 200, { ...opts.info(), ...(await summary(sink)) })
+      }
+      if (req.method === 'POST' && path === '/api/catalog/reload' && opts.reloadCatalog) {
+        const r = opts.reloadCatalog()
+        return json(res, r.ok ? 200 : 422, r)
+      }
+      json(res, 404, { error: `no route ${req.method} ${path}` })
+    } catch (e) {
+      opts.log.warn({ err: (e as Error).message, url: req.url }, 'http.error')
+      if (!res.headersSent) json(res, 500, { error: (e as Error).message })
+    }
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new Error(e.code === 'EADDRINUSE' ? `port ${opts.port} is taken: set HTTP_PORT to a free port` : e.message)),
+    )
+    server.listen(opts.port, '0.0.0.0', () => resolve())
+  })
+  return server
+}
+
+async function summary(sink: ClickHouseSink) {
+  const db = sink.database
+  const [decisions, recent, deliveries, alerts, deadLetters, volume] = await Promise.all([
+    sink.query(`SELECT trigger, outcome, suppressed_by, count() AS n FROM ${db}.decisions FINAL GROUP BY trigger, outcome, suppressed_by ORDER BY trigger, outcome`),
+    sink.query(
+      `SELECT id, trigger, customer_id, card_id, outcome, suppressed_by, channel, event_time, send_at FROM ${db}.decisions FINAL ORDER BY event_time DESC, id LIMIT 25`,
+    ),
+    sink.query(`SELECT status, count() AS n, round(avg(latency_ms), 1) AS avg_latency_ms FROM ${db}.deliveries FINAL GROUP BY status`),
+    sink.query(`SELECT kind, severity, count() AS n FROM ${db}.alerts FINAL GROUP BY kind, severity ORDER BY n DESC`),
+    sink.query(`SELECT code, count() AS n FROM ${db}.dead_letters FINAL GROUP BY code ORDER BY n DESC`),
+    sink.query(`SELECT toString(toDate(hour)) AS day, type, sum(events) AS events FROM ${db}.event_volume_hourly GROUP BY day, type ORDER BY day, type`),
+  ])
+  return { decisions, recent, deliveries, alerts, deadLetters, volume }
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (c: Buffer) => {
+      size += c.length
+      if (size > 1 << 20) req.destroy(new Error('request body over 1 MiB'))
+      else chunks.push(c)
+    })
+    req.on('end', () => resolve(Buffer.concat(chunks)))
+    req.on('error', reject)
+  })
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string | Buffer) {
+  res.writeHead(status, { 'content-type': type })
+  res.end(body)
+}
+
+export function json(res: ServerResponse, status: number, value: unknown) {
+  send(res, status, 'application/json', JSON.stringify(value))
+}

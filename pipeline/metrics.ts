@@ -1,0 +1,23 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { createWebhookMetrics } from '../sinks/webhook.ts'
+
+/** Prometheus metrics of one pipeline process, on its own registry. */
+export function createMetrics() {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'cardpulse_process_' })
+  const m = {
+    registry,
+    events: new Counter({ name: 'cardpulse_events_total', help: 'Input messages by type and result (applied, duplicate, late, dead_letter)', labelNames: ['type', 'result'], registers: [registry] }),
+    decisions: new Counter({ name: 'cardpulse_decisions_total', help: 'Trigger decisions by trigger and outcome', labelNames: ['trigger', 'outcome', 'suppressed_by'], registers: [registry] }),
+    alerts: new Counter({ name: 'cardpulse_alerts_total', help: 'Risk alerts by kind and severity', labelNames: ['kind', 'severity'], registers: [registry] }),
+    deadLetters: new Counter({ name: 'cardpulse_dead_letters_total', help: 'Dead-lettered input messages by error code', labelNames: ['code'], registers: [registry] }),
+    timersFired: new Counter({ name: 'cardpulse_timers_fired_total', help: 'Event-time timers fired', registers: [registry] }),
+    batchSeconds: new Histogram({ name: 'cardpulse_batch_duration_seconds', help: 'Time to process and commit one batch', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] }),
+    watermarkLag: new Gauge({ name: 'cardpulse_watermark_lag_seconds', help: 'Wall clock minus the partition watermark', labelNames: ['partition'], registers: [registry] }),
+    webhooks: createWebhookMetrics(registry),
+    outboxRows: new Counter({ name: 'cardpulse_clickhouse_rows_total', help: 'Rows written to ClickHouse by table', labelNames: ['table'], registers: [registry] }),
+  }
+  return m
+}
+
+export type Metrics = ReturnType<typeof createMetrics>

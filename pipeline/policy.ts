@@ -1,0 +1,126 @@
+import type { Catalog, TriggerConfig } from '../schemas/catalog.ts'
+import type { Decision, SuppressedBy } from '../schemas/decision.ts'
+import type { Channel } from '../schemas/events.ts'
+import type { CustomerProfile, Moment } from '../operators/types.ts'
+import { hasConsent } from '../operators/profile.ts'
+import { afterQuietHours } from '../operators/time.ts'
+import { decisionId, holdoutBucket } from './ids.ts'
+
+/**
+ * The decision step: the contact policy that turns detected moments into decisions.
+ * Pure: everything it needs (state, profile, catalogue, the decision time) is passed in.
+ */
+
+export interface PolicyState {
+  /** Event time of the last send/control per trigger, for cooldowns. */
+  lastContact: Record<string, number>
+  /** Event times of recent send/control outcomes across marketing triggers, for the weekly cap. */
+  contacts: number[]
+  /** No marketing while eventTime is in [riskHoldFrom, riskHoldUntil). */
+  riskHoldFrom?: number
+  riskHoldUntil?: number
+}
+
+export const initialPolicyState = (): PolicyState => ({ lastContact: {}, contacts: [] })
+
+/** Service messages skip the marketing contact policy (cooldowns, caps, quiet hours, holdouts). */
+export const SERVICE_TRIGGERS = new Set(['compliance_notice'])
+
+export interface DecideInput {
+  customerId: string
+  profile: CustomerProfile
+  catalog: Catalog
+  /** Wall-clock time of the decision in `run`; undefined in `replay`, where it equals the event time. */
+  now?: number
+}
+
+/** Decides a set of moments that one step (an event or a timer) produced for one customer. */
+export function decide(state: PolicyState, moments: Moment[], input: DecideInput): { state: PolicyState; decisions: Decision[] } {
+  const { catalog } = input
+  const ordered = moments
+    .filter((m) => catalog.triggers[m.trigger]?.enabled !== false && catalog.triggers[m.trigger])
+    .sort((a, b) => a.eventTime - b.eventTime || priority(catalog, b) - priority(catalog, a) || (a.trigger < b.trigger ? -1 : 1))
+  let s = state
+  const decisions: Decision[] = []
+  for (let i = 0; i < ordered.length; i++) {
+    const moment = ordered[i]
+    const displacedBy = ordered.slice(0, i).some((m) => m.eventTime === moment.eventTime)
+    const out = decideOne(s, moment, input, displacedBy)
+    s = out.state
+    decisions.push(out.decision)
+  }
+  return { state: s, decisions }
+}
+
+function priority(catalog: Catalog, m: Moment): number {
+  return catalog.triggers[m.trigger]?.priority ?? 0
+}
+
+function decideOne(
+  state: PolicyState,
+  moment: Moment,
+  { customerId, profile, catalog, now }: DecideInput,
+  simultaneousHigherPriority: boolean,
+): { state: PolicyState; decision: Decision } {
+  const trigger = catalog.triggers[moment.trigger] as TriggerConfig
+  const policy = catalog.policy
+  const service = SERVICE_TRIGGERS.has(moment.trigger)
+  const eventTime = moment.eventTime
+  const decidedAt = now ?? eventTime
+  const ttl = trigger.ttl ?? policy.ttl
+  const expiresAt = eventTime + ttl
+  const channel = routeChannel(trigger.channels, profile, policy.channelOrder)
+
+  const base: Decision = {
+    id: decisionId(moment.trigger, customerId, moment.occurrence),
+    trigger: moment.trigger,
+    customerId,
+    ...(moment.cardId ? { cardId: moment.cardId } : {}),
+    outcome: 'suppressed',
+    ...(channel ? { channel } : {}),
+    eventTime: iso(eventTime),
+    decidedAt: iso(decidedAt),
+    expiresAt: iso(expiresAt),
+    ...(trigger.offer ? { offer: trigger.offer } : {}),
+    reason: moment.reason,
+    catalogVersion: catalog.version,
+    attributionWindowDays: Math.max(1, Math.round(trigger.attributionWindow / 86_400_000)),
+  }
+  const suppress = (by: SuppressedBy) => ({ state, decision: { ...base, outcome: 'suppressed' as const, suppressedBy: by } })
+
+  if (decidedAt >= expiresAt) return suppress('expired')
+  if (!channel) return suppress('consent')
+  if (!service) {
+    if (state.riskHoldUntil !== undefined && eventTime >= (state.riskHoldFrom ?? 0) && eventTime < state.riskHoldUntil)
+      return suppress('risk_hold')
+    const last = state.lastContact[moment.trigger]
+    if (last !== undefined && eventTime - last < (trigger.cooldown ?? policy.cooldown)) return suppress('cooldown')
+    const recent = state.contacts.filter((t) => eventTime - t < policy.capWindow)
+    if (recent.length >= policy.weeklyCap) return suppress(simultaneousHigherPriority && recent.some((t) => t === eventTime) ? "lower_priority" : "weekly_cap")
+  }
+
+  const counted: PolicyState = service
+    ? state
+    : {
+        ...state,
+        lastContact: { ...state.lastContact, [moment.trigger]: eventTime },
+        contacts: [...state.contacts.filter((t) => eventTime - t < policy.capWindow), eventTime],
+      }
+  const holdout = service ? 0 : (trigger.holdoutPercent ?? policy.holdoutPercent)
+  if (holdoutBucket(customerId, moment.trigger) < holdout * 100) return { state: counted, decision: { ...base, outcome: 'control' } }
+
+  const quiet = service ? null : policy.quietHours
+  const sendAt = quiet ? afterQuietHours(decidedAt, profile.timezone, quiet.start, quiet.end) : decidedAt
+  if (sendAt >= expiresAt) return suppress('expired')
+  return { state: counted, decision: { ...base, outcome: 'send', sendAt: iso(sendAt) } }
+}
+
+/** The preferred channel when the trigger uses it and consent holds, else the next consented one. */
+export function routeChannel(channels: Channel[], profile: CustomerProfile, order: Channel[]): Channel | undefined {
+  const preferred = profile.preferredChannel
+  if (preferred && channels.includes(preferred) && hasConsent(profile, preferred)) return preferred
+  const ranked = [...order.filter((c) => channels.includes(c)), ...channels.filter((c) => !order.includes(c))]
+  return ranked.find((c) => hasConsent(profile, c))
+}
+
+const iso = (ms: number) => new Date(ms).toISOString()

@@ -1,0 +1,370 @@
+import type { Catalog } from '../schemas/catalog.ts'
+import type { Decision } from '../schemas/decision.ts'
+import type { RiskAlert } from '../schemas/alert.ts'
+import type { DeadLetter } from '../schemas/deadLetter.ts'
+import type { InputEvent } from '../schemas/events.ts'
+import type { Effect, Moment, Operator, OperatorContext } from '../operators/types.ts'
+import { OPERATORS } from '../operators/index.ts'
+import { foldProfile, initialProfile } from '../operators/profile.ts'
+import { decide, initialPolicyState } from './policy.ts'
+import { deadLetter, type SourceCoordinates } from './decode.ts'
+import { alertId } from './ids.ts'
+import { TimerHeap } from './timers.ts'
+import type { CustomerRecord, OutboxRow, PendingWebhook, StateStore, TimerEntry } from './store/types.ts'
+
+/**
+ * Runs the operators and the decision step over one partition's stream, in event time.
+ * Per batch: load what it needs in one round trip, apply events and due timers in order, then
+ * commit state, timers, the applied offset and the outbox in one atomic step.
+ */
+
+export type StreamMessage =
+  | {
+      /** Position in this partition's stream; strictly increasing. */
+      offset: string
+      event: InputEvent
+      /** Where the event was first read, for dead letters of late events. */
+      source: SourceCoordinates
+    }
+  /** Bad input passes through so that its ClickHouse row is committed with the partition's outbox. */
+  | { offset: string; deadLetter: DeadLetter }
+
+type EventMessage = Extract<StreamMessage, { event: InputEvent }>
+
+export interface ProcessorOptions {
+  partition: number
+  store: StateStore
+  catalog: () => Catalog
+  /** Events older than the watermark by more than this are late: dead-lettered, not applied. */
+  allowedLateness: number
+  /** `replay` decides at event time; `run` at wall-clock time. */
+  mode: 'run' | 'replay'
+  clock?: () => number
+  outbox: { webhooks: boolean; alerts: boolean; rows: boolean }
+  operators?: readonly Operator<any, any>[]
+  /** Recent event ids remembered per customer for deduplication. */
+  seenPerCustomer?: number
+  /** Customers kept in the write-through cache before the oldest are dropped. */
+  maxCachedCustomers?: number
+}
+
+export interface BatchOutput {
+  decisions: Decision[]
+  alerts: RiskAlert[]
+  deadLetters: DeadLetter[]
+  applied: number
+  skipped: number
+  duplicates: number
+  late: number
+  timersFired: number
+}
+
+const NO_WATERMARK = -8.64e15
+const TIMER_SEPARATOR = '|'
+
+export class PartitionProcessor {
+  private readonly cache = new Map<string, CustomerRecord>()
+  private appliedOffset: string | null = null
+  private wm = NO_WATERMARK
+  private loaded = false
+  private paramsFor?: { version: string; params: Map<string, unknown> }
+  private readonly operators: readonly Operator<any, any>[]
+
+  constructor(private readonly opts: ProcessorOptions) {
+    this.operators = opts.operators ?? OPERATORS
+  }
+
+  get partition() {
+    return this.opts.partition
+  }
+
+  get watermark() {
+    return this.wm
+  }
+
+  /** Drops cached state, e.g. when the partition is revoked; the store stays the truth. */
+  reset() {
+    this.cache.clear()
+    this.loaded = false
+  }
+
+  async process(messages: StreamMessage[]): Promise<BatchOutput> {
+    let maxEventTime = NO_WATERMARK
+    const customerIds: string[] = []
+    for (const m of messages) {
+      if (!('event' in m)) continue
+      maxEventTime = Math.max(maxEventTime, Date.parse(m.event.occurredAt))
+      customerIds.push(m.event.customerId)
+    }
+    const batch = await this.begin(customerIds, Math.max(this.wm, maxEventTime - this.opts.allowedLateness))
+    for (const m of messages) {
+      if (this.appliedOffset !== null && BigInt(m.offset) <= BigInt(this.appliedOffset)) {
+        batch.out.skipped++
+        continue
+      }
+      if ('event' in m) batch.applyEvent(m)
+      else batch.out.deadLetters.push(m.deadLetter)
+    }
+    batch.fireTimers(this.wm)
+    return this.commit(batch, messages.length ? messages[messages.length - 1].offset : this.appliedOffset)
+  }
+
+  /** Moves the watermark forward with no event (end of input, or an idle live partition). */
+  async advanceTo(watermark: number): Promise<BatchOutput> {
+    const batch = await this.begin([], Math.max(this.wm, watermark))
+    this.wm = Math.max(this.wm, watermark)
+    batch.fireTimers(this.wm)
+    return this.commit(batch, this.appliedOffset)
+  }
+
+  private async begin(customerIds: string[], timersUpTo: number): Promise<Batch> {
+    const { store, partition } = this.opts
+    const missing = [...new Set(customerIds)].filter((id) => !this.cache.has(id))
+    const loaded = await store.load(partition, missing, timersUpTo)
+    if (!this.loaded) {
+      this.appliedOffset = loaded.appliedOffset
+      this.wm = Math.max(loaded.watermark, NO_WATERMARK)
+      this.loaded = true
+    }
+    for (const [id, rec] of loaded.customers) this.cache.set(id, rec)
+    // Timers may belong to customers with no event in this batch: fetch those too.
+    const timerOwners = [...new Set(loaded.timers.map((t) => customerOf(t.member)))].filter((id) => !this.cache.has(id))
+    if (timerOwners.length) {
+      const more = await store.load(partition, timerOwners, NO_WATERMARK)
+      for (const [id, rec] of more.customers) this.cache.set(id, rec)
+    }
+    return new Batch(this, loaded.timers)
+  }
+
+  private async commit(batch: Batch, offset: string | null): Promise<BatchOutput> {
+    const { store, partition, outbox } = this.opts
+    const timersSet: TimerEntry[] = []
+    const timersRemoved: string[] = []
+    for (const [member, at] of batch.timerChanges) at === null ? timersRemoved.push(member) : timersSet.push({ member, at })
+    const customers = new Map<string, CustomerRecord>()
+    for (const id of batch.changed) customers.set(id, this.cache.get(id)!)
+    const out = batch.out
+    const webhooks: PendingWebhook[] = outbox.webhooks
+      ? out.decisions.filter((d) => d.outcome === 'send').map((decision) => ({ decision, attempts: 0, dueAt: Date.parse(decision.sendAt!) }))
+      : []
+    const rows: OutboxRow[] = outbox.rows
+      ? [
+          ...out.decisions.map((row) => ({ table: 'decisions', row })),
+          ...out.alerts.map((row) => ({ table: 'alerts', row })),
+          ...out.deadLetters.map((row) => ({ table: 'dead_letters', row })),
+          ...batch.volumeRows(partition),
+        ]
+      : []
+    // A watermark that moved with nothing else need not be written: timers at or before it are gone.
+    const nothingChanged = offset === this.appliedOffset && !customers.size && !timersSet.length && !timersRemoved.length && !rows.length
+    if (!nothingChanged) {
+      await store.commit({
+        partition,
+        expectedOffset: this.appliedOffset,
+        offset,
+        watermark: this.wm,
+        customers,
+        timersSet,
+        timersRemoved,
+        webhooks,
+        alerts: outbox.alerts ? out.alerts : [],
+        rows,
+      })
+    }
+    this.appliedOffset = offset
+    this.evictIfFull()
+    return out
+  }
+
+  private evictIfFull() {
+    const max = this.opts.maxCachedCustomers ?? 200_000
+    if (this.cache.size <= max) return
+    const drop = this.cache.size - Math.floor(max * 0.9)
+    let i = 0
+    for (const id of this.cache.keys()) {
+      if (i++ >= drop) break
+      this.cache.delete(id)
+    }
+  }
+
+  // ——— used by Batch ———
+
+  record(customerId: string): CustomerRecord {
+    let rec = this.cache.get(customerId)
+    if (!rec) {
+      rec = { v: 1, seen: [], profile: initialProfile(), policy: initialPolicyState(), ops: {} }
+      this.cache.set(customerId, rec)
+    }
+    return rec
+  }
+
+  setWatermark(wm: number) {
+    this.wm = Math.max(this.wm, wm)
+  }
+
+  get options() {
+    return this.opts
+  }
+
+  get ops() {
+    return this.operators
+  }
+
+  params(op: Operator): unknown {
+    const catalog = this.opts.catalog()
+    if (this.paramsFor?.version !== catalog.version) this.paramsFor = { version: catalog.version, params: new Map() }
+    let p = this.paramsFor.params.get(op.name)
+    if (p === undefined) {
+      const trigger = op.triggers.map((t) => catalog.triggers[t]).find(Boolean)
+      p = op.parseParams(trigger?.params ?? {})
+      this.paramsFor.params.set(op.name, p)
+    }
+    return p
+  }
+}
+
+/** The working set of one batch: timers due, what changed, and what it produced. */
+class Batch {
+  readonly out: BatchOutput = { decisions: [], alerts: [], deadLetters: [], applied: 0, skipped: 0, duplicates: 0, late: 0, timersFired: 0 }
+  readonly changed = new Set<string>()
+  /** Final timer state per member touched in this batch: due time, or null when removed. */
+  readonly timerChanges = new Map<string, number | null>()
+  private readonly timers = new TimerHeap()
+  private readonly volume = new Map<string, { hour: string; type: string; events: number; firstOffset: string }>()
+
+  constructor(
+    private readonly p: PartitionProcessor,
+    due: TimerEntry[],
+  ) {
+    for (const t of due) this.timers.set(t.member, t.at)
+  }
+
+  applyEvent(m: EventMessage) {
+    const { event } = m
+    const opts = this.p.options
+    const rec = this.p.record(event.customerId)
+    if (rec.seen.includes(event.eventId)) {
+      this.out.duplicates++
+      return
+    }
+    const at = Date.parse(event.occurredAt)
+    if (at < this.p.watermark) {
+      this.out.late++
+      const reason = `event time ${event.occurredAt} is behind the watermark ${new Date(this.p.watermark).toISOString()} by more than the allowed lateness`
+      this.out.deadLetters.push(deadLetter(Buffer.from(JSON.stringify(event)), m.source, 'late_event', reason, '$.occurredAt', opts.mode === 'run' ? (opts.clock ?? Date.now)() : null))
+      return
+    }
+    this.out.applied++
+    this.countVolume(event, at, m.offset)
+    rec.seen.push(event.eventId)
+    if (rec.seen.length > (opts.seenPerCustomer ?? 64)) rec.seen.shift()
+    rec.profile = foldProfile(rec.profile, event)
+    this.changed.add(event.customerId)
+    const moments: Moment[] = []
+    for (const op of this.p.ops) {
+      const result = op.onEvent(rec.ops[op.name] ?? op.initial(), event, at, this.context(op, event.customerId, rec))
+      rec.ops[op.name] = result.state
+      this.effects(op, event.customerId, rec, result.effects, moments, event.eventId)
+    }
+    this.decide(event.customerId, rec, moments)
+    this.p.setWatermark(at - opts.allowedLateness)
+    this.fireTimers(this.p.watermark)
+  }
+
+  /** Fires every timer due by `upTo`, earliest first; timers may set new ones that are due too. */
+  fireTimers(upTo: number) {
+    let t: TimerEntry | undefined
+    while ((t = this.timers.popDue(upTo))) {
+      this.out.timersFired++
+      this.timerChanges.set(t.member, null)
+      const customerId = customerOf(t.member)
+      const rest = t.member.slice(customerId.length + 1)
+      const opName = rest.slice(0, rest.indexOf(':'))
+      const key = rest.slice(opName.length + 1)
+      const op = this.p.ops.find((o) => o.name === opName)
+      if (!op?.onTimer) continue
+      const rec = this.p.record(customerId)
+      const result = op.onTimer(rec.ops[op.name] ?? op.initial(), { key, at: t.at }, this.context(op, customerId, rec))
+      rec.ops[op.name] = result.state
+      this.changed.add(customerId)
+      const moments: Moment[] = []
+      this.effects(op, customerId, rec, result.effects, moments)
+      this.decide(customerId, rec, moments)
+    }
+  }
+
+  private context(op: Operator, customerId: string, rec: CustomerRecord): OperatorContext {
+    return { customerId, profile: rec.profile, params: this.p.params(op) }
+  }
+
+  private effects(op: Operator, customerId: string, rec: CustomerRecord, effects: Effect[] | undefined, moments: Moment[], cause?: string) {
+    if (!effects) return
+    const catalog = this.p.options.catalog()
+    for (const e of effects) {
+      if (e.kind === 'setTimer' || e.kind === 'cancelTimer') {
+        const member = `${customerId}${TIMER_SEPARATOR}${op.name}:${e.key}`
+        if (e.kind === 'setTimer') this.timers.set(member, e.at)
+        else this.timers.delete(member)
+        this.timerChanges.set(member, e.kind === 'setTimer' ? e.at : null)
+      } else if (e.kind === 'moment') {
+        moments.push(cause ? { ...e, causeEventId: cause } : e)
+      } else {
+        const alert: RiskAlert = {
+          id: alertId(e.alertKind, customerId, e.occurrence),
+          kind: e.alertKind,
+          severity: e.severity,
+          score: e.score,
+          customerId,
+          ...(e.cardId ? { cardId: e.cardId } : {}),
+          eventTime: new Date(e.eventTime).toISOString(),
+          detectedAt: new Date(this.decisionTime(e.eventTime)).toISOString(),
+          evidence: e.evidence,
+          ruleVersion: catalog.version,
+        }
+        this.out.alerts.push(alert)
+        if (e.severity === 'high' || e.severity === 'critical') {
+          // Holds marketing from the alerting event on, including moments that event itself caused.
+          const until = e.eventTime + catalog.policy.riskHold
+          rec.policy = { ...rec.policy, riskHoldFrom: Math.min(rec.policy.riskHoldFrom ?? e.eventTime, e.eventTime), riskHoldUntil: Math.max(rec.policy.riskHoldUntil ?? 0, until) }
+        }
+      }
+    }
+  }
+
+  private decide(customerId: string, rec: CustomerRecord, moments: Moment[]) {
+    if (!moments.length) return
+    const opts = this.p.options
+    const { state, decisions } = decide(rec.policy, moments, {
+      customerId,
+      profile: rec.profile,
+      catalog: opts.catalog(),
+      now: opts.mode === 'run' ? (opts.clock ?? Date.now)() : undefined,
+    })
+    rec.policy = state
+    this.out.decisions.push(...decisions)
+  }
+
+  private decisionTime(eventTime: number) {
+    const opts = this.p.options
+    return opts.mode === 'run' ? (opts.clock ?? Date.now)() : eventTime
+  }
+
+  private countVolume(event: InputEvent, at: number, offset: string) {
+    const hour = new Date(Math.floor(at / 3_600_000) * 3_600_000).toISOString()
+    const key = `${hour}|${event.type}`
+    const v = this.volume.get(key)
+    if (v) v.events++
+    else this.volume.set(key, { hour, type: event.type, events: 1, firstOffset: offset })
+  }
+
+  volumeRows(partition: number): OutboxRow[] {
+    return [...this.volume.values()].map((v) => ({
+      table: 'event_volume',
+      row: { id: `${partition}:${v.firstOffset}:${v.hour}:${v.type}`, hour: v.hour, type: v.type, events: v.events },
+    }))
+  }
+}
+
+function customerOf(member: string): string {
+  return member.slice(0, member.indexOf(TIMER_SEPARATOR))
+}

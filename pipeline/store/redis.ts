@@ -1,0 +1,345 @@
+import { readFileSync } from 'node:fs'
+import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis'
+import type { RiskAlert } from '../../schemas/alert.ts'
+import { StoreKeys } from './keys.ts'
+import {
+  FencedError,
+  type BatchCommit,
+  type CustomerRecord,
+  type LoadedBatch,
+  type OutboxRow,
+  type PendingWebhook,
+  type StateStore,
+  type TimerEntry,
+} from './types.ts'
+
+/**
+ * The live state store: one partition's state in Redis keys that share a hash tag (keys.ts), every
+ * multi-key write one Lua script (lua/), every read of a batch one pipelined round trip.
+ */
+
+export interface RedisStoreOptions {
+  /** Namespace of every key; a fresh one per test keeps runs apart. */
+  prefix: string
+}
+
+export interface RedisConnectOptions extends RedisStoreOptions {
+  /** How long `connect` waits for a ready connection before giving up (ms). */
+  readyTimeoutMs?: number
+  /** Extra ioredis options (TLS, username, commandTimeout…); the retry strategy is ours. */
+  redisOptions?: RedisOptions
+  /** Connection errors once connected; ioredis reconnects by itself, commands fail to their callers. */
+  onError?: (err: Error) => void
+}
+
+/** Redis did not become ready in time: retriable (start it, or wait), and said in one line. */
+export class RedisUnreachableError extends Error {
+  readonly retriable = true
+  constructor(url: string, reason: string) {
+    super(`cannot reach Redis at ${url} (${reason}): start Redis or set REDIS_URL`)
+    this.name = 'RedisUnreachableError'
+  }
+}
+
+// --- scripts -------------------------------------------------------------------------------
+
+const SCRIPT_FILES = {
+  commitBatch: 'commitBatch-7.lua',
+  finishWebhook: 'finishWebhook-3.lua',
+  retryWebhook: 'retryWebhook-2.lua',
+} as const
+type ScriptName = keyof typeof SCRIPT_FILES
+
+type ScriptFn = (keys: string[], argv: string[]) => Promise<unknown>
+
+/** Return codes of commitBatch-7.lua, mapped to a result in one place. */
+type CommitReply = [0] | [1, string]
+type CommitResult = { ok: true } | { ok: false; found: string | null }
+
+function commitResult(reply: unknown): CommitResult {
+  const r = reply as CommitReply
+  if (r[0] === 0) return { ok: true }
+  if (r[0] === 1) return { ok: false, found: decodeOffset(r[1]) }
+  throw new Error(`commitBatch returned an unknown reply ${JSON.stringify(reply)}`)
+}
+
+/** Offsets cross into Lua as strings: '' is null, '=' + offset otherwise (so '' stays a valid offset). */
+const encodeOffset = (o: string | null) => (o === null ? '' : `=${o}`)
+const decodeOffset = (s: string) => (s === '' ? null : s.slice(1))
+
+/** A zset bound from a JS time; ±Infinity are legal bounds, NaN is a bug. */
+function bound(t: number): string {
+  if (t === Infinity) return '+inf'
+  if (t === -Infinity) return '-inf'
+  if (Number.isNaN(t)) throw new TypeError('time bound is NaN')
+  return String(t)
+}
+
+/** A zset score that must be stored: finite, or the script would fail half-way through a write. */
+function score(t: number, what: string): string {
+  if (!Number.isFinite(t)) throw new TypeError(`${what} must be a finite epoch ms, got ${t}`)
+  return String(t)
+}
+
+let luaSources: Record<ScriptName, string> | undefined
+function lua(): Record<ScriptName, string> {
+  luaSources ??= Object.fromEntries(
+    Object.entries(SCRIPT_FILES).map(([name, file]) => [name, readFileSync(new URL(`./lua/${file}`, import.meta.url), 'utf8')]),
+  ) as Record<ScriptName, string>
+  return luaSources
+}
+
+// --- the store -----------------------------------------------------------------------------
+
+type Client = Redis | Cluster
+
+export class RedisStore implements StateStore {
+  readonly keys: StoreKeys
+  private readonly scripts: Record<ScriptName, ScriptFn>
+  private owned = false
+
+  /** Uses `redis` as given; `close()` leaves a connection it did not open alone. */
+  constructor(
+    readonly redis: Client,
+    opts: RedisStoreOptions,
+  ) {
+    this.keys = new StoreKeys(opts.prefix)
+    const sources = lua()
+    const scripts = {} as Record<ScriptName, ScriptFn>
+    for (const name of Object.keys(SCRIPT_FILES) as ScriptName[]) {
+      const numberOfKeys = Number(/-(\d+)\.lua$/.exec(SCRIPT_FILES[name])![1])
+      const command = `cardpulse_${name}`
+      redis.defineCommand(command, { lua: sources[name], numberOfKeys })
+      // ioredis flattens array arguments, so keys and argv go as two arrays (no spread limit).
+      const fn = (redis as unknown as Record<string, (...a: string[][]) => Promise<unknown>>)[command]
+      scripts[name] = (keys, argv) => fn.call(redis, keys, argv)
+    }
+    this.scripts = scripts
+  }
+
+  /**
+   * Opens a connection and waits until it is ready. `redis://` and `rediss://` URLs give one
+   * client; `redis-cluster://[user:pass@]h1:p1,h2:p2` gives a Cluster. Gives up after
+   * `readyTimeoutMs` (default 10 s) with a RedisUnreachableError of one line.
+   */
+  static async connect(url: string, opts: RedisConnectOptions): Promise<RedisStore> {
+    const client = createClient(url, opts.redisOptions ?? {})
+    let connected = false
+    client.on('error', (err: Error) => {
+      if (connected) opts.onError?.(err)
+    })
+    try {
+      await waitReady(client, redactUrl(url), opts.readyTimeoutMs ?? 10_000)
+    } catch (err) {
+      client.disconnect()
+      throw err
+    }
+    connected = true
+    const store = new RedisStore(client, opts)
+    store.owned = true
+    return store
+  }
+
+  async load(partition: number, customerIds: string[], timersUpTo: number): Promise<LoadedBatch> {
+    const k = this.keys.partition(partition)
+    const p = this.redis.pipeline()
+    p.hmget(k.meta, 'appliedOffset', 'watermark')
+    if (customerIds.length) p.hmget(k.customers, ...customerIds) // HMGET needs at least one field
+    p.zrangebyscore(k.timers, '-inf', bound(timersUpTo), 'WITHSCORES')
+    const replies = results(await p.exec())
+
+    const [offset, watermark] = replies[0] as (string | null)[]
+    const customers = new Map<string, CustomerRecord>()
+    if (customerIds.length) {
+      const records = replies[1] as (string | null)[]
+      customerIds.forEach((id, i) => {
+        if (records[i] !== null) customers.set(id, JSON.parse(records[i]!))
+      })
+    }
+    // Equal scores come back in member order, which is the (at, member) order of the contract.
+    const flat = replies[replies.length - 1] as string[]
+    const timers: TimerEntry[] = []
+    for (let i = 0; i < flat.length; i += 2) timers.push({ member: flat[i], at: Number(flat[i + 1]) })
+
+    return { appliedOffset: offset, watermark: watermark === null ? -Infinity : Number(watermark), customers, timers }
+  }
+
+  async commit(b: BatchCommit): Promise<void> {
+    const k = this.keys.partition(b.partition)
+    const customers: string[] = []
+    for (const [id, rec] of b.customers) customers.push(id, JSON.stringify(rec))
+    const timersSet: string[] = []
+    for (const t of b.timersSet) timersSet.push(t.member, score(t.at, `timer ${t.member}`))
+    const webhooks: string[] = []
+    for (const w of b.webhooks) webhooks.push(w.decision.id, score(w.dueAt, `webhook ${w.decision.id} dueAt`), JSON.stringify(w))
+    const argv = [
+      encodeOffset(b.expectedOffset),
+      encodeOffset(b.offset),
+      String(b.watermark),
+      String(b.customers.size),
+      String(b.timersSet.length),
+      String(b.timersRemoved.length),
+      String(b.webhooks.length),
+      String(b.alerts.length),
+      String(b.rows.length),
+      ...customers,
+      ...timersSet,
+      ...b.timersRemoved,
+      ...webhooks,
+      ...b.alerts.map((a) => JSON.stringify(a)),
+      ...b.rows.map((r) => JSON.stringify(r)),
+    ]
+    const keys = [k.meta, k.customers, k.timers, k.rows, k.alerts, k.webhooksDue, k.webhooksBody]
+    const result = commitResult(await this.scripts.commitBatch(keys, argv))
+    if (!result.ok) throw new FencedError(b.partition, b.expectedOffset, result.found)
+  }
+
+  async peekRows(partition: number, max: number): Promise<OutboxRow[]> {
+    return this.peek(this.keys.partition(partition).rows, max)
+  }
+
+  async ackRows(partition: number, count: number): Promise<void> {
+    await this.ack(this.keys.partition(partition).rows, count)
+  }
+
+  async peekAlerts(partition: number, max: number): Promise<RiskAlert[]> {
+    return this.peek(this.keys.partition(partition).alerts, max)
+  }
+
+  async ackAlerts(partition: number, count: number): Promise<void> {
+    await this.ack(this.keys.partition(partition).alerts, count)
+  }
+
+  async dueWebhooks(partition: number, now: number, max: number): Promise<PendingWebhook[]> {
+    if (max <= 0) return []
+    const k = this.keys.partition(partition)
+    // Ties on dueAt come back in decisionId order, as in the memory store.
+    const ids = await this.redis.zrangebyscore(k.webhooksDue, '-inf', bound(now), 'LIMIT', 0, max)
+    if (!ids.length) return []
+    const bodies = await this.redis.hmget(k.webhooksBody, ...ids)
+    // A body gone between the two reads was finished meanwhile: not due any more.
+    return bodies.filter((b): b is string => b !== null).map((b) => JSON.parse(b) as PendingWebhook)
+  }
+
+  async finishWebhook(partition: number, decisionId: string, row: OutboxRow): Promise<void> {
+    const k = this.keys.partition(partition)
+    await this.scripts.finishWebhook([k.webhooksDue, k.webhooksBody, k.rows], [decisionId, JSON.stringify(row)])
+  }
+
+  async retryWebhook(partition: number, pending: PendingWebhook): Promise<void> {
+    const k = this.keys.partition(partition)
+    const id = pending.decision.id
+    await this.scripts.retryWebhook([k.webhooksDue, k.webhooksBody], [id, score(pending.dueAt, `webhook ${id} dueAt`), JSON.stringify(pending)])
+  }
+
+  /** Closes the connection if `connect` opened it. */
+  async close(): Promise<void> {
+    if (!this.owned) return
+    this.owned = false
+    if (this.redis.status === 'ready') {
+      try {
+        await this.redis.quit()
+        return
+      } catch {
+        // fall through: drop the socket
+      }
+    }
+    this.redis.disconnect()
+  }
+
+  private async peek<T>(key: string, max: number): Promise<T[]> {
+    if (max <= 0) return [] // LRANGE 0 -1 would mean everything
+    const items = await this.redis.lrange(key, 0, max - 1)
+    return items.map((s) => JSON.parse(s) as T)
+  }
+
+  private async ack(key: string, count: number): Promise<void> {
+    if (count <= 0) return
+    await this.redis.ltrim(key, count, -1)
+  }
+}
+
+/** Replies of a pipeline, or its first error. */
+function results(replies: [Error | null, unknown][] | null): unknown[] {
+  if (!replies) throw new Error('Redis pipeline was aborted')
+  return replies.map(([err, value]) => {
+    if (err) throw err
+    return value
+  })
+}
+
+// --- connecting ----------------------------------------------------------------------------
+
+/** Reconnect quickly at first, then every ~2 s; never give up (the owner decides when to stop). */
+const retryStrategy = (times: number) => Math.min(2000, 100 * 2 ** Math.min(times - 1, 5)) + Math.floor(Math.random() * 100)
+
+const CLUSTER_SCHEME = 'redis-cluster://'
+
+function createClient(url: string, redisOptions: RedisOptions): Client {
+  if (!url.startsWith(CLUSTER_SCHEME)) return new Redis(url, { ...redisOptions, retryStrategy })
+
+  const rest = url.slice(CLUSTER_SCHEME.length).replace(/\/.*$/, '')
+  const at = rest.lastIndexOf('@')
+  const auth: RedisOptions = {}
+  if (at >= 0) {
+    const [user, pass] = rest.slice(0, at).split(':', 2).map(decodeURIComponent)
+    if (user) auth.username = user
+    if (pass) auth.password = pass
+  }
+  const nodes: ClusterNode[] = rest
+    .slice(at + 1)
+    .split(',')
+    .filter(Boolean)
+    .map((hp) => {
+      const i = hp.lastIndexOf(':')
+      return i < 0 ? { host: hp, port: 6379 } : { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) }
+    })
+  if (!nodes.length) throw new Error(`no nodes in ${redactUrl(url)}`)
+  const { retryStrategy: _ignored, ...perNode } = redisOptions
+  return new Cluster(nodes, { clusterRetryStrategy: retryStrategy, redisOptions: { ...perNode, ...auth } })
+}
+
+function waitReady(client: Client, url: string, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    let last: unknown
+    const onError = (err: unknown) => {
+      last = err
+    }
+    const onReady = () => {
+      done()
+      resolve()
+    }
+    const timer = setTimeout(() => {
+      done()
+      reject(new RedisUnreachableError(url, reasonOf(last)))
+    }, timeoutMs)
+    const done = () => {
+      clearTimeout(timer)
+      client.off('error', onError)
+      client.off('ready', onReady)
+    }
+    client.on('error', onError)
+    client.on('ready', onReady)
+  })
+}
+
+/** The most telling short cause of a connection error: an errno code, else its first line. */
+function reasonOf(err: unknown): string {
+  if (!err) return 'no reply'
+  if (typeof err !== 'object') return String(err)
+  const e = err as { code?: unknown; lastNodeError?: unknown; errors?: unknown[]; message?: unknown }
+  if (typeof e.code === 'string') return e.code
+  if ('lastNodeError' in e) {
+    // A cluster's node connections close before their socket error surfaces.
+    const r = e.lastNodeError ? reasonOf(e.lastNodeError) : ''
+    return r && r !== 'Connection is closed.' ? r : 'no cluster node reachable'
+  }
+  if (Array.isArray(e.errors) && e.errors.length) return reasonOf(e.errors[0])
+  return String(e.message ?? err).split('\n')[0]
+}
+
+/** The URL without its password, fit for a log line. */
+function redactUrl(url: string): string {
+  return url.replace(/(\/\/[^:@/]*:)[^@/]*@/, '$1***@')
+}

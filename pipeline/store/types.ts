@@ -1,0 +1,99 @@
+import type { Decision } from '../../schemas/decision.ts'
+import type { RiskAlert } from '../../schemas/alert.ts'
+import type { CustomerProfile } from '../../operators/types.ts'
+import type { PolicyState } from '../policy.ts'
+
+/**
+ * Durable keyed state, owned by partition. One implementation keeps it in Redis (the live pipeline),
+ * one in memory (demo, replay, tests); both pass the same contract suite (test/store.contract.test.ts).
+ */
+
+export interface CustomerRecord {
+  v: 1
+  /** Recent event ids, newest last, bounded: a repeated eventId is processed once. */
+  seen: string[]
+  profile: CustomerProfile
+  policy: PolicyState
+  /** Each operator's own state, by operator name. */
+  ops: Record<string, unknown>
+}
+
+/** A pending event-time timer; `member` is `<customerId>|<operator>:<key>`. */
+export interface TimerEntry {
+  member: string
+  at: number
+}
+
+/** A row for ClickHouse, by table name. */
+export interface OutboxRow {
+  table: string
+  row: Record<string, unknown>
+}
+
+export interface PendingWebhook {
+  decision: Decision
+  attempts: number
+  /** When to try next (epoch ms). */
+  dueAt: number
+}
+
+export interface PartitionMeta {
+  /** The last source offset whose effects are committed; events at or below it are skipped. */
+  appliedOffset: string | null
+  watermark: number
+}
+
+export interface LoadedBatch extends PartitionMeta {
+  customers: Map<string, CustomerRecord>
+  /** Timers due at or before the requested time, ordered by (at, member). */
+  timers: TimerEntry[]
+}
+
+export interface BatchCommit {
+  partition: number
+  /** The applied offset this commit expects to replace: a mismatch means another owner moved on. */
+  expectedOffset: string | null
+  offset: string | null
+  watermark: number
+  customers: Map<string, CustomerRecord>
+  timersSet: TimerEntry[]
+  timersRemoved: string[]
+  webhooks: PendingWebhook[]
+  alerts: RiskAlert[]
+  rows: OutboxRow[]
+}
+
+/** Raised when a commit finds the partition's applied offset moved: this instance no longer owns it. */
+export class FencedError extends Error {
+  readonly retriable = false
+  override readonly name = 'FencedError'
+  constructor(
+    readonly partition: number,
+    readonly expected: string | null,
+    readonly found: string | null,
+  ) {
+    super(`partition ${partition} moved on (expected applied offset ${expected}, found ${found}); another consumer owns it`)
+  }
+}
+
+export interface StateStore {
+  /** Partition metadata, the customers asked for (absent ones are new) and the timers due by `timersUpTo`. */
+  load(partition: number, customerIds: string[], timersUpTo: number): Promise<LoadedBatch>
+  /** Writes everything of one batch atomically, or nothing (FencedError on an offset mismatch). */
+  commit(batch: BatchCommit): Promise<void>
+
+  /** Outbox: ClickHouse rows and alerts in commit order; `ack` removes the first n taken. */
+  peekRows(partition: number, max: number): Promise<OutboxRow[]>
+  ackRows(partition: number, count: number): Promise<void>
+  peekAlerts(partition: number, max: number): Promise<RiskAlert[]>
+  ackAlerts(partition: number, count: number): Promise<void>
+
+  /** Webhooks due by `now`, oldest first. */
+  dueWebhooks(partition: number, now: number, max: number): Promise<PendingWebhook[]>
+  /** Ends a webhook (delivered, expired or dead) and records its delivery row, atomically. */
+  finishWebhook(partition: number, decisionId: string, row: OutboxRow): Promise<void>
+  /** Reschedules a webhook after a retriable failure. */
+  retryWebhook(partition: number, pending: PendingWebhook): Promise<void>
+
+  close(): Promise<void>
+}

@@ -1,0 +1,84 @@
+import type { TimerEntry } from './store/types.ts'
+
+/** Event-time timers of one partition: a min-heap on (at, member) with lazy deletion. */
+export class TimerHeap {
+  private heap: TimerEntry[] = []
+  readonly due = new Map<string, number>()
+
+  set(member: string, at: number) {
+    this.due.set(member, at)
+    this.push({ member, at })
+    // Re-armed timers leave stale entries behind; rebuild before they outnumber the live ones.
+    if (this.heap.length > 2 * this.due.size + 1024) this.compact()
+  }
+
+  private compact() {
+    this.heap = []
+    for (const [member, at] of this.due) this.push({ member, at })
+  }
+
+  delete(member: string) {
+    this.due.delete(member) // stale heap entries are skipped when they surface
+  }
+
+  /** Removes and returns the earliest live timer due by `upTo`. */
+  popDue(upTo: number): TimerEntry | undefined {
+    while (this.heap.length && this.heap[0].at <= upTo) {
+      const top = this.pop()
+      if (this.due.get(top.member) !== top.at) continue
+      this.due.delete(top.member)
+      return top
+    }
+    return undefined
+  }
+
+  /** Live timers due by `upTo`, in (at, member) order, left in place. */
+  peekDue(upTo: number): TimerEntry[] {
+    const out: TimerEntry[] = []
+    let t: TimerEntry | undefined
+    while ((t = this.popDue(upTo))) out.push(t)
+    for (const e of out) this.set(e.member, e.at)
+    return out
+  }
+
+  get size() {
+    return this.due.size
+  }
+
+  private less(a: TimerEntry, b: TimerEntry) {
+    return a.at < b.at || (a.at === b.at && a.member < b.member)
+  }
+
+  private push(t: TimerEntry) {
+    const h = this.heap
+    h.push(t)
+    let i = h.length - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (!this.less(h[i], h[parent])) break
+      ;[h[i], h[parent]] = [h[parent], h[i]]
+      i = parent
+    }
+  }
+
+  private pop(): TimerEntry {
+    const h = this.heap
+    const top = h[0]
+    const last = h.pop()!
+    if (h.length) {
+      h[0] = last
+      let i = 0
+      for (;;) {
+        const l = 2 * i + 1
+        const r = l + 1
+        let m = i
+        if (l < h.length && this.less(h[l], h[m])) m = l
+        if (r < h.length && this.less(h[r], h[m])) m = r
+        if (m === i) break
+        ;[h[i], h[m]] = [h[m], h[i]]
+        i = m
+      }
+    }
+    return top
+  }
+}

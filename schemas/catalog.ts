@@ -1,0 +1,54 @@
+import { z } from 'zod'
+import { Channel } from './events.ts'
+import { Duration } from './duration.ts'
+import { Offer } from './decision.ts'
+
+/**
+ * The trigger catalogue: which moments become touchpoints, and the contact policy around them.
+ * Marketers edit it as YAML; every field a marketer may want to tune is data here, not code.
+ */
+
+const clock = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be a local time like 21:00')
+
+export const Goal = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('lifecycle'), stage: z.string() }),
+  z.object({ kind: z.literal('transaction'), minAmount: z.number().nonnegative().default(0), crossBorder: z.boolean().default(false) }),
+  z.object({ kind: z.literal('app'), name: z.string() }),
+])
+export type Goal = z.infer<typeof Goal>
+
+export const Policy = z.object({
+  cooldown: Duration.prefault('7d'),
+  weeklyCap: z.number().int().nonnegative().default(3),
+  capWindow: Duration.prefault('7d'),
+  quietHours: z.object({ start: clock, end: clock }).nullable().default({ start: '21:00', end: '09:00' }),
+  holdoutPercent: z.number().min(0).max(100).default(10),
+  riskHold: Duration.prefault('72h'),
+  ttl: Duration.prefault('48h'),
+  channelOrder: z.array(Channel).min(1).default(['push', 'app_banner', 'sms', 'call']),
+})
+export type Policy = z.infer<typeof Policy>
+
+export const TriggerConfig = z.object({
+  enabled: z.boolean().default(true),
+  description: z.string().optional(),
+  /** Higher wins among moments of one customer at the same event time. */
+  priority: z.number().int().min(0).max(1000).default(50),
+  /** Trigger-specific thresholds and windows, validated by the operator that owns the trigger. */
+  params: z.record(z.string(), z.unknown()).default({}),
+  channels: z.array(Channel).min(1).default(['push', 'sms']),
+  offer: Offer.optional(),
+  goal: Goal,
+  attributionWindow: Duration,
+  cooldown: Duration.optional(),
+  holdoutPercent: z.number().min(0).max(100).optional(),
+  ttl: Duration.optional(),
+})
+export type TriggerConfig = z.infer<typeof TriggerConfig>
+
+export const Catalog = z.object({
+  version: z.string().min(1, 'give the catalogue a version, e.g. "2026-11-28.1"'),
+  policy: Policy.prefault({}),
+  triggers: z.record(z.string(), TriggerConfig),
+})
+export type Catalog = z.infer<typeof Catalog>

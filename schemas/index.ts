@@ -1,0 +1,5 @@
+export * from './events.ts'
+export * from './decision.ts'
+export * from './alert.ts'
+export * from './deadLetter.ts'
+export * from './catalog.ts'

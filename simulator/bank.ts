@@ -1,0 +1,141 @@
+import type { AppEvent, InputEvent, LifecycleEvent, TransactionEvent, Channel } from '../schemas/events.ts'
+
+/**
+ * A synthetic bank: customers applying for cards, activating (or not), spending, going quiet,
+ * withdrawing consent. Deterministic for a seed, so tests, benchmarks and the demo are repeatable.
+ */
+
+export interface BankOptions {
+  customers: number
+  /** First day of the simulated period (UTC midnight). */
+  start: Date
+  days: number
+  seed: number
+}
+
+const HOUR = 3_600_000
+const DAY = 24 * HOUR
+
+const CITIES = [
+  { city: 'Shanghai', lat: 31.23, lon: 121.47 },
+  { city: 'Beijing', lat: 39.9, lon: 116.4 },
+  { city: 'Shenzhen', lat: 22.54, lon: 114.06 },
+  { city: 'Chengdu', lat: 30.66, lon: 104.06 },
+  { city: 'Hangzhou', lat: 30.27, lon: 120.16 },
+]
+const MERCHANTS = [
+  { id: 'm_grocer', name: 'FreshMart', mcc: '5411' },
+  { id: 'm_cafe', name: 'Lucky Coffee', mcc: '5814' },
+  { id: 'm_fuel', name: 'Sinopec Station', mcc: '5541' },
+  { id: 'm_mall', name: 'Grand Mall', mcc: '5311' },
+  { id: 'm_air', name: 'Eastern Air', mcc: '4511' },
+  { id: 'm_elec', name: 'Digital City', mcc: '5732' },
+  { id: 'm_dine', name: 'Hotpot House', mcc: '5812' },
+]
+const SEGMENTS = ['mass', 'mass', 'mass', 'affluent', 'young_professional', 'student']
+const CHANNELS: Channel[] = ['sms', 'push', 'push', 'app_banner']
+
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** All events of the simulated period, sorted by event time (ties by eventId). */
+export function simulateBank(opts: BankOptions): InputEvent[] {
+  const random = mulberry32(opts.seed)
+  const pick = <T>(list: T[]) => list[Math.floor(random() * list.length)]
+  const end = opts.start.getTime() + opts.days * DAY
+  const events: InputEvent[] = []
+  let seq = 0
+  const iso = (ms: number) => new Date(Math.round(ms)).toISOString()
+  const id = (prefix: string) => `${prefix}-${opts.seed}-${(++seq).toString(36)}`
+
+  for (let n = 0; n < opts.customers; n++) {
+    const customerId = `cust_${String(n).padStart(6, '0')}`
+    const cardId = `tok_${(opts.seed * 7919 + n).toString(36)}`
+    const home = pick(CITIES)
+    const lifecycle = (stage: LifecycleEvent['stage'], at: number, extra: Partial<LifecycleEvent> = {}) => {
+      if (at < end) events.push({ type: 'lifecycle', eventId: id('lc'), occurredAt: iso(at), customerId, cardId, stage, ...extra })
+    }
+    const app = (name: AppEvent['name'], at: number, extra: Partial<AppEvent> = {}) => {
+      if (at < end) events.push({ type: 'app', eventId: id('app'), occurredAt: iso(at), customerId, name, ...extra } as AppEvent)
+    }
+
+    const appliedAt = opts.start.getTime() + random() * Math.min(opts.days * 0.6, 60) * DAY
+    const birth = new Date(Date.UTC(1960 + Math.floor(random() * 45), Math.floor(random() * 12), 1 + Math.floor(random() * 28)))
+    lifecycle('applied', appliedAt, {
+      product: random() < 0.3 ? 'platinum' : 'classic',
+      profile: {
+        birthDate: birth.toISOString().slice(0, 10),
+        timezone: 'Asia/Shanghai',
+        homeCity: home.city,
+        homeCountry: 'CN',
+        homeLat: home.lat,
+        homeLon: home.lon,
+        segment: pick(SEGMENTS),
+        preferredChannel: pick(CHANNELS),
+      },
+    })
+    if (random() < 0.1) {
+      lifecycle('declined', appliedAt + (2 + random() * 20) * HOUR)
+      continue
+    }
+    const approvedAt = appliedAt + (1 + random() * 30) * HOUR
+    const creditLimit = pick([5000, 10000, 20000, 50000])
+    lifecycle('approved', approvedAt, { creditLimit })
+    lifecycle('issued', approvedAt + (20 + random() * 30) * HOUR)
+    const r = random()
+    // Most activate within three days, some later (after a reminder would go out), some never.
+    const activatedAt = r < 0.6 ? approvedAt + (2 + random() * 60) * HOUR : r < 0.85 ? approvedAt + (80 + random() * 200) * HOUR : undefined
+    if (random() < 0.05) app('consent_changed', approvedAt + random() * 48 * HOUR, { attributes: { channel: 'all', granted: false } })
+    if (activatedAt === undefined) continue
+    lifecycle('activated', activatedAt)
+    if (random() < 0.5) lifecycle('bound', activatedAt + (1 + random() * 120) * HOUR, { attributes: { wallet: pick(['alipay', 'wechat', 'applepay']) } })
+    app('login', activatedAt + random() * 2 * HOUR, { deviceId: `dev_${n}` })
+
+    // Spending: a daily rate per customer; some go quiet after a while.
+    const rate = 0.2 + random() * 1.5
+    const quietFrom = random() < 0.2 ? activatedAt + (5 + random() * 30) * DAY : Infinity
+    let t = activatedAt + random() * 3 * DAY
+    while (t < end && t < quietFrom) {
+      const merchant = pick(MERCHANTS)
+      const amount = Math.round(Math.exp(3 + random() * 4) * 100) / 100
+      const tx: TransactionEvent = {
+        type: 'transaction',
+        eventId: id('tx'),
+        occurredAt: iso(t),
+        customerId,
+        cardId,
+        amount: Math.max(1, amount),
+        currency: 'CNY',
+        status: random() < 0.97 ? 'approved' : 'declined',
+        channel: pick(['pos', 'ecom', 'qr', 'wallet']),
+        cardPresent: random() < 0.6,
+        merchant: { ...merchant, city: home.city, country: 'CN', lat: home.lat, lon: home.lon },
+      }
+      events.push(tx)
+      if (random() < 0.15) app('login', t - random() * HOUR, { deviceId: `dev_${n}` })
+      t += (-Math.log(1 - random()) / rate) * DAY
+    }
+  }
+  return events
+    .filter((e) => Date.parse(e.occurredAt) < end)
+    .sort((a, b) => (a.occurredAt < b.occurredAt ? -1 : a.occurredAt > b.occurredAt ? 1 : a.eventId < b.eventId ? -1 : 1))
+}
+
+/** Malformed input of every kind the edge must dead-letter, for demos and tests. */
+export function badInputSamples(at: string): string[] {
+  return [
+    '{"type":"transaction","eventId":"bad-json"', // truncated JSON
+    JSON.stringify({ type: 'refund', eventId: 'bad-type', occurredAt: at, customerId: 'cust_000001' }),
+    JSON.stringify({ type: 'transaction', eventId: 'bad-schema', occurredAt: at, customerId: 'cust_000001', cardId: 'tok_x', amount: -5, status: 'approved', channel: 'pos', cardPresent: true, merchant: { id: 'm' } }),
+    JSON.stringify({ type: 'transaction', eventId: 'bad-pan', occurredAt: at, customerId: 'cust_000002', cardId: '4111111111111111', amount: 10, status: 'approved', channel: 'pos', cardPresent: true, merchant: { id: 'm' } }),
+    '[1,2,3]',
+  ]
+}

@@ -1,0 +1,10 @@
+import { fileURLToPath } from 'node:url'
+import { simulateBank, badInputSamples } from './bank.ts'
+import { writeStreams } from './write.ts'
+
+/** Regenerates the demo's bundled sample (simulator/sample/): `npx tsx simulator/sample.ts`. */
+const dir = fileURLToPath(new URL('./sample/', import.meta.url))
+const events = simulateBank({ customers: 300, days: 45, start: new Date('2026-09-01T00:00:00Z'), seed: 7 })
+const bad = badInputSamples('2026-09-20T10:00:00Z')
+await writeStreams(dir, events, { transaction: bad.slice(0, 3), app: bad.slice(3) })
+console.log(`${events.length} events and ${bad.length} malformed messages in ${dir}`)

@@ -1,0 +1,159 @@
+import { readFileSync, mkdirSync } from 'node:fs'
+import { createClient, type ClickHouseClient } from '@clickhouse/client'
+import type { OutboxRow } from '../pipeline/store/types.ts'
+import type { Decision } from '../schemas/decision.ts'
+import type { RiskAlert } from '../schemas/alert.ts'
+import type { DeadLetter } from '../schemas/deadLetter.ts'
+
+/**
+ * The analytics store: ClickHouse through @clickhouse/client, either a server (CLICKHOUSE_URL) or
+ * the embedded chDB engine. The SQL is the same for both.
+ */
+
+const SCHEMA_FILE = new URL('../dashboards/clickhouse/schema.sql', import.meta.url)
+
+export interface ClickHouseOptions {
+  /** A server URL such as http://127.0.0.1:8123; absent for embedded chDB. */
+  url?: string
+  database: string
+  /** Embedded data directory (chDB); ':memory:' keeps nothing. */
+  embeddedPath?: string
+}
+
+export async function connectClickHouse(opts: ClickHouseOptions): Promise<ClickHouseClient> {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(opts.database)) throw new Error(`CLICKHOUSE_DATABASE "${opts.database}" is not a valid database name`)
+  if (opts.url) {
+    const client = createClient({ url: opts.url, request_timeout: 30_000, clickhouse_settings: { date_time_input_format: 'best_effort' } })
+    const ping = await client.ping()
+    if (!ping.success) {
+      await client.close()
+      const reason = (ping as { error?: Error }).error?.message ?? 'no answer'
+      throw new Error(`cannot reach ClickHouse at ${opts.url} (${reason}): start it or set CLICKHOUSE_URL`)
+    }
+    return client
+  }
+  const { createChdbConnection } = await import('chdb/connection')
+  const path = opts.embeddedPath ?? ':memory:'
+  if (path !== ':memory:') mkdirSync(path, { recursive: true })
+  return createClient({ connection: createChdbConnection({ path }), clickhouse_settings: { date_time_input_format: 'best_effort' } } as never)
+}
+
+export class ClickHouseSink {
+  constructor(
+    readonly client: ClickHouseClient,
+    readonly database: string,
+  ) {}
+
+  /** Creates the database, tables and views if missing. */
+  async ensureSchema() {
+    const sql = readFileSync(SCHEMA_FILE, 'utf8').replaceAll('{db}', this.database)
+    for (const statement of splitStatements(sql)) await this.client.command({ query: statement })
+  }
+
+  /** Inserts outbox rows, grouped per table. Safe to repeat: rows collapse on their ids. */
+  async insert(rows: OutboxRow[]) {
+    const byTable = new Map<string, Record<string, unknown>[]>()
+    for (const { table, row } of rows) {
+      const toColumns = COLUMNS[table]
+      if (!toColumns) throw new Error(`no ClickHouse table for outbox rows of "${table}"`)
+      let list = byTable.get(table)
+      if (!list) byTable.set(table, (list = []))
+      list.push(toColumns(row))
+    }
+    for (const [table, values] of byTable)
+      await this.client.insert({ table: `${this.database}.${table}`, values, format: 'JSONEachRow' })
+  }
+
+  async query<T = Record<string, unknown>>(query: string, params: Record<string, unknown> = {}): Promise<T[]> {
+    const rs = await this.client.query({ query, query_params: params, format: 'JSONEachRow' })
+    return (await rs.json()) as T[]
+  }
+
+  async close() {
+    await this.client.close()
+  }
+}
+
+function splitStatements(sql: string): string[] {
+  return sql
+    .split('\n')
+    .filter((line) => !line.trim().startsWith('--'))
+    .join('\n')
+    .split(';')
+    .map((s) => s.trim())
+    .filter(Boolean)
+}
+
+const ts = (iso: string | undefined | null) => (iso ? iso.replace('T', ' ').replace('Z', '') : null)
+
+/** Maps each outbox row kind to its table's columns. */
+const COLUMNS: Record<string, (row: any) => Record<string, unknown>> = {
+  decisions: (d: Decision) => ({
+    id: d.id,
+    trigger: d.trigger,
+    customer_id: d.customerId,
+    card_id: d.cardId ?? '',
+    outcome: d.outcome,
+    suppressed_by: d.suppressedBy ?? '',
+    channel: d.channel ?? '',
+    event_time: ts(d.eventTime),
+    decided_at: ts(d.decidedAt),
+    send_at: ts(d.sendAt),
+    expires_at: ts(d.expiresAt),
+    offer_code: d.offer?.code ?? '',
+    offer_value: d.offer?.value ?? 0,
+    offer_currency: d.offer?.currency ?? '',
+    reason: JSON.stringify(d.reason),
+    catalog_version: d.catalogVersion,
+    attribution_window_days: d.attributionWindowDays,
+  }),
+  alerts: (a: RiskAlert) => ({
+    id: a.id,
+    kind: a.kind,
+    severity: a.severity,
+    score: a.score,
+    customer_id: a.customerId,
+    card_id: a.cardId ?? '',
+    event_time: ts(a.eventTime),
+    detected_at: ts(a.detectedAt),
+    evidence: JSON.stringify(a.evidence),
+    rule_version: a.ruleVersion,
+  }),
+  dead_letters: (q: DeadLetter) => ({
+    id: q.id,
+    topic: q.source.topic,
+    partition: q.source.partition,
+    offset: q.source.offset,
+    code: q.error.code,
+    message: q.error.message,
+    path: q.error.path,
+    original: q.original,
+    original_encoding: q.originalEncoding,
+    received_at: ts(q.receivedAt),
+  }),
+  deliveries: (r) => ({
+    decision_id: r.decisionId,
+    trigger: r.trigger,
+    customer_id: r.customerId,
+    channel: r.channel,
+    status: r.status,
+    attempts: r.attempts,
+    http_status: r.httpStatus ?? null,
+    latency_ms: r.latencyMs ?? null,
+    error: r.error ?? null,
+    delivered_at: ts(r.deliveredAt),
+    event_time: ts(r.eventTime),
+    decided_at: ts(r.decidedAt),
+    finished_at: ts(r.finishedAt),
+  }),
+  conversions: (r) => ({
+    decision_id: r.decisionId,
+    trigger: r.trigger,
+    customer_id: r.customerId,
+    outcome: r.outcome,
+    event_id: r.eventId,
+    converted_at: ts(r.convertedAt),
+    amount: r.amount ?? 0,
+  }),
+  event_volume: (r) => ({ id: r.id, hour: ts(r.hour)!.slice(0, 19), type: r.type, events: r.events }),
+}

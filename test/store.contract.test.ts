@@ -1,0 +1,546 @@
+import { randomBytes } from 'node:crypto'
+import fc from 'fast-check'
+import { Cluster, type Redis } from 'ioredis'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
+import type { RiskAlert } from '../schemas/alert.ts'
+import { MemoryStore } from '../pipeline/store/memory.ts'
+import { RedisStore, RedisUnreachableError } from '../pipeline/store/redis.ts'
+import {
+  FencedError,
+  type BatchCommit,
+  type CustomerRecord,
+  type OutboxRow,
+  type PendingWebhook,
+  type StateStore,
+} from '../pipeline/store/types.ts'
+
+/**
+ * One contract, run against every StateStore: the memory store (demo, replay) and the Redis store
+ * (live) must be interchangeable. Redis runs use a fresh key prefix per test and delete it after.
+ * REDIS_URL picks the server; REDIS_CLUSTER_URL (redis-cluster://h:p,…) adds a run on a cluster.
+ */
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const REDIS_CLUSTER_URL = process.env.REDIS_CLUSTER_URL
+
+// --- data ----------------------------------------------------------------------------------
+
+function record(n: number, extra: Record<string, unknown> = {}): CustomerRecord {
+  return {
+    v: 1,
+    seen: [`e${n}`],
+    profile: { timezone: 'Asia/Shanghai', homeCountry: 'CN', consent: { sms: true } },
+    policy: { lastContact: {}, contacts: [] },
+    ops: { counter: { n }, ...extra },
+  }
+}
+
+function pending(id: string, dueAt: number, attempts = 0): PendingWebhook {
+  return {
+    attempts,
+    dueAt,
+    decision: {
+      id,
+      trigger: 'activation_reminder',
+      customerId: 'c1',
+      outcome: 'send',
+      channel: 'sms',
+      eventTime: '2024-01-01T00:00:00.000Z',
+      decidedAt: '2024-01-01T00:00:00.000Z',
+      sendAt: '2024-01-01T00:00:00.000Z',
+      expiresAt: '2024-01-03T00:00:00.000Z',
+      reason: { hoursWithoutActivation: 72 },
+      catalogVersion: 'v1',
+      attributionWindowDays: 7,
+    },
+  }
+}
+
+function alert(id: string): RiskAlert {
+  return {
+    id,
+    kind: 'velocity',
+    severity: 'high',
+    score: 0.9,
+    customerId: 'c1',
+    eventTime: '2024-01-01T00:00:00.000Z',
+    detectedAt: '2024-01-01T00:00:01.000Z',
+    evidence: { eventIds: ['e1', 'e2'], count: 12 },
+    ruleVersion: '1',
+  }
+}
+
+const row = (table: string, n: number): OutboxRow => ({ table, row: { n } })
+
+function batch(b: Partial<BatchCommit> = {}): BatchCommit {
+  return {
+    partition: 0,
+    expectedOffset: null,
+    offset: '1',
+    watermark: 0,
+    customers: new Map(),
+    timersSet: [],
+    timersRemoved: [],
+    webhooks: [],
+    alerts: [],
+    rows: [],
+    ...b,
+  }
+}
+
+// --- the contract --------------------------------------------------------------------------
+
+export interface StoreFixture {
+  store: StateStore
+  /** Closes the store and removes whatever the test left behind. */
+  dispose(): Promise<void>
+}
+
+export function describeStoreContract(name: string, makeStore: () => Promise<StoreFixture>) {
+  describe(`${name} — StateStore contract`, () => {
+    let fx: StoreFixture
+    let s: StateStore
+    beforeEach(async () => {
+      fx = await makeStore()
+      s = fx.store
+    })
+    afterEach(async () => {
+      await fx.dispose()
+    })
+
+    it('loads an empty partition as new', async () => {
+      const got = await s.load(0, ['c1', 'c2'], Infinity)
+      expect(got).toEqual({ appliedOffset: null, watermark: -Infinity, customers: new Map(), timers: [] })
+    })
+
+    it('returns what a commit wrote: meta, customers asked for, due timers', async () => {
+      await s.commit(
+        batch({
+          offset: '41',
+          watermark: 1_700_000_000_123,
+          customers: new Map([
+            ['c1', record(1)],
+            ['c2', record(2)],
+          ]),
+          timersSet: [{ member: 'c1|activation:approved', at: 1_700_000_100_000 }],
+        }),
+      )
+      const got = await s.load(0, ['c1', 'c3'], Infinity)
+      expect(got.appliedOffset).toBe('41')
+      expect(got.watermark).toBe(1_700_000_000_123)
+      expect(got.customers).toEqual(new Map([['c1', record(1)]]))
+      expect(got.timers).toEqual([{ member: 'c1|activation:approved', at: 1_700_000_100_000 }])
+
+      await s.commit(batch({ expectedOffset: '41', offset: '42', watermark: 5, customers: new Map([['c1', record(9)]]) }))
+      const again = await s.load(0, ['c1', 'c2'], Infinity)
+      expect(again.appliedOffset).toBe('42')
+      expect(again.watermark).toBe(5)
+      expect(again.customers).toEqual(new Map([['c1', record(9)], ['c2', record(2)]]))
+    })
+
+    it('keeps offsets as exact strings, and null as null', async () => {
+      await s.commit(batch({ offset: null, watermark: 1 }))
+      expect((await s.load(0, [], 0)).appliedOffset).toBeNull()
+      const big = '9007199254740993123' // beyond 2^53: must not pass through a float
+      await s.commit(batch({ expectedOffset: null, offset: big }))
+      expect((await s.load(0, [], 0)).appliedOffset).toBe(big)
+      await s.commit(batch({ expectedOffset: big, offset: '' }))
+      expect((await s.load(0, [], 0)).appliedOffset).toBe('')
+      await expect(s.commit(batch({ expectedOffset: null, offset: '1' }))).rejects.toBeInstanceOf(FencedError)
+    })
+
+    it('returns timers due by the bound, ordered by (at, member), and leaves them in place', async () => {
+      await s.commit(
+        batch({
+          timersSet: [
+            { member: 'b', at: 20 },
+            { member: 'c', at: 10 },
+            { member: 'a', at: 20 },
+            { member: 'd', at: 30 },
+            { member: 'e', at: 20.5 },
+          ],
+        }),
+      )
+      expect((await s.load(0, [], 9)).timers).toEqual([])
+      expect((await s.load(0, [], 20)).timers).toEqual([
+        { member: 'c', at: 10 },
+        { member: 'a', at: 20 },
+        { member: 'b', at: 20 },
+      ])
+      // Loading does not consume them.
+      expect((await s.load(0, [], Infinity)).timers.map((t) => t.member)).toEqual(['c', 'a', 'b', 'e', 'd'])
+      expect((await s.load(0, [], Infinity)).timers.map((t) => t.member)).toEqual(['c', 'a', 'b', 'e', 'd'])
+    })
+
+    it('moves a re-set timer, removes a cancelled one, and lets a set win over a removal in one batch', async () => {
+      await s.commit(batch({ timersSet: [{ member: 'x', at: 10 }, { member: 'y', at: 15 }, { member: 'z', at: 20 }] }))
+      await s.commit(
+        batch({
+          expectedOffset: '1',
+          offset: '2',
+          timersSet: [{ member: 'x', at: 100 }, { member: 'z', at: 25 }],
+          timersRemoved: ['y', 'z', 'never-set'],
+        }),
+      )
+      expect((await s.load(0, [], 50)).timers).toEqual([{ member: 'z', at: 25 }])
+      expect((await s.load(0, [], Infinity)).timers).toEqual([
+        { member: 'z', at: 25 },
+        { member: 'x', at: 100 },
+      ])
+      // Setting the same timer again at the same time keeps one timer.
+      await s.commit(batch({ expectedOffset: '2', offset: '3', timersSet: [{ member: 'x', at: 100 }, { member: 'x', at: 100 }] }))
+      await s.commit(batch({ expectedOffset: '3', offset: '4', timersRemoved: ['z'] }))
+      expect((await s.load(0, [], Infinity)).timers).toEqual([{ member: 'x', at: 100 }])
+    })
+
+    it('fences a stale commit and writes nothing of it', async () => {
+      await s.commit(
+        batch({
+          offset: '10',
+          watermark: 100,
+          customers: new Map([['c1', record(1)]]),
+          timersSet: [{ member: 't1', at: 50 }],
+          webhooks: [pending('d1', 60)],
+          alerts: [alert('a1')],
+          rows: [row('decisions', 1)],
+        }),
+      )
+      const before = {
+        load: await s.load(0, ['c1', 'c2'], Infinity),
+        rows: await s.peekRows(0, 100),
+        alerts: await s.peekAlerts(0, 100),
+        webhooks: await s.dueWebhooks(0, Infinity, 100),
+      }
+
+      for (const expectedOffset of ['9', null, '100']) {
+        const stale = batch({
+          expectedOffset,
+          offset: '11',
+          watermark: 200,
+          customers: new Map([['c1', record(99)], ['c2', record(2)]]),
+          timersSet: [{ member: 't1', at: 1 }, { member: 't2', at: 2 }],
+          timersRemoved: ['t1'],
+          webhooks: [pending('d1', 1, 5), pending('d2', 1)],
+          alerts: [alert('a2')],
+          rows: [row('decisions', 2)],
+        })
+        const err = await s.commit(stale).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
+        expect(err).toBeInstanceOf(FencedError)
+        expect((err as FencedError).retriable).toBe(false)
+        expect((err as Error).message).toContain('found 10')
+      }
+
+      expect(await s.load(0, ['c1', 'c2'], Infinity)).toEqual(before.load)
+      expect(await s.peekRows(0, 100)).toEqual(before.rows)
+      expect(await s.peekAlerts(0, 100)).toEqual(before.alerts)
+      expect(await s.dueWebhooks(0, Infinity, 100)).toEqual(before.webhooks)
+    })
+
+    it('keeps partitions apart', async () => {
+      await s.commit(
+        batch({
+          partition: 1,
+          offset: '7',
+          watermark: 70,
+          customers: new Map([['c1', record(1)]]),
+          timersSet: [{ member: 't', at: 1 }],
+          webhooks: [pending('d1', 1)],
+          alerts: [alert('a1')],
+          rows: [row('r', 1)],
+        }),
+      )
+      expect(await s.load(2, ['c1'], Infinity)).toEqual({ appliedOffset: null, watermark: -Infinity, customers: new Map(), timers: [] })
+      expect(await s.peekRows(2, 10)).toEqual([])
+      expect(await s.peekAlerts(2, 10)).toEqual([])
+      expect(await s.dueWebhooks(2, Infinity, 10)).toEqual([])
+      // Each partition fences on its own offset.
+      await s.commit(batch({ partition: 2, expectedOffset: null, offset: '3' }))
+      await expect(s.commit(batch({ partition: 1, expectedOffset: '3', offset: '8' }))).rejects.toBeInstanceOf(FencedError)
+      // Finishing a webhook in the wrong partition does nothing.
+      await s.finishWebhook(2, 'd1', row('deliveries', 1))
+      expect(await s.peekRows(2, 10)).toEqual([])
+      expect((await s.dueWebhooks(1, Infinity, 10)).map((w) => w.decision.id)).toEqual(['d1'])
+      expect((await s.load(1, ['c1'], Infinity)).appliedOffset).toBe('7')
+    })
+
+    it('hands out outbox rows and alerts in commit order, and acks from the front', async () => {
+      await s.commit(batch({ rows: [row('a', 1), row('b', 2)], alerts: [alert('x1')] }))
+      await s.commit(batch({ expectedOffset: '1', offset: '2', rows: [row('a', 3)], alerts: [alert('x2'), alert('x3')] }))
+
+      expect(await s.peekRows(0, 0)).toEqual([])
+      expect(await s.peekRows(0, 2)).toEqual([row('a', 1), row('b', 2)])
+      expect(await s.peekRows(0, 2)).toEqual([row('a', 1), row('b', 2)]) // peeking takes nothing
+      await s.ackRows(0, 0)
+      await s.ackRows(0, 2)
+      expect(await s.peekRows(0, 10)).toEqual([row('a', 3)])
+      await s.ackRows(0, 5)
+      expect(await s.peekRows(0, 10)).toEqual([])
+
+      expect((await s.peekAlerts(0, 10)).map((a) => a.id)).toEqual(['x1', 'x2', 'x3'])
+      await s.ackAlerts(0, 1)
+      expect(await s.peekAlerts(0, 1)).toEqual([alert('x2')])
+      await s.ackAlerts(0, 2)
+      expect(await s.peekAlerts(0, 10)).toEqual([])
+    })
+
+    it('hands out webhooks when due, oldest first, ties by id, at most max', async () => {
+      await s.commit(batch({ webhooks: [pending('d3', 300), pending('d2', 100), pending('d1', 100), pending('d4', 400)] }))
+      expect(await s.dueWebhooks(0, 99, 10)).toEqual([])
+      expect(await s.dueWebhooks(0, 300, 10)).toEqual([pending('d1', 100), pending('d2', 100), pending('d3', 300)])
+      expect((await s.dueWebhooks(0, 300, 2)).map((w) => w.decision.id)).toEqual(['d1', 'd2'])
+      expect(await s.dueWebhooks(0, 300, 0)).toEqual([])
+      // A later commit of the same decision replaces it.
+      await s.commit(batch({ expectedOffset: '1', offset: '2', webhooks: [pending('d4', 50, 1)] }))
+      expect((await s.dueWebhooks(0, 100, 10)).map((w) => w.decision.id)).toEqual(['d4', 'd1', 'd2'])
+    })
+
+    it('reschedules a pending webhook on retry, and ignores a retry of a finished one', async () => {
+      await s.commit(batch({ webhooks: [pending('d1', 100), pending('d2', 100)] }))
+      await s.retryWebhook(0, pending('d1', 500, 1))
+      expect((await s.dueWebhooks(0, 499, 10)).map((w) => w.decision.id)).toEqual(['d2'])
+      expect(await s.dueWebhooks(0, 500, 10)).toEqual([pending('d2', 100), pending('d1', 500, 1)])
+
+      await s.finishWebhook(0, 'd2', row('deliveries', 2))
+      await s.retryWebhook(0, pending('d2', 600, 1))
+      await s.retryWebhook(0, pending('never', 600, 1))
+      expect(await s.dueWebhooks(0, Infinity, 10)).toEqual([pending('d1', 500, 1)])
+    })
+
+    it('finishes a webhook once: removed, and its delivery row appended exactly once', async () => {
+      await s.commit(batch({ webhooks: [pending('d1', 100), pending('d2', 100)], rows: [row('decisions', 0)] }))
+      const delivery: OutboxRow = { table: 'webhook_deliveries', row: { id: 'd1', status: 'delivered', attempts: 1 } }
+      await s.finishWebhook(0, 'd1', delivery)
+      await s.finishWebhook(0, 'd1', { ...delivery, row: { ...delivery.row, status: 'again' } })
+      await s.finishWebhook(0, 'unknown', delivery)
+      expect(await s.dueWebhooks(0, Infinity, 10)).toEqual([pending('d2', 100)])
+      expect(await s.peekRows(0, 10)).toEqual([row('decisions', 0), delivery])
+    })
+
+    it('round-trips records, rows, alerts and webhooks exactly', async () => {
+      const tricky = {
+        emptyArray: [],
+        emptyObject: {},
+        nested: { a: [1, [2, [3, { b: null }]]], 'key with spaces': true },
+        unicode: '支付宝 ✓ 🎉 café \u0000 "quoted" \\ back',
+        numbers: [0, -1, 1.5, 1e-7, 2 ** 53 - 1, -(2 ** 31), 1_700_000_000_123],
+        big: 123456789012345.67,
+        empties: ['', [], {}],
+      }
+      const rec = record(1, tricky)
+      rec.seen = []
+      rec.policy = { lastContact: { activation_reminder: 1_700_000_000_000 }, contacts: [], riskHoldFrom: 1, riskHoldUntil: 2 }
+      const r: OutboxRow = { table: 'decisions', row: tricky }
+      const w = pending('d_üñí', 100)
+      w.decision.reason = tricky
+      const a = alert('a_1')
+      a.evidence = { eventIds: ['e1'], ...tricky }
+      await s.commit(batch({ customers: new Map([['c_ü', rec]]), rows: [r], alerts: [a], webhooks: [w] }))
+
+      expect((await s.load(0, ['c_ü'], 0)).customers.get('c_ü')).toStrictEqual(rec)
+      expect(await s.peekRows(0, 1)).toStrictEqual([r])
+      expect(await s.peekAlerts(0, 1)).toStrictEqual([a])
+      expect(await s.dueWebhooks(0, 100, 1)).toStrictEqual([w])
+    })
+
+    it('gives each load its own copies of the records', async () => {
+      await s.commit(batch({ customers: new Map([['c1', record(1)]]) }))
+      const first = await s.load(0, ['c1'], 0)
+      ;(first.customers.get('c1')!.ops as { counter: { n: number } }).counter.n = 999
+      expect((await s.load(0, ['c1'], 0)).customers.get('c1')).toEqual(record(1))
+    })
+  })
+}
+
+// --- memory --------------------------------------------------------------------------------
+
+describeStoreContract('MemoryStore', async () => {
+  const store = new MemoryStore()
+  return { store, dispose: () => store.close() }
+})
+
+// --- Redis ---------------------------------------------------------------------------------
+
+/** Deletes every key matching `pattern`, on every master of a cluster. */
+async function deleteKeys(client: Redis | Cluster, pattern: string) {
+  const nodes = client instanceof Cluster ? client.nodes('master') : [client]
+  for (const node of nodes) {
+    let cursor = '0'
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+      cursor = next
+      // One UNLINK per key: keys of different partitions live in different cluster slots.
+      if (keys.length) await keys.reduce((p, k) => p.unlink(k), node.pipeline()).exec()
+    } while (cursor !== '0')
+  }
+}
+
+const freshPrefix = () => `cardpulse-test:${randomBytes(6).toString('hex')}`
+
+function redisSuite(title: string, url: string) {
+  describe(title, () => {
+    let conn: RedisStore
+    beforeAll(async () => {
+      conn = await RedisStore.connect(url, { prefix: 'cardpulse-test', readyTimeoutMs: 5000 })
+    })
+    afterAll(async () => {
+      await conn?.close()
+    })
+
+    const makeRedis = async (): Promise<StoreFixture> => {
+      const store = new RedisStore(conn.redis, { prefix: freshPrefix() })
+      return {
+        store,
+        dispose: async () => {
+          await store.close()
+          await deleteKeys(conn.redis, store.keys.pattern())
+        },
+      }
+    }
+
+    describeStoreContract('RedisStore', makeRedis)
+
+    it('keeps every key of a partition under its hash tag', async () => {
+      const { store, dispose } = await makeRedis()
+      try {
+        const s = store as RedisStore
+        await s.commit(
+          batch({
+            partition: 5,
+            customers: new Map([['c1', record(1)]]),
+            timersSet: [{ member: 't', at: 1 }],
+            webhooks: [pending('d1', 1)],
+            alerts: [alert('a1')],
+            rows: [row('r', 1)],
+          }),
+        )
+        const found: string[] = []
+        const nodes = s.redis instanceof Cluster ? s.redis.nodes('master') : [s.redis]
+        for (const node of nodes) found.push(...(await node.keys(s.keys.pattern())))
+        const k = s.keys.partition(5)
+        expect(found.sort()).toEqual([k.alerts, k.customers, k.meta, k.rows, k.timers, k.webhooksBody, k.webhooksDue].sort())
+        for (const key of found) expect(key.startsWith(`${s.keys.prefix}:{${s.keys.prefix}:p5}:`)).toBe(true)
+      } finally {
+        await dispose()
+      }
+    })
+
+    it('stores records byte for byte as JSON.stringify wrote them', async () => {
+      const { store, dispose } = await makeRedis()
+      try {
+        const s = store as RedisStore
+        const rec = record(1, { list: [], map: {}, text: '中文' })
+        await s.commit(batch({ customers: new Map([['c1', rec]]) }))
+        expect(await s.redis.hget(s.keys.partition(0).customers, 'c1')).toBe(JSON.stringify(rec))
+      } finally {
+        await dispose()
+      }
+    })
+
+    it.skipIf(url !== REDIS_URL)('loads 500 customers in one round trip of three commands', async () => {
+      // A client of its own, so that its socket writes and the commands it sends are all ours.
+      const client = (await RedisStore.connect(url, { prefix: 'unused', readyTimeoutMs: 5000 })).redis as Redis
+      const monitor = await client.monitor()
+      const prefix = freshPrefix()
+      const store = new RedisStore(client, { prefix })
+      try {
+        const ids = Array.from({ length: 500 }, (_, i) => `c${i}`)
+        await store.commit(batch({ customers: new Map(ids.map((id, i) => [id, record(i)])), timersSet: [{ member: 'c1|x', at: 1 }] }))
+
+        // The monitor feed lags behind: bracket the load between two markers it must see.
+        const seen: string[][] = []
+        monitor.on('monitor', (_time: string, args: string[]) => {
+          if (args.some((a) => a.startsWith(prefix))) seen.push(args)
+        })
+        const marked = (marker: string) => {
+          const sawIt = new Promise<void>((resolve) => monitor.on('monitor', (_t: string, args: string[]) => args.includes(marker) && resolve()))
+          return client.exists(marker).then(() => sawIt)
+        }
+        await marked(`${prefix}:start`)
+        const writes = vi.spyOn(client.stream, 'write')
+        const got = await store.load(0, [...ids, 'absent'], 10)
+        const roundTrips = writes.mock.calls.length
+        writes.mockRestore()
+        await marked(`${prefix}:end`)
+        const during = seen.slice(seen.findIndex((args) => args.includes(`${prefix}:start`)) + 1, -1)
+
+        expect(got.customers.size).toBe(500)
+        expect(got.customers.get('c499')).toEqual(record(499))
+        expect(got.timers).toEqual([{ member: 'c1|x', at: 1 }])
+        expect(roundTrips).toBe(1)
+        expect(during.map((args) => args[0].toLowerCase())).toEqual(['hmget', 'hmget', 'zrangebyscore'])
+      } finally {
+        monitor.disconnect()
+        await deleteKeys(client, `${prefix}:*`)
+        client.disconnect()
+      }
+    })
+
+    it(
+      'gives the same load() as the memory store for random commit sequences',
+      async () => {
+        const members = ['a|op:1', 'a|op:2', 'b|op:1', 'c|op:x', 'é|op:中']
+        const ids = ['a', 'b', 'c', 'd']
+        const commitArb = fc.record({
+          partition: fc.integer({ min: 0, max: 1 }),
+          watermark: fc.integer({ min: -1000, max: 1000 }),
+          customers: fc.array(fc.tuple(fc.constantFrom(...ids), fc.jsonValue()), { maxLength: 4 }),
+          timersSet: fc.array(fc.record({ member: fc.constantFrom(...members), at: fc.integer({ min: 0, max: 20 }) }), { maxLength: 5 }),
+          timersRemoved: fc.array(fc.constantFrom(...members), { maxLength: 3 }),
+        })
+        await fc.assert(
+          fc.asyncProperty(fc.array(commitArb, { minLength: 1, maxLength: 12 }), fc.array(fc.integer({ min: -1, max: 21 }), { minLength: 1, maxLength: 3 }), async (commits, bounds) => {
+            const memory = new MemoryStore()
+            const redis = new RedisStore(conn.redis, { prefix: freshPrefix() })
+            try {
+              const offsets = new Map<number, number>()
+              for (const c of commits) {
+                const n = offsets.get(c.partition) ?? 0
+                offsets.set(c.partition, n + 1)
+                const b = batch({
+                  partition: c.partition,
+                  expectedOffset: n ? String(n) : null,
+                  offset: String(n + 1),
+                  watermark: c.watermark,
+                  customers: new Map(c.customers.map(([id, v]) => [id, record(0, { v })])),
+                  timersSet: c.timersSet,
+                  timersRemoved: c.timersRemoved,
+                })
+                await memory.commit(b)
+                await redis.commit(b)
+              }
+              for (const p of [0, 1]) {
+                for (const upTo of [...bounds, Infinity]) {
+                  expect(await redis.load(p, ids, upTo)).toEqual(await memory.load(p, ids, upTo))
+                }
+              }
+            } finally {
+              await deleteKeys(conn.redis, redis.keys.pattern())
+            }
+          }),
+          { numRuns: 60 },
+        )
+      },
+      60_000,
+    )
+  })
+}
+
+redisSuite(`RedisStore on ${REDIS_URL}`, REDIS_URL)
+if (REDIS_CLUSTER_URL) redisSuite(`RedisStore on ${REDIS_CLUSTER_URL}`, REDIS_CLUSTER_URL)
+
+describe('RedisStore.connect', () => {
+  it('gives up on an unreachable server with one clear line', async () => {
+    const started = Date.now()
+    const err = await RedisStore.connect('redis://:secret@127.0.0.1:1', { prefix: 'x', readyTimeoutMs: 300 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(err).toBeInstanceOf(RedisUnreachableError)
+    expect((err as RedisUnreachableError).retriable).toBe(true)
+    expect((err as Error).message).toBe('cannot reach Redis at redis://:***@127.0.0.1:1 (ECONNREFUSED): start Redis or set REDIS_URL')
+    expect(Date.now() - started).toBeLessThan(2000)
+  })
+})
