@@ -64,6 +64,7 @@ commonOptions(program.command('run').description('the live pipeline: Kafka in; R
   .addOption(opt('--partitions <n>', 'partitions of the internal events topic when it is created: the unit of scale-out (default 6)', 'PARTITIONS'))
   .addOption(opt('--idle-advance <duration>', 'advance an idle partition on the wall clock after this long (default 10s)', 'IDLE_ADVANCE'))
   .addOption(opt('--redis-prefix <prefix>', 'prefix of every Redis key (default cardpulse)', 'REDIS_PREFIX'))
+  .addOption(opt('--data-dir <dir>', 'where embedded ClickHouse keeps its data when CLICKHOUSE_URL is not set (default .cardpulse)', 'DATA_DIR'))
   .addOption(opt('--connect-timeout <duration>', 'give up connecting to Kafka/Redis/ClickHouse after this long (default 30s)', 'CONNECT_TIMEOUT'))
   .action(
     action(async (raw: Record<string, unknown>) => {

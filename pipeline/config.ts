@@ -44,6 +44,7 @@ export const RunConfig = CommonConfig.extend({
   idleAdvance: Duration.prefault('10s'),
   redisPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('cardpulse'),
   connectTimeout: Duration.prefault('30s'),
+  dataDir: z.string().min(1).default('.cardpulse'),
 })
 export type RunConfig = z.infer<typeof RunConfig>
 export type CommonConfig = z.infer<typeof CommonConfig>

@@ -77,11 +77,10 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
   }
   await admin.disconnect()
 
-  const dataDir = '.cardpulse'
   let clickhouse: ClickHouseSink
   try {
     clickhouse = new ClickHouseSink(
-      await connectClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(dataDir, 'clickhouse') }),
+      await connectClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(config.dataDir, 'clickhouse') }),
       config.clickhouseDatabase,
     )
     await clickhouse.ensureSchema()

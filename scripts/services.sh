@@ -12,13 +12,18 @@
 # on non-default ports so a Kafka the user runs on 9092 is left alone. Redis: reused if one
 # answers on the port, otherwise installed (apt) if needed and started.
 #
-# Tunables (environment): KAFKA_VERSION (3.9.1; 4.x works too), KAFKA_PORT (19092),
-# KAFKA_CONTROLLER_PORT (19093), REDIS_PORT (6379), KAFKA_HEAP_OPTS (-Xms512m -Xmx512m),
-# KAFKA_WAIT_TIMEOUT (60 s), KAFKA_LOG_LEVEL (WARN), CARDPULSE_CACHE (~/.cache/cardpulse: jars, shared by checkouts),
-# CARDPULSE_STATE (<repo>/.services: configs, data, logs, pids),
-# CARDPULSE_STARTED_FILE (start appends the name of each service it launched, so a caller such
-# as .ci/run can later stop exactly those and not a broker someone else was already running).
+# Environment (defaults in brackets):
+#   KAFKA_VERSION [3.9.1]  4.x works too; switching versions restarts our broker, wipes its data
+#   KAFKA_PORT [19092]  KAFKA_CONTROLLER_PORT [19093]  REDIS_PORT [6379]
+#   KAFKA_HEAP_OPTS [-Xms512m -Xmx512m]  KAFKA_WAIT_TIMEOUT [60] s  KAFKA_LOG_LEVEL [WARN]
+#   CARDPULSE_CACHE [~/.cache/cardpulse]  Kafka jars per version, shared by all checkouts
+#   CARDPULSE_STATE [<repo>/.services]    configs, data, logs and pid files
+#   CARDPULSE_STARTED_FILE  start appends the name of each service it launched, so a caller
+#                           (.ci/run) can stop exactly those and not what was already running
 set -euo pipefail
+
+log() { printf '%s\n' "$*" >&2; }
+die() { printf 'services.sh: %s\n' "$*" >&2; exit 1; }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HOST=127.0.0.1 # never localhost: it may resolve to ::1, where nothing listens
@@ -34,6 +39,8 @@ CACHE="${CARDPULSE_CACHE:-$HOME/.cache/cardpulse}"
 STATE="${CARDPULSE_STATE:-$ROOT/.services}"
 STARTED_FILE="${CARDPULSE_STARTED_FILE:-}"
 
+[[ $KAFKA_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "KAFKA_VERSION must look like 3.9.1, not '$KAFKA_VERSION'"
+
 POM="$ROOT/scripts/kafka/pom.xml"
 KAFKA_HOME="$CACHE/kafka-$KAFKA_VERSION"
 KAFKA_LIBS="$KAFKA_HOME/libs"
@@ -44,8 +51,6 @@ KCONF="$KSTATE/server.properties"
 RSTATE="$STATE/redis"
 RPID="$STATE/redis.pid"
 
-log() { printf '%s\n' "$*" >&2; }
-die() { printf 'services.sh: %s\n' "$*" >&2; exit 1; }
 now() { local t="$EPOCHREALTIME"; echo "${t/,/.}"; } # some locales use a decimal comma
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
 
@@ -509,7 +514,7 @@ case "$cmd" in
     echo "export REDIS_URL=redis://$HOST:$REDIS_PORT"
     ;;
   -h | --help | help)
-    sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
     ;;
   *) die "unknown command '$cmd' (start, stop, status, env)" ;;
 esac

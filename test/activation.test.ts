@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest'
+import { parseCatalog } from '../pipeline/catalog/index.ts'
+import { PipelineHarness, lifecycle, app } from './helpers/harness.ts'
+import { testCatalogYaml } from './helpers/services.ts'
+import { activationReminder } from '../operators/activation.ts'
+
+const HOUR = 3_600_000
+const at = (iso: string, hours = 0) => new Date(Date.parse(iso) + hours * HOUR).toISOString()
+const T0 = '2026-10-01T02:00:00.000Z'
+
+describe('activation_reminder operator (pure)', () => {
+  const ctx = { customerId: 'c', profile: { timezone: 'Asia/Shanghai', homeCountry: 'CN', consent: {} }, params: { delay: 72 * HOUR } }
+  const ev = (stage: string, hours: number) => lifecycle('c', stage, at(T0, hours)) as any
+
+  it('sets a timer at approval and emits a moment when it fires without activation', () => {
+    const t = Date.parse(T0)
+    const r1 = activationReminder.onEvent(activationReminder.initial(), ev('approved', 0), t, ctx)
+    expect(r1.effects).toEqual([{ kind: 'setTimer', key: 'tok_c', at: t + 72 * HOUR }])
+    const r2 = activationReminder.onTimer!(r1.state, { key: 'tok_c', at: t + 72 * HOUR }, ctx)
+    expect(r2.effects).toEqual([
+      expect.objectContaining({ kind: 'moment', trigger: 'activation_reminder', cardId: 'tok_c', eventTime: t + 72 * HOUR, reason: { approvedAt: T0, hoursWithoutActivation: 72 } }),
+    ])
+    // A second firing of the same occurrence yields nothing.
+    expect(activationReminder.onTimer!(r2.state, { key: 'tok_c', at: t + 72 * HOUR }, ctx).effects ?? []).toEqual([])
+  })
+
+  it('cancels on activation before the due time, not after it', () => {
+    const t = Date.parse(T0)
+    const s = activationReminder.onEvent(activationReminder.initial(), ev('approved', 0), t, ctx).state
+    expect(activationReminder.onEvent(s, ev('activated', 10), t + 10 * HOUR, ctx).effects).toEqual([{ kind: 'cancelTimer', key: 'tok_c' }])
+    expect(activationReminder.onEvent(s, ev('activated', 73), t + 73 * HOUR, ctx).effects).toEqual([])
+  })
+
+  it('does not return the state object it was given mutated', () => {
+    const s = activationReminder.initial()
+    activationReminder.onEvent(s, ev('approved', 0), Date.parse(T0), ctx)
+    expect(s).toEqual({ cards: {} })
+  })
+})
+
+describe('activation_reminder through the processor, in event time', () => {
+  it('fires exactly 72 h after approval when the watermark passes it', async () => {
+    const h = new PipelineHarness()
+    await h.send(lifecycle('c1', 'approved', T0))
+    await h.advanceTo(Date.parse(at(T0, 72)) - 1)
+    expect(h.decisions).toHaveLength(0)
+    await h.advanceTo(at(T0, 72))
+    expect(h.decisions).toHaveLength(1)
+    expect(h.decisions[0]).toMatchObject({ trigger: 'activation_reminder', customerId: 'c1', outcome: 'send', eventTime: at(T0, 72), decidedAt: at(T0, 72), sendAt: at(T0, 72) })
+  })
+
+  it('fires from the next event of any customer, not only on idle advance', async () => {
+    const h = new PipelineHarness()
+    await h.send(lifecycle('c1', 'approved', T0))
+    await h.send(app('someone_else', 'login', at(T0, 100)))
+    expect(h.decisions.map((d) => d.customerId)).toEqual(['c1'])
+  })
+
+  it('does not fire when the card was activated in time, even within the same batch', async () => {
+    const h = new PipelineHarness()
+    await h.send(lifecycle('c1', 'approved', T0), lifecycle('c1', 'activated', at(T0, 71.9)), app('x', 'login', at(T0, 200)))
+    expect(h.decisions).toHaveLength(0)
+  })
+
+  it('fires when activation comes after the due time, even in the same batch', async () => {
+    const h = new PipelineHarness()
+    await h.send(lifecycle('c1', 'approved', T0), lifecycle('c1', 'activated', at(T0, 73)))
+    await h.advanceTo(at(T0, 200))
+    expect(h.decisions).toHaveLength(1)
+  })
+
+  it('starts the clock at the first of approved and issued, once per card', async () => {
+    const h = new PipelineHarness()
+    await h.send(lifecycle('c1', 'approved', T0), lifecycle('c1', 'issued', at(T0, 30)))
+    await h.advanceTo(at(T0, 500))
+    expect(h.decisions.map((d) => d.eventTime)).toEqual([at(T0, 72)])
+  })
+
+  it('gives the same decision ids for the same input, whatever the batch cuts', async () => {
+    const events = [
+      lifecycle('a', 'approved', T0),
+      lifecycle('b', 'approved', at(T0, 1)),
+      lifecycle('c', 'issued', at(T0, 2)),
+      lifecycle('b', 'activated', at(T0, 5)),
+      app('a', 'login', at(T0, 80)),
+      app('z', 'login', at(T0, 200)),
+    ]
+    const one = new PipelineHarness()
+    await one.send(...events)
+    const many = new PipelineHarness()
+    for (const e of events) await many.send(e)
+    expect(many.decisions).toEqual(one.decisions)
+    expect(one.decisions.map((d) => d.customerId).sort()).toEqual(['a', 'c'])
+  })
+
+  it('honours the delay from the catalogue', async () => {
+    const yaml = testCatalogYaml().replace('delay: 72h', 'delay: 24h')
+    const h = new PipelineHarness(parseCatalog(yaml, 'test'))
+    await h.send(lifecycle('c1', 'approved', T0))
+    await h.advanceTo(at(T0, 24))
+    expect(h.decisions[0]).toMatchObject({ eventTime: at(T0, 24), reason: { hoursWithoutActivation: 24 } })
+  })
+})

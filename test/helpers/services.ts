@@ -1,0 +1,74 @@
+import { createServer, type IncomingHttpHeaders } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { randomBytes } from 'node:crypto'
+import { Kafka, logLevel, type Admin } from 'kafkajs'
+import { verifyWebhook } from '../../sinks/webhook.ts'
+
+/** Real services for integration tests: the Kafka broker and Redis that .ci/run starts. */
+
+export const KAFKA_BROKERS = process.env.KAFKA_BROKERS ?? '127.0.0.1:19092'
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+export const WEBHOOK_SECRET = 'integration-test-secret-0123456789'
+
+/** A fresh name per test, so suites can run again on a dirty machine. */
+export const uniqueId = () => `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`
+
+export function kafka() {
+  return new Kafka({ clientId: 'cardpulse-test', brokers: KAFKA_BROKERS.split(','), logLevel: logLevel.NOTHING })
+}
+
+export async function createTopics(admin: Admin, topics: string[], partitions = 3) {
+  await admin.createTopics({ waitForLeaders: true, topics: topics.map((topic) => ({ topic, numPartitions: partitions })) })
+}
+
+export interface ReceivedWebhook {
+  path: string
+  headers: IncomingHttpHeaders
+  body: Record<string, unknown>
+  raw: string
+  verified: boolean
+}
+
+/** A marketing system's webhook endpoint on 127.0.0.1 that records what it receives. */
+export async function webhookReceiver(status: (n: number) => number = () => 200) {
+  const received: ReceivedWebhook[] = []
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c) => chunks.push(c))
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks).toString('utf8')
+      received.push({ path: req.url ?? '', headers: req.headers, body: JSON.parse(raw), raw, verified: verifyWebhook(WEBHOOK_SECRET, req.headers, raw).ok })
+      res.writeHead(status(received.length)).end()
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return { url, received, close: () => new Promise((r) => server.close(r)) }
+}
+
+export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await fn()
+    if (v) return v
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
+/** A catalogue for tests: the defaults with no quiet hours and no holdout, unless overridden. */
+export function testCatalogYaml(overrides: { quietHours?: string; holdoutPercent?: number; version?: string } = {}) {
+  return `version: "${overrides.version ?? 'test-1'}"
+policy:
+  quietHours: ${overrides.quietHours ?? 'null'}
+  holdoutPercent: ${overrides.holdoutPercent ?? 0}
+triggers:
+  activation_reminder:
+    priority: 90
+    params: { delay: 72h }
+    channels: [sms, push]
+    offer: { code: ACTIVATE50, value: 50, currency: CNY }
+    goal: { kind: lifecycle, stage: activated }
+    attributionWindow: 7d
+`
+}

@@ -1,0 +1,166 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Admin, Producer } from 'kafkajs'
+import { startPipeline, type RunningPipeline } from '../pipeline/run.ts'
+import { RunConfig, parseConfig } from '../pipeline/config.ts'
+import { createLogger } from '../pipeline/log.ts'
+import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+
+/** The live pipeline on the real Kafka broker, Redis and embedded ClickHouse, end to end. */
+
+const HOUR = 3_600_000
+const id = uniqueId()
+const topics = {
+  transactionsTopic: `t-${id}.transactions`,
+  appEventsTopic: `t-${id}.app-events`,
+  lifecycleTopic: `t-${id}.lifecycle`,
+  dlqTopic: `t-${id}.dlq`,
+  alertTopic: `t-${id}.alerts`,
+  eventsTopic: `t-${id}.events`,
+}
+const dir = mkdtempSync(join(tmpdir(), 'cardpulse-it-'))
+const catalogFile = join(dir, 'catalog.yaml')
+writeFileSync(catalogFile, testCatalogYaml())
+
+let admin: Admin
+let producer: Producer
+let receiver: Awaited<ReturnType<typeof webhookReceiver>>
+let pipeline: RunningPipeline
+
+const iso = (ms: number) => new Date(ms).toISOString()
+// Event ids carry no bare 13+ digit numbers: the edge would take such a run for a card number.
+const lifecycle = (customerId: string, cardId: string, stage: string, at: number, eventId = `${customerId}-${stage}-${(at / 1000).toString(36)}`) => ({
+  type: 'lifecycle',
+  eventId,
+  occurredAt: iso(at),
+  customerId,
+  cardId,
+  stage,
+})
+
+beforeAll(async () => {
+  const k = kafka()
+  admin = k.admin()
+  await admin.connect()
+  await createTopics(admin, Object.values(topics))
+  producer = k.producer()
+  await producer.connect()
+  receiver = await webhookReceiver()
+  const config = parseConfig(RunConfig, {
+    kafkaBrokers: KAFKA_BROKERS,
+    redisUrl: REDIS_URL,
+    redisPrefix: `cp-it-${id}`,
+    groupId: `g-${id}`,
+    ...topics,
+    partitions: '3',
+    httpPort: '0',
+    catalogFile,
+    webhookUrl: `${receiver.url}/hooks`,
+    webhookUrlSms: `${receiver.url}/sms`,
+    webhookSecret: WEBHOOK_SECRET,
+    allowedLateness: '1s',
+    idleAdvance: '1s',
+    clickhouseDatabase: `cp_it_${id}`,
+    dataDir: join(dir, 'data'),
+    logLevel: 'warn',
+  })
+  pipeline = await startPipeline(config, createLogger('warn'))
+})
+
+afterAll(async () => {
+  await pipeline?.stop()
+  await producer?.disconnect()
+  await admin?.disconnect()
+  await receiver?.close()
+})
+
+describe('cardpulse run on Kafka + Redis + ClickHouse', () => {
+  it('fires activation_reminder as a signed webhook, records it in ClickHouse, and dead-letters bad input', async () => {
+    const now = Date.now()
+    await producer.send({
+      topic: topics.lifecycleTopic,
+      messages: [
+        // Not activated 72 h after approval: a reminder is due 8 h ago.
+        { key: 'cust_late', value: JSON.stringify({ ...lifecycle('cust_late', 'tok_late', 'approved', now - 80 * HOUR), profile: { preferredChannel: 'sms' } }) },
+        // Activated in time: no reminder.
+        { key: 'cust_ok', value: JSON.stringify(lifecycle('cust_ok', 'tok_ok', 'approved', now - 80 * HOUR)) },
+        { key: 'cust_ok', value: JSON.stringify(lifecycle('cust_ok', 'tok_ok', 'activated', now - 79 * HOUR)) },
+        // Unkeyed input is still processed per customer.
+        { value: JSON.stringify(lifecycle('cust_unkeyed', 'tok_u', 'issued', now - 75 * HOUR)) },
+        // Bad input of several kinds.
+        { key: 'x', value: '{"type":"lifecycle",' },
+        { key: 'x', value: JSON.stringify({ ...lifecycle('cust_pan', '4111111111111111', 'approved', now) }) },
+        { key: 'x', value: JSON.stringify({ ...lifecycle('cust_bad', 'tok', 'exploded', now) }) },
+      ],
+    })
+
+    const hooks = await waitFor('two webhooks', () => receiver.received.length >= 2 && receiver.received)
+    await new Promise((r) => setTimeout(r, 1500)) // nothing else may follow
+    expect(receiver.received).toHaveLength(2)
+    const byCustomer = Object.fromEntries(hooks.map((h) => [h.body.customerId, h]))
+    expect(Object.keys(byCustomer).sort()).toEqual(['cust_late', 'cust_unkeyed'])
+
+    const late = byCustomer.cust_late
+    expect(late.verified).toBe(true)
+    expect(late.path).toBe('/sms')
+    expect(late.headers['content-type']).toBe('application/json')
+    expect(late.headers['idempotency-key']).toBe(late.body.id)
+    expect(late.headers['x-cardpulse-signature']).toMatch(/^v1=[0-9a-f]{64}$/)
+    expect(late.body).toMatchObject({
+      trigger: 'activation_reminder',
+      customerId: 'cust_late',
+      cardId: 'tok_late',
+      channel: 'sms',
+      eventTime: iso(now - 8 * HOUR),
+      group: 'treatment',
+      attributionWindowDays: 7,
+      offer: { code: 'ACTIVATE50', value: 50, currency: 'CNY' },
+      reason: { approvedAt: iso(now - 80 * HOUR), hoursWithoutActivation: 72 },
+    })
+    expect(byCustomer.cust_unkeyed.path).toBe('/hooks') // push has no URL of its own: the default one
+
+    const db = pipeline.clickhouse.database
+    const rows = await waitFor('decision and delivery rows', async () => {
+      const d = await pipeline.clickhouse.query<{ id: string; outcome: string; customer_id: string }>(`SELECT id, outcome, customer_id FROM ${db}.decisions FINAL ORDER BY customer_id`)
+      const del = await pipeline.clickhouse.query<{ decision_id: string; status: string }>(`SELECT decision_id, status FROM ${db}.deliveries FINAL`)
+      return d.length === 2 && del.length === 2 && { d, del }
+    })
+    expect(rows.d.map((r) => [r.customer_id, r.outcome])).toEqual([
+      ['cust_late', 'send'],
+      ['cust_unkeyed', 'send'],
+    ])
+    expect(rows.d.find((r) => r.customer_id === 'cust_late')!.id).toBe(late.body.id)
+    expect(rows.del.every((r) => r.status === 'delivered')).toBe(true)
+
+    // Every bad message is on the dead-letter topic and in ClickHouse, PANs masked.
+    const dead = await waitFor('dead letters in ClickHouse', async () => {
+      const q = await pipeline.clickhouse.query<{ code: string; original: string }>(`SELECT code, original FROM ${db}.dead_letters FINAL ORDER BY code`)
+      return q.length === 3 && q
+    })
+    expect(dead.map((q) => q.code)).toEqual(['invalid_json', 'pan_detected', 'schema_violation'])
+    expect(JSON.stringify(dead)).not.toContain('4111111111111111')
+    expect(dead.find((q) => q.code === 'pan_detected')!.original).toContain('************1111')
+
+    const consumer = kafka().consumer({ groupId: `read-dlq-${id}` })
+    await consumer.connect()
+    await consumer.subscribe({ topic: topics.dlqTopic, fromBeginning: true })
+    const onTopic: Record<string, unknown>[] = []
+    await consumer.run({ eachMessage: async ({ message }) => void onTopic.push(JSON.parse(message.value!.toString())) })
+    await waitFor('dead letters on the topic', () => onTopic.length >= 3)
+    await consumer.disconnect()
+    expect(onTopic.map((q: any) => q.error.code).sort()).toEqual(['invalid_json', 'pan_detected', 'schema_violation'])
+    expect(onTopic.every((q: any) => q.source.topic === topics.lifecycleTopic && typeof q.source.offset === 'string')).toBe(true)
+  })
+
+  it('serves health, metrics and the dashboard summary', async () => {
+    const base = `http://127.0.0.1:${pipeline.port}`
+    expect((await fetch(`${base}/healthz`)).status).toBe(200)
+    const metrics = await (await fetch(`${base}/metrics`)).text()
+    expect(metrics).toMatch(/cardpulse_decisions_total\{trigger="activation_reminder",outcome="send",suppressed_by=""\} 2/)
+    const summary = await (await fetch(`${base}/api/summary`)).json()
+    expect(summary.mode).toBe('run')
+    expect(summary.decisions).toContainEqual(expect.objectContaining({ trigger: 'activation_reminder', outcome: 'send', n: 2 }))
+  })
+})
