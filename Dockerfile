@@ -5,16 +5,12 @@ WORKDIR /app
 RUN chown node:node /app
 USER node
 
-# Dependencies first, so editing the code does not re-run the install. Dev dependencies are
-# kept on purpose: bin/cardpulse.js runs the TypeScript sources through tsx.
+# Dependencies first, so editing the code does not re-run the install. bin/cardpulse.js runs
+# the TypeScript sources through tsx, a runtime dependency: no build step.
 COPY --chown=node:node package.json package-lock.json ./
-# npm ci rejects a lock file that lacks other platforms' optional packages (it happens when the
-# lock was written against a registry mirror that does not carry them); npm install then
-# installs the same locked versions. .ci/run is the place where lock drift fails the build.
-RUN npm ci --no-audit --no-fund || npm install --no-audit --no-fund
+RUN npm ci --omit=dev --no-audit --no-fund
 
 COPY --chown=node:node . .
-RUN npm run build --if-present
 
 ENV HTTP_PORT=8080
 EXPOSE 8080

@@ -65,6 +65,7 @@ commonOptions(program.command('run').description('the live pipeline: Kafka in; R
   .addOption(opt('--idle-advance <duration>', 'advance an idle partition on the wall clock after this long (default 10s)', 'IDLE_ADVANCE'))
   .addOption(opt('--redis-prefix <prefix>', 'prefix of every Redis key (default cardpulse)', 'REDIS_PREFIX'))
   .addOption(opt('--data-dir <dir>', 'where embedded ClickHouse keeps its data when CLICKHOUSE_URL is not set (default .cardpulse)', 'DATA_DIR'))
+  .addOption(opt('--session-timeout <duration>', 'Kafka consumer session timeout: how soon a dead consumer\'s partitions move (default 30s)', 'SESSION_TIMEOUT'))
   .addOption(opt('--connect-timeout <duration>', 'give up connecting to Kafka/Redis/ClickHouse after this long (default 30s)', 'CONNECT_TIMEOUT'))
   .action(
     action(async (raw: Record<string, unknown>) => {

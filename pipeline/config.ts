@@ -44,6 +44,7 @@ export const RunConfig = CommonConfig.extend({
   idleAdvance: Duration.prefault('10s'),
   redisPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('cardpulse'),
   connectTimeout: Duration.prefault('30s'),
+  sessionTimeout: Duration.prefault('30s'),
   dataDir: z.string().min(1).default('.cardpulse'),
 })
 export type RunConfig = z.infer<typeof RunConfig>
@@ -75,7 +76,9 @@ export class ConfigError extends Error {
 }
 
 export function parseConfig<T extends z.ZodType>(schema: T, raw: Record<string, unknown>): z.infer<T> {
-  const result = schema.safeParse(raw)
+  // An empty environment variable means "not set", as in most deployment tools.
+  const given = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== '' && v !== undefined))
+  const result = schema.safeParse(given)
   if (result.success) return result.data
   const issue = result.error.issues[0]
   throw new ConfigError(`${settingName(String(issue.path[0] ?? 'config'))} ${issue.message}`)

@@ -98,7 +98,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     [config.appEventsTopic, 'app'],
     [config.lifecycleTopic, 'lifecycle'],
   ])
-  const ingest = kafka.consumer({ groupId: `${config.groupId}-ingest`, allowAutoTopicCreation: false, maxBytesPerPartition: 1 << 20 })
+  const ingest = kafka.consumer({ groupId: `${config.groupId}-ingest`, allowAutoTopicCreation: false, maxBytesPerPartition: 1 << 20, sessionTimeout: config.sessionTimeout })
   await ingest.connect()
   await ingest.subscribe({ topics: [...topicTypes.keys()], fromBeginning: true })
   await ingest.run({
@@ -173,7 +173,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     processors.get(partition)?.reset()
   }
 
-  const state = kafka.consumer({ groupId: config.groupId, allowAutoTopicCreation: false, maxBytesPerPartition: 1 << 20 })
+  const state = kafka.consumer({ groupId: config.groupId, allowAutoTopicCreation: false, maxBytesPerPartition: 1 << 20, sessionTimeout: config.sessionTimeout })
   state.on(state.events.GROUP_JOIN, (e) => {
     owned = (e.payload.memberAssignment[config.eventsTopic] ?? []).slice().sort((a, b) => a - b)
     // State may have moved while another consumer owned a partition: reload it from Redis.

@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Decision } from '../schemas/decision.ts'
+import { DeadLetter } from '../schemas/deadLetter.ts'
+
+/** The command line as a user runs it: `npx cardpulse …` through bin/cardpulse.js. */
+
+const CLI = fileURLToPath(new URL('../bin/cardpulse.js', import.meta.url))
+const SAMPLE = fileURLToPath(new URL('../simulator/sample/', import.meta.url))
+const sample = readdirSync(SAMPLE).map((f) => join(SAMPLE, f))
+
+function cardpulse(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_FORMAT: 'json', ...env },
+    timeout: 120_000,
+  })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+describe('cardpulse command line', () => {
+  it('has --help on every command', () => {
+    for (const cmd of [[], ['run'], ['demo'], ['replay'], ['simulate']]) {
+      const r = cardpulse([...cmd, '--help'])
+      expect(r.code).toBe(0)
+      expect(r.stdout).toMatch(/Usage: cardpulse/)
+    }
+    expect(cardpulse(['run', '--help']).stdout).toMatch(/KAFKA_BROKERS/)
+  })
+
+  it('answers a bad setting with one line naming it', () => {
+    const r = cardpulse(['run'], { KAFKA_BROKERS: 'not a broker', REDIS_URL: 'redis://127.0.0.1:6379', WEBHOOK_SECRET: 'x'.repeat(20) })
+    expect(r.code).toBe(2)
+    expect(r.stderr.trim()).toBe('cardpulse: KAFKA_BROKERS (--kafka-brokers) must be host:port[,host:port…]')
+    const missing = cardpulse(['run'], { REDIS_URL: 'redis://127.0.0.1:6379', WEBHOOK_SECRET: 'x'.repeat(20) })
+    expect(missing.stderr.trim()).toMatch(/^cardpulse: KAFKA_BROKERS \(--kafka-brokers\) is required/)
+  })
+
+  it('answers an unreachable server with one line, not a stack trace', () => {
+    const r = cardpulse(['run'], { KAFKA_BROKERS: '127.0.0.1:1', REDIS_URL: 'redis://127.0.0.1:1', WEBHOOK_SECRET: 'x'.repeat(20), CONNECT_TIMEOUT: '1s' })
+    expect(r.code).toBe(1)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(r.stderr).toMatch(/cannot reach Redis at redis:\/\/127\.0\.0\.1:1 \(ECONNREFUSED\): start Redis or set REDIS_URL/)
+  })
+
+  it('rejects a bad catalogue with a message a marketer can act on', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardpulse-cli-'))
+    const file = join(dir, 'bad.yaml')
+    writeFileSync(file, 'version: "x"\ntriggers:\n  activation_reminder: { goal: { kind: lifecycle, stage: activated }, attributionWindow: soon }\n')
+    const r = cardpulse(['replay', '--input', sample[0], '--out', dir, '--catalog-file', file])
+    expect(r.code).toBe(1)
+    expect(r.stderr.trim()).toMatch(/triggers\.activation_reminder\.attributionWindow: "soon" is not a duration; write e\.g\. 90s, 30m, 72h or 7d/)
+  })
+
+  it('replays deterministically: the same input gives byte-identical output', () => {
+    const a = mkdtempSync(join(tmpdir(), 'cardpulse-replay-a-'))
+    const b = mkdtempSync(join(tmpdir(), 'cardpulse-replay-b-'))
+    expect(cardpulse(['replay', '--input', ...sample, '--out', a]).code).toBe(0)
+    expect(cardpulse(['replay', '--input', ...[...sample].reverse(), '--out', b]).code).toBe(0)
+    for (const f of ['decisions.ndjson', 'alerts.ndjson', 'dlq.ndjson', 'summary.json']) expect(readFileSync(join(a, f))).toEqual(readFileSync(join(b, f)))
+
+    const decisions = readFileSync(join(a, 'decisions.ndjson'), 'utf8').trim().split('\n').map((l) => Decision.parse(JSON.parse(l)))
+    expect(decisions.length).toBeGreaterThan(50)
+    expect(decisions.every((d) => d.decidedAt === d.eventTime)).toBe(true)
+    const dlq = readFileSync(join(a, 'dlq.ndjson'), 'utf8').trim().split('\n').map((l) => DeadLetter.parse(JSON.parse(l)))
+    expect(dlq.map((q) => q.error.code).sort()).toEqual(['invalid_json', 'not_an_object', 'pan_detected', 'schema_violation', 'unknown_type'])
+
+    // Every input line is accounted for: applied, a duplicate, or a dead letter.
+    const summary = JSON.parse(readFileSync(join(a, 'summary.json'), 'utf8'))
+    const lines = sample.reduce((n, f) => n + readFileSync(f, 'utf8').trim().split('\n').length, 0)
+    expect(summary.input.events).toBe(lines)
+    expect(summary.input.applied + summary.input.duplicates + summary.input.deadLetters).toBe(lines)
+    expect(summary.decisions.byTrigger.activation_reminder.send).toBe(decisions.filter((d) => d.outcome === 'send').length)
+  })
+
+  it('reads NDJSON from stdin with -', () => {
+    const out = mkdtempSync(join(tmpdir(), 'cardpulse-stdin-'))
+    const r = spawnSync(process.execPath, [CLI, 'replay', '--input', '-', '--out', out], { input: readFileSync(sample.find((f) => f.includes('lifecycle'))!), encoding: 'utf8', env: { ...process.env, LOG_FORMAT: 'json' } })
+    expect(r.status).toBe(0)
+    expect(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')).decisions.total).toBeGreaterThan(0)
+  })
+
+  it('simulates the same bank for the same seed', () => {
+    const a = mkdtempSync(join(tmpdir(), 'cardpulse-sim-a-'))
+    const b = mkdtempSync(join(tmpdir(), 'cardpulse-sim-b-'))
+    expect(cardpulse(['simulate', '--customers', '50', '--days', '20', '--seed', '3', '--out', a]).code).toBe(0)
+    expect(cardpulse(['simulate', '--customers', '50', '--days', '20', '--seed', '3', '--out', b]).code).toBe(0)
+    expect(readFileSync(join(a, 'transactions.ndjson'))).toEqual(readFileSync(join(b, 'transactions.ndjson')))
+  })
+})
+
