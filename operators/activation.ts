@@ -22,7 +22,7 @@ type Params = z.infer<typeof Params>
 
 export const activationReminder: Operator<ActivationState, Params> = {
   name: 'activation',
-  triggers: ['activation_reminder'],
+  uses: 'activation_reminder',
   initial: () => ({ cards: {} }),
   parseParams: (raw) => Params.parse(raw),
 

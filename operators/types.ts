@@ -1,5 +1,6 @@
 import type { InputEvent, Profile, Channel } from '../schemas/events.ts'
 import type { AlertKind, Severity } from '../schemas/alert.ts'
+import type { CustomerFacts } from './facts.ts'
 
 /**
  * The operator shape: pure functions of (state, event | timer, ctx) → (state', effects).
@@ -49,10 +50,12 @@ export interface OperatorResult<S> {
   effects?: Effect[]
 }
 
-/** What an operator may read besides its own state: the customer's profile and its own params. */
+/** What an operator may read besides its own state: profile, facts, and its own params. */
 export interface OperatorContext<P = unknown> {
   customerId: string
   profile: CustomerProfile
+  /** Folded from every event up to and including the current one. */
+  facts: CustomerFacts
   params: P
 }
 
@@ -67,9 +70,10 @@ export interface TimerFire {
 }
 
 export interface Operator<S = unknown, P = unknown> {
+  /** Names its state and timers; stable across releases, as state is stored under it. */
   name: string
-  /** Triggers this operator can emit; its params are read from the first that is configured. */
-  triggers: readonly string[]
+  /** The catalogue entry (a trigger or a signal) whose params it reads; disabled with it. */
+  uses: string
   initial(): S
   parseParams(raw: Record<string, unknown>): P
   onEvent(state: S, event: InputEvent, at: number, ctx: OperatorContext<P>): OperatorResult<S>

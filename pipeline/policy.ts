@@ -3,6 +3,8 @@ import type { Decision, SuppressedBy } from '../schemas/decision.ts'
 import type { Channel } from '../schemas/events.ts'
 import type { CustomerProfile, Moment } from '../operators/types.ts'
 import { hasConsent } from '../operators/profile.ts'
+import { riskLevel, valueTier, type CustomerFacts } from '../operators/facts.ts'
+import type { Audience } from '../schemas/catalog.ts'
 import { afterQuietHours } from '../operators/time.ts'
 import { decisionId, holdoutBucket } from './ids.ts'
 
@@ -29,6 +31,7 @@ export const SERVICE_TRIGGERS = new Set(['compliance_notice'])
 export interface DecideInput {
   customerId: string
   profile: CustomerProfile
+  facts?: CustomerFacts
   catalog: Catalog
   /** Wall-clock time of the decision in `run`; undefined in `replay`, where it equals the event time. */
   now?: number
@@ -38,7 +41,7 @@ export interface DecideInput {
 export function decide(state: PolicyState, moments: Moment[], input: DecideInput): { state: PolicyState; decisions: Decision[] } {
   const { catalog } = input
   const ordered = moments
-    .filter((m) => catalog.triggers[m.trigger]?.enabled !== false && catalog.triggers[m.trigger])
+    .filter((m) => catalog.triggers[m.trigger]?.enabled && inAudience(catalog.triggers[m.trigger].audience, m.eventTime, input))
     .sort((a, b) => a.eventTime - b.eventTime || priority(catalog, b) - priority(catalog, a) || (a.trigger < b.trigger ? -1 : 1))
   let s = state
   const decisions: Decision[] = []
@@ -59,7 +62,7 @@ function priority(catalog: Catalog, m: Moment): number {
 function decideOne(
   state: PolicyState,
   moment: Moment,
-  { customerId, profile, catalog, now }: DecideInput,
+  { customerId, profile, facts, catalog, now }: DecideInput,
   simultaneousHigherPriority: boolean,
 ): { state: PolicyState; decision: Decision } {
   const trigger = catalog.triggers[moment.trigger] as TriggerConfig
@@ -70,6 +73,7 @@ function decideOne(
   const ttl = trigger.ttl ?? policy.ttl
   const expiresAt = eventTime + ttl
   const channel = routeChannel(trigger.channels, profile, policy.channelOrder)
+  const offer = (facts && trigger.offers?.[valueTier(facts, eventTime)]) || trigger.offer
 
   const base: Decision = {
     id: decisionId(moment.trigger, customerId, moment.occurrence),
@@ -81,7 +85,7 @@ function decideOne(
     eventTime: iso(eventTime),
     decidedAt: iso(decidedAt),
     expiresAt: iso(expiresAt),
-    ...(trigger.offer ? { offer: trigger.offer } : {}),
+    ...(offer ? { offer } : {}),
     reason: moment.reason,
     catalogVersion: catalog.version,
     attributionWindowDays: Math.max(1, Math.round(trigger.attributionWindow / 86_400_000)),
@@ -113,6 +117,20 @@ function decideOne(
   const sendAt = quiet ? afterQuietHours(decidedAt, profile.timezone, quiet.start, quiet.end) : decidedAt
   if (sendAt >= expiresAt) return suppress('expired')
   return { state: counted, decision: { ...base, outcome: 'send', sendAt: iso(sendAt) } }
+}
+
+/** Whether the customer is in the trigger's audience at the moment's event time. */
+export function inAudience(audience: Audience | undefined, at: number, { profile, facts }: DecideInput): boolean {
+  if (!audience) return true
+  const tags = profile.tags ?? []
+  if (audience.segments && !audience.segments.includes(profile.segment ?? '')) return false
+  if (audience.tagsAny && !audience.tagsAny.some((t) => tags.includes(t))) return false
+  if (audience.tagsNone && audience.tagsNone.some((t) => tags.includes(t))) return false
+  if (!facts) return !(audience.tiers || audience.riskLevels || audience.stages)
+  if (audience.tiers && !audience.tiers.includes(valueTier(facts, at))) return false
+  if (audience.riskLevels && !audience.riskLevels.includes(riskLevel(facts, at))) return false
+  if (audience.stages && !(facts.stage && audience.stages.includes(facts.stage))) return false
+  return true
 }
 
 /** The preferred channel when the trigger uses it and consent holds, else the next consented one. */

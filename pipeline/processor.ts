@@ -6,6 +6,7 @@ import type { InputEvent } from '../schemas/events.ts'
 import type { Effect, Moment, Operator, OperatorContext } from '../operators/types.ts'
 import { OPERATORS } from '../operators/index.ts'
 import { foldProfile, initialProfile } from '../operators/profile.ts'
+import { foldFacts, initialFacts, recordAlert } from '../operators/facts.ts'
 import { decide, initialPolicyState } from './policy.ts'
 import { deadLetter, type SourceCoordinates } from './decode.ts'
 import { alertId } from './ids.ts'
@@ -192,7 +193,7 @@ export class PartitionProcessor {
   record(customerId: string): CustomerRecord {
     let rec = this.cache.get(customerId)
     if (!rec) {
-      rec = { v: 1, seen: [], profile: initialProfile(), policy: initialPolicyState(), ops: {} }
+      rec = { v: 1, seen: [], profile: initialProfile(), facts: initialFacts(), policy: initialPolicyState(), ops: {} }
       this.cache.set(customerId, rec)
     }
     return rec
@@ -210,16 +211,15 @@ export class PartitionProcessor {
     return this.operators
   }
 
+  /** The operator's params from the catalogue in force, or undefined when its entry is disabled or absent. */
   params(op: Operator): unknown {
     const catalog = this.opts.catalog()
     if (this.paramsFor?.version !== catalog.version) this.paramsFor = { version: catalog.version, params: new Map() }
-    let p = this.paramsFor.params.get(op.name)
-    if (p === undefined) {
-      const trigger = op.triggers.map((t) => catalog.triggers[t]).find(Boolean)
-      p = op.parseParams(trigger?.params ?? {})
-      this.paramsFor.params.set(op.name, p)
+    if (!this.paramsFor.params.has(op.name)) {
+      const entry = catalog.triggers[op.uses] ?? catalog.signals[op.uses]
+      this.paramsFor.params.set(op.name, entry && entry.enabled ? op.parseParams(entry.params) : undefined)
     }
-    return p
+    return this.paramsFor.params.get(op.name)
   }
 }
 
@@ -259,10 +259,13 @@ class Batch {
     rec.seen.push(event.eventId)
     if (rec.seen.length > (opts.seenPerCustomer ?? 64)) rec.seen.shift()
     rec.profile = foldProfile(rec.profile, event)
+    rec.facts = foldFacts(rec.facts, event, at)
     this.changed.add(event.customerId)
     const moments: Moment[] = []
     for (const op of this.p.ops) {
-      const result = op.onEvent(rec.ops[op.name] ?? op.initial(), event, at, this.context(op, event.customerId, rec))
+      const ctx = this.context(op, event.customerId, rec)
+      if (!ctx) continue
+      const result = op.onEvent(rec.ops[op.name] ?? op.initial(), event, at, ctx)
       rec.ops[op.name] = result.state
       this.effects(op, event.customerId, rec, result.effects, moments, event.eventId)
     }
@@ -284,7 +287,9 @@ class Batch {
       const op = this.p.ops.find((o) => o.name === opName)
       if (!op?.onTimer) continue
       const rec = this.p.record(customerId)
-      const result = op.onTimer(rec.ops[op.name] ?? op.initial(), { key, at: t.at }, this.context(op, customerId, rec))
+      const ctx = this.context(op, customerId, rec)
+      if (!ctx) continue
+      const result = op.onTimer(rec.ops[op.name] ?? op.initial(), { key, at: t.at }, ctx)
       rec.ops[op.name] = result.state
       this.changed.add(customerId)
       const moments: Moment[] = []
@@ -293,8 +298,11 @@ class Batch {
     }
   }
 
-  private context(op: Operator, customerId: string, rec: CustomerRecord): OperatorContext {
-    return { customerId, profile: rec.profile, params: this.p.params(op) }
+  private context(op: Operator, customerId: string, rec: CustomerRecord): OperatorContext | undefined {
+    const params = this.p.params(op)
+    if (params === undefined) return undefined
+    rec.facts ??= initialFacts() // records written before facts existed
+    return { customerId, profile: rec.profile, facts: rec.facts, params }
   }
 
   private effects(op: Operator, customerId: string, rec: CustomerRecord, effects: Effect[] | undefined, moments: Moment[], cause?: string) {
@@ -309,10 +317,11 @@ class Batch {
       } else if (e.kind === 'moment') {
         moments.push(cause ? { ...e, causeEventId: cause } : e)
       } else {
+        const severity = catalog.signals[e.alertKind]?.severity ?? e.severity
         const alert: RiskAlert = {
           id: alertId(e.alertKind, customerId, e.occurrence),
           kind: e.alertKind,
-          severity: e.severity,
+          severity,
           score: e.score,
           customerId,
           ...(e.cardId ? { cardId: e.cardId } : {}),
@@ -322,7 +331,8 @@ class Batch {
           ruleVersion: catalog.version,
         }
         this.out.alerts.push(alert)
-        if (e.severity === 'high' || e.severity === 'critical') {
+        rec.facts = recordAlert(rec.facts, e.eventTime, severity)
+        if (severity === 'high' || severity === 'critical') {
           // Holds marketing from the alerting event on, including moments that event itself caused.
           const until = e.eventTime + catalog.policy.riskHold
           rec.policy = { ...rec.policy, riskHoldFrom: Math.min(rec.policy.riskHoldFrom ?? e.eventTime, e.eventTime), riskHoldUntil: Math.max(rec.policy.riskHoldUntil ?? 0, until) }
@@ -337,6 +347,7 @@ class Batch {
     const { state, decisions } = decide(rec.policy, moments, {
       customerId,
       profile: rec.profile,
+      facts: rec.facts,
       catalog: opts.catalog(),
       now: opts.mode === 'run' ? (opts.clock ?? Date.now)() : undefined,
     })

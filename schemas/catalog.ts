@@ -1,5 +1,6 @@
 import { z } from 'zod'
-import { Channel } from './events.ts'
+import { Channel, LifecycleStage } from './events.ts'
+import { Severity } from './alert.ts'
 import { Duration } from './duration.ts'
 import { Offer } from './decision.ts'
 
@@ -17,7 +18,7 @@ export const Goal = z.discriminatedUnion('kind', [
 ])
 export type Goal = z.infer<typeof Goal>
 
-export const Policy = z.object({
+export const Policy = z.strictObject({
   cooldown: Duration.prefault('7d'),
   weeklyCap: z.number().int().nonnegative().default(3),
   capWindow: Duration.prefault('7d'),
@@ -29,7 +30,23 @@ export const Policy = z.object({
 })
 export type Policy = z.infer<typeof Policy>
 
-export const TriggerConfig = z.object({
+export const ValueTier = z.enum(['new', 'inactive', 'low', 'mid', 'high'])
+export const RiskLevel = z.enum(['none', 'low', 'medium', 'high'])
+
+/** Who a trigger targets, from profile and derived attributes; every condition given must hold. */
+export const Audience = z.strictObject({
+  segments: z.array(z.string()).min(1).optional(),
+  tiers: z.array(ValueTier).min(1).optional(),
+  riskLevels: z.array(RiskLevel).min(1).optional(),
+  stages: z.array(LifecycleStage).min(1).optional(),
+  /** At least one of these profile tags. */
+  tagsAny: z.array(z.string()).min(1).optional(),
+  /** None of these profile tags. */
+  tagsNone: z.array(z.string()).min(1).optional(),
+})
+export type Audience = z.infer<typeof Audience>
+
+export const TriggerConfig = z.strictObject({
   enabled: z.boolean().default(true),
   description: z.string().optional(),
   /** Higher wins among moments of one customer at the same event time. */
@@ -38,6 +55,9 @@ export const TriggerConfig = z.object({
   params: z.record(z.string(), z.unknown()).default({}),
   channels: z.array(Channel).min(1).default(['push', 'sms']),
   offer: Offer.optional(),
+  /** Offer variants by value tier; the tier's variant replaces `offer`. */
+  offers: z.partialRecord(ValueTier, Offer).optional(),
+  audience: Audience.optional(),
   goal: Goal,
   attributionWindow: Duration,
   cooldown: Duration.optional(),
@@ -46,9 +66,19 @@ export const TriggerConfig = z.object({
 })
 export type TriggerConfig = z.infer<typeof TriggerConfig>
 
-export const Catalog = z.object({
+export const SignalConfig = z.strictObject({
+  enabled: z.boolean().default(true),
+  description: z.string().optional(),
+  severity: Severity,
+  /** Signal-specific thresholds and windows, validated by the operator that owns the signal. */
+  params: z.record(z.string(), z.unknown()).default({}),
+})
+export type SignalConfig = z.infer<typeof SignalConfig>
+
+export const Catalog = z.strictObject({
   version: z.string().min(1, 'give the catalogue a version, e.g. "2026-11-28.1"'),
   policy: Policy.prefault({}),
   triggers: z.record(z.string(), TriggerConfig),
+  signals: z.record(z.string(), SignalConfig).default({}),
 })
 export type Catalog = z.infer<typeof Catalog>

@@ -3,13 +3,14 @@ import { parseCatalog } from '../pipeline/catalog/index.ts'
 import { PipelineHarness, lifecycle, app } from './helpers/harness.ts'
 import { testCatalogYaml } from './helpers/services.ts'
 import { activationReminder } from '../operators/activation.ts'
+import { initialFacts } from '../operators/facts.ts'
 
 const HOUR = 3_600_000
 const at = (iso: string, hours = 0) => new Date(Date.parse(iso) + hours * HOUR).toISOString()
 const T0 = '2026-10-01T02:00:00.000Z'
 
 describe('activation_reminder operator (pure)', () => {
-  const ctx = { customerId: 'c', profile: { timezone: 'Asia/Shanghai', homeCountry: 'CN', consent: {} }, params: { delay: 72 * HOUR } }
+  const ctx = { customerId: 'c', profile: { timezone: 'Asia/Shanghai', homeCountry: 'CN', consent: {} }, facts: initialFacts(), params: { delay: 72 * HOUR } }
   const ev = (stage: string, hours: number) => lifecycle('c', stage, at(T0, hours)) as any
 
   it('sets a timer at approval and emits a moment when it fires without activation', () => {

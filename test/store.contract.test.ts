@@ -4,6 +4,7 @@ import { Cluster, type Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { RiskAlert } from '../schemas/alert.ts'
 import { MemoryStore } from '../pipeline/store/memory.ts'
+import { initialFacts } from '../operators/facts.ts'
 import { RedisStore, RedisUnreachableError } from '../pipeline/store/redis.ts'
 import {
   FencedError,
@@ -30,6 +31,7 @@ function record(n: number, extra: Record<string, unknown> = {}): CustomerRecord 
     v: 1,
     seen: [`e${n}`],
     profile: { timezone: 'Asia/Shanghai', homeCountry: 'CN', consent: { sms: true } },
+    facts: initialFacts(),
     policy: { lastContact: {}, contacts: [] },
     ops: { counter: { n }, ...extra },
   }

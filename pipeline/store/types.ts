@@ -1,6 +1,7 @@
 import type { Decision } from '../../schemas/decision.ts'
 import type { RiskAlert } from '../../schemas/alert.ts'
 import type { CustomerProfile } from '../../operators/types.ts'
+import type { CustomerFacts } from '../../operators/facts.ts'
 import type { PolicyState } from '../policy.ts'
 
 /**
@@ -13,6 +14,7 @@ export interface CustomerRecord {
   /** Recent event ids, newest last, bounded: a repeated eventId is processed once. */
   seen: string[]
   profile: CustomerProfile
+  facts: CustomerFacts
   policy: PolicyState
   /** Each operator's own state, by operator name. */
   ops: Record<string, unknown>

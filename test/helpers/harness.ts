@@ -1,4 +1,5 @@
-import { parseCatalog } from '../../pipeline/catalog/index.ts'
+import { parseCatalog, loadCatalogFile } from '../../pipeline/catalog/index.ts'
+import type { Operator } from '../../operators/types.ts'
 import { PartitionProcessor, type BatchOutput } from '../../pipeline/processor.ts'
 import { MemoryStore } from '../../pipeline/store/memory.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
@@ -23,7 +24,7 @@ export class PipelineHarness {
 
   constructor(
     catalog: Catalog = parseCatalog(testCatalogYaml(), 'test catalogue'),
-    opts: { allowedLateness?: number; mode?: 'run' | 'replay'; clock?: () => number } = {},
+    opts: { allowedLateness?: number; mode?: 'run' | 'replay'; clock?: () => number; operators?: readonly Operator<any, any>[] } = {},
   ) {
     this.processor = new PartitionProcessor({
       partition: 0,
@@ -33,6 +34,7 @@ export class PipelineHarness {
       mode: opts.mode ?? 'replay',
       clock: opts.clock,
       outbox: { webhooks: true, alerts: true, rows: true },
+      operators: opts.operators,
     })
   }
 
@@ -61,6 +63,17 @@ export class PipelineHarness {
     this.deadLetters.push(...out.deadLetters)
     return out
   }
+}
+
+/**
+ * The shipped default catalogue with what makes assertions simple: no holdout, no quiet hours,
+ * no weekly cap or cooldown unless a test asks for them. `patch` edits it further.
+ */
+export function defaultCatalogForTests(patch: (c: Catalog) => void = () => {}): Catalog {
+  const c = structuredClone(loadCatalogFile())
+  c.policy = { ...c.policy, holdoutPercent: 0, quietHours: null, weeklyCap: 1000, cooldown: 0 }
+  patch(c)
+  return c
 }
 
 let seq = 0

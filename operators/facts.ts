@@ -1,0 +1,84 @@
+import type { InputEvent, LifecycleStage } from '../schemas/events.ts'
+import type { Severity } from '../schemas/alert.ts'
+import { addSpend, emptyLedger, epochDay, purchasesBetween, spendInLastDays, DAY, type SpendLedger } from './ledger.ts'
+
+/**
+ * What the pipeline knows of a customer besides the profile: card stages and limits, approved
+ * spend (a compact ledger), first and last purchase, recent alerts. Folded from every event before
+ * the operators run (they read it, never write it), and the source of the derived attributes that
+ * catalogue audiences target: value tier (RFM), lifecycle stage, risk level.
+ */
+
+export interface CardFacts {
+  stage: LifecycleStage
+  creditLimit?: number
+  activatedAt?: number
+}
+
+export interface CustomerFacts {
+  /** The stage of the customer's latest lifecycle event. */
+  stage?: LifecycleStage
+  cards: Record<string, CardFacts>
+  firstApprovedAt?: number
+  lastApprovedAt?: number
+  /** Approved transactions, lifetime. */
+  approved: number
+  spend: SpendLedger
+  /** High-water marks of recent alerts (≤ 90 days, at most 8), oldest first. */
+  alerts: { at: number; severity: Severity }[]
+}
+
+export const initialFacts = (): CustomerFacts => ({ cards: {}, approved: 0, spend: emptyLedger(), alerts: [] })
+
+export function foldFacts(facts: CustomerFacts, event: InputEvent, at: number): CustomerFacts {
+  if (event.type === 'lifecycle') {
+    const card = facts.cards[event.cardId]
+    const next: CardFacts = {
+      ...card,
+      stage: event.stage,
+      ...(event.creditLimit !== undefined ? { creditLimit: event.creditLimit } : {}),
+      ...(event.stage === 'activated' && card?.activatedAt === undefined ? { activatedAt: at } : {}),
+    }
+    return { ...facts, stage: event.stage, cards: { ...facts.cards, [event.cardId]: next } }
+  }
+  if (event.type === 'transaction' && event.status === 'approved') {
+    return {
+      ...facts,
+      approved: facts.approved + 1,
+      firstApprovedAt: Math.min(facts.firstApprovedAt ?? at, at),
+      lastApprovedAt: Math.max(facts.lastApprovedAt ?? at, at),
+      spend: addSpend(facts.spend, at, event.amount),
+    }
+  }
+  return facts
+}
+
+export function recordAlert(facts: CustomerFacts, at: number, severity: Severity): CustomerFacts {
+  const alerts = [...facts.alerts.filter((a) => at - a.at < 90 * DAY), { at, severity }].slice(-8)
+  return { ...facts, alerts }
+}
+
+export type ValueTier = 'new' | 'inactive' | 'low' | 'mid' | 'high'
+export type RiskLevel = 'none' | 'low' | 'medium' | 'high'
+
+/**
+ * RFM value tier: recency of the last purchase, frequency (purchases in 30 days) and monetary
+ * value (spend in 90 days). New: never purchased; inactive: nothing for 60 days.
+ */
+export function valueTier(facts: CustomerFacts, now: number): ValueTier {
+  if (facts.lastApprovedAt === undefined) return 'new'
+  if (now - facts.lastApprovedAt > 60 * DAY) return 'inactive'
+  const monetary = spendInLastDays(facts.spend, now, 90)
+  const frequency = purchasesBetween(facts.spend, epochDay(now) - 29, epochDay(now))
+  if (monetary >= 15_000 && frequency >= 8) return 'high'
+  if (monetary >= 3_000 || frequency >= 8) return 'mid'
+  return 'low'
+}
+
+/** From the alerts of the last 30 days: the highest severity seen (critical counts as high). */
+export function riskLevel(facts: CustomerFacts, now: number): RiskLevel {
+  const recent = facts.alerts.filter((a) => now - a.at < 30 * DAY && a.at <= now)
+  if (recent.some((a) => a.severity === 'high' || a.severity === 'critical')) return 'high'
+  if (recent.some((a) => a.severity === 'medium')) return 'medium'
+  return recent.length ? 'low' : 'none'
+}

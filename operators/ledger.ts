@@ -1,0 +1,106 @@
+/**
+ * A compact, incremental record of approved spend: per day for the last DAILY days, then per
+ * BLOCK-day block (aligned to epoch days) back to about HORIZON days. Amounts in cents.
+ * An active customer's ledger is ~60 numbers however many transactions they make.
+ */
+
+export const DAY = 86_400_000
+const DAILY = 35
+const BLOCK = 10
+const BLOCKS = 10 // 35 + 100 days: covers a 30-day window and the 90 days before it
+
+export interface SpendLedger {
+  /** Epoch day of d[0]; d[i] is day − i. */
+  day: number
+  /** Spend per day, cents, newest first. */
+  d: number[]
+  /** Approved purchases per day, newest first (same days as d). */
+  n: number[]
+  /** Epoch block (floor(day / BLOCK)) of b[0]; b[j] is block − j. */
+  block: number
+  /** Spend per block, cents, newest first: days older than the daily window. */
+  b: number[]
+}
+
+export const emptyLedger = (): SpendLedger => ({ day: 0, d: [], n: [], block: 0, b: [] })
+
+export const epochDay = (ms: number) => Math.floor(ms / DAY)
+
+/** Adds an approved amount at time `at`; older-than-window amounts go to their block. */
+export function addSpend(ledger: SpendLedger, at: number, amount: number): SpendLedger {
+  const cents = Math.round(amount * 100)
+  const day = epochDay(at)
+  let l = ledger.d.length ? ledger : { ...ledger, day, block: Math.floor(day / BLOCK) }
+  if (day > l.day) l = shiftTo(l, day)
+  const age = l.day - day
+  if (age < DAILY) {
+    const d = l.d.slice()
+    const n = l.n.slice()
+    while (d.length <= age) d.push(0), n.push(0)
+    d[age] += cents
+    n[age] += 1
+    return { ...l, d, n }
+  }
+  return addToBlock(l, day, cents)
+}
+
+/** Moves the newest day forward, folding days that leave the daily window into blocks. */
+function shiftTo(l: SpendLedger, day: number): SpendLedger {
+  const gap = day - l.day
+  let out: SpendLedger = { ...l, day, d: [...new Array(Math.min(gap, DAILY)).fill(0), ...l.d], n: [...new Array(Math.min(gap, DAILY)).fill(0), ...l.n] }
+  const fallen = out.d.splice(DAILY)
+  out.n.splice(DAILY)
+  for (let i = 0; i < fallen.length; i++) if (fallen[i]) out = addToBlock(out, day - DAILY - i, fallen[i])
+  while (out.d.length && out.d[out.d.length - 1] === 0 && out.n[out.n.length - 1] === 0) out.d.pop(), out.n.pop()
+  return out
+}
+
+function addToBlock(l: SpendLedger, day: number, cents: number): SpendLedger {
+  const block = Math.floor(day / BLOCK)
+  let b = l.b.slice()
+  let head = l.block
+  if (!b.length) head = block
+  if (block > head) {
+    b = [...new Array(block - head).fill(0), ...b]
+    head = block
+  }
+  const j = head - block
+  if (j >= BLOCKS) return { ...l, block: head, b: b.slice(0, BLOCKS) } // beyond the horizon
+  while (b.length <= j) b.push(0)
+  b[j] += cents
+  return { ...l, block: head, b: b.slice(0, BLOCKS) }
+}
+
+/**
+ * Approved spend (yuan) on the epoch days [fromDay, toDay], inclusive. Exact inside the daily
+ * window; a block partly inside the range counts in proportion to its days inside.
+ */
+export function spendBetween(l: SpendLedger, fromDay: number, toDay: number): number {
+  let cents = 0
+  for (let i = 0; i < l.d.length; i++) {
+    const day = l.day - i
+    if (day >= fromDay && day <= toDay) cents += l.d[i]
+  }
+  const dailyOldest = l.day - DAILY + 1
+  for (let j = 0; j < l.b.length; j++) {
+    const first = (l.block - j) * BLOCK
+    const last = Math.min(first + BLOCK - 1, dailyOldest - 1)
+    const lo = Math.max(first, fromDay)
+    const hi = Math.min(last, toDay)
+    if (hi >= lo && last >= first) cents += (l.b[j] * (hi - lo + 1)) / (last - first + 1)
+  }
+  return Math.round(cents) / 100
+}
+
+/** Approved purchases on the epoch days [fromDay, toDay] inside the daily window. */
+export function purchasesBetween(l: SpendLedger, fromDay: number, toDay: number): number {
+  let count = 0
+  for (let i = 0; i < l.n.length; i++) {
+    const day = l.day - i
+    if (day >= fromDay && day <= toDay) count += l.n[i]
+  }
+  return count
+}
+
+/** Spend (yuan) in the `days` days that end with the day of `at` (a rolling window at day granularity). */
+export const spendInLastDays = (l: SpendLedger, at: number, days: number) => spendBetween(l, epochDay(at) - days + 1, epochDay(at))
