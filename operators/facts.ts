@@ -1,6 +1,6 @@
 import type { InputEvent, LifecycleStage } from '../schemas/events.ts'
 import type { Severity } from '../schemas/alert.ts'
-import { addSpend, emptyLedger, epochDay, purchasesBetween, spendInLastDays, DAY, type SpendLedger } from './ledger.ts'
+import { addSpend, emptyLedger, epochDay, activeDaysBetween, spendInLastDays, DAY, type SpendLedger } from './ledger.ts'
 
 /**
  * What the pipeline knows of a customer besides the profile: card stages and limits, approved
@@ -62,14 +62,14 @@ export type ValueTier = 'new' | 'inactive' | 'low' | 'mid' | 'high'
 export type RiskLevel = 'none' | 'low' | 'medium' | 'high'
 
 /**
- * RFM value tier: recency of the last purchase, frequency (purchases in 30 days) and monetary
- * value (spend in 90 days). New: never purchased; inactive: nothing for 60 days.
+ * RFM value tier: recency of the last purchase, frequency (days with purchases in the last 30)
+ * and monetary value (spend in 90 days). New: never purchased; inactive: nothing for 60 days.
  */
 export function valueTier(facts: CustomerFacts, now: number): ValueTier {
   if (facts.lastApprovedAt === undefined) return 'new'
   if (now - facts.lastApprovedAt > 60 * DAY) return 'inactive'
   const monetary = spendInLastDays(facts.spend, now, 90)
-  const frequency = purchasesBetween(facts.spend, epochDay(now) - 29, epochDay(now))
+  const frequency = activeDaysBetween(facts.spend, epochDay(now) - 29, epochDay(now))
   if (monetary >= 15_000 && frequency >= 8) return 'high'
   if (monetary >= 3_000 || frequency >= 8) return 'mid'
   return 'low'

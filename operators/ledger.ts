@@ -1,7 +1,8 @@
 /**
- * A compact, incremental record of approved spend: per day for the last DAILY days, then per
- * BLOCK-day block (aligned to epoch days) back to about HORIZON days. Amounts in cents.
- * An active customer's ledger is ~60 numbers however many transactions they make.
+ * A compact, incremental record of approved spend: per day (UTC) for the last 35 days, then per
+ * 10-day block (aligned to epoch days) back to about 135 days. Amounts in whole yuan, each
+ * transaction rounded: ample for thresholds of hundreds of yuan, and about 45 small numbers for
+ * an active customer however many transactions they make.
  */
 
 export const DAY = 86_400_000
@@ -12,50 +13,45 @@ const BLOCKS = 10 // 35 + 100 days: covers a 30-day window and the 90 days befor
 export interface SpendLedger {
   /** Epoch day of d[0]; d[i] is day − i. */
   day: number
-  /** Spend per day, cents, newest first. */
+  /** Spend per day, yuan, newest first. */
   d: number[]
-  /** Approved purchases per day, newest first (same days as d). */
-  n: number[]
   /** Epoch block (floor(day / BLOCK)) of b[0]; b[j] is block − j. */
   block: number
-  /** Spend per block, cents, newest first: days older than the daily window. */
+  /** Spend per block, yuan, newest first: days older than the daily window. */
   b: number[]
 }
 
-export const emptyLedger = (): SpendLedger => ({ day: 0, d: [], n: [], block: 0, b: [] })
+export const emptyLedger = (): SpendLedger => ({ day: 0, d: [], block: 0, b: [] })
 
 export const epochDay = (ms: number) => Math.floor(ms / DAY)
 
 /** Adds an approved amount at time `at`; older-than-window amounts go to their block. */
 export function addSpend(ledger: SpendLedger, at: number, amount: number): SpendLedger {
-  const cents = Math.round(amount * 100)
+  const yuan = Math.round(amount)
   const day = epochDay(at)
   let l = ledger.d.length ? ledger : { ...ledger, day, block: Math.floor(day / BLOCK) }
   if (day > l.day) l = shiftTo(l, day)
   const age = l.day - day
   if (age < DAILY) {
     const d = l.d.slice()
-    const n = l.n.slice()
-    while (d.length <= age) d.push(0), n.push(0)
-    d[age] += cents
-    n[age] += 1
-    return { ...l, d, n }
+    while (d.length <= age) d.push(0)
+    d[age] += yuan
+    return { ...l, d }
   }
-  return addToBlock(l, day, cents)
+  return addToBlock(l, day, yuan)
 }
 
 /** Moves the newest day forward, folding days that leave the daily window into blocks. */
 function shiftTo(l: SpendLedger, day: number): SpendLedger {
   const gap = day - l.day
-  let out: SpendLedger = { ...l, day, d: [...new Array(Math.min(gap, DAILY)).fill(0), ...l.d], n: [...new Array(Math.min(gap, DAILY)).fill(0), ...l.n] }
+  let out: SpendLedger = { ...l, day, d: [...new Array(Math.min(gap, DAILY)).fill(0), ...l.d] }
   const fallen = out.d.splice(DAILY)
-  out.n.splice(DAILY)
   for (let i = 0; i < fallen.length; i++) if (fallen[i]) out = addToBlock(out, day - DAILY - i, fallen[i])
-  while (out.d.length && out.d[out.d.length - 1] === 0 && out.n[out.n.length - 1] === 0) out.d.pop(), out.n.pop()
+  while (out.d.length && out.d[out.d.length - 1] === 0) out.d.pop()
   return out
 }
 
-function addToBlock(l: SpendLedger, day: number, cents: number): SpendLedger {
+function addToBlock(l: SpendLedger, day: number, yuan: number): SpendLedger {
   const block = Math.floor(day / BLOCK)
   let b = l.b.slice()
   let head = l.block
@@ -67,7 +63,7 @@ function addToBlock(l: SpendLedger, day: number, cents: number): SpendLedger {
   const j = head - block
   if (j >= BLOCKS) return { ...l, block: head, b: b.slice(0, BLOCKS) } // beyond the horizon
   while (b.length <= j) b.push(0)
-  b[j] += cents
+  b[j] += yuan
   return { ...l, block: head, b: b.slice(0, BLOCKS) }
 }
 
@@ -76,10 +72,10 @@ function addToBlock(l: SpendLedger, day: number, cents: number): SpendLedger {
  * window; a block partly inside the range counts in proportion to its days inside.
  */
 export function spendBetween(l: SpendLedger, fromDay: number, toDay: number): number {
-  let cents = 0
+  let yuan = 0
   for (let i = 0; i < l.d.length; i++) {
     const day = l.day - i
-    if (day >= fromDay && day <= toDay) cents += l.d[i]
+    if (day >= fromDay && day <= toDay) yuan += l.d[i]
   }
   const dailyOldest = l.day - DAILY + 1
   for (let j = 0; j < l.b.length; j++) {
@@ -87,17 +83,17 @@ export function spendBetween(l: SpendLedger, fromDay: number, toDay: number): nu
     const last = Math.min(first + BLOCK - 1, dailyOldest - 1)
     const lo = Math.max(first, fromDay)
     const hi = Math.min(last, toDay)
-    if (hi >= lo && last >= first) cents += (l.b[j] * (hi - lo + 1)) / (last - first + 1)
+    if (hi >= lo && last >= first) yuan += (l.b[j] * (hi - lo + 1)) / (last - first + 1)
   }
-  return Math.round(cents) / 100
+  return Math.round(yuan)
 }
 
-/** Approved purchases on the epoch days [fromDay, toDay] inside the daily window. */
-export function purchasesBetween(l: SpendLedger, fromDay: number, toDay: number): number {
+/** Days with approved spend among the epoch days [fromDay, toDay] inside the daily window. */
+export function activeDaysBetween(l: SpendLedger, fromDay: number, toDay: number): number {
   let count = 0
-  for (let i = 0; i < l.n.length; i++) {
+  for (let i = 0; i < l.d.length; i++) {
     const day = l.day - i
-    if (day >= fromDay && day <= toDay) count += l.n[i]
+    if (day >= fromDay && day <= toDay && l.d[i] > 0) count++
   }
   return count
 }

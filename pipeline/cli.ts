@@ -20,7 +20,7 @@ function commonOptions(cmd: Command): Command {
     .addOption(opt('--catalog-file <file>', 'trigger catalogue (YAML or JSON); default: the shipped catalogue', 'CATALOG_FILE'))
     .addOption(opt('--clickhouse-url <url>', 'ClickHouse server, e.g. http://127.0.0.1:8123; default: embedded chDB', 'CLICKHOUSE_URL'))
     .addOption(opt('--clickhouse-database <name>', 'ClickHouse database (default cardpulse)', 'CLICKHOUSE_DATABASE'))
-    .addOption(opt('--allowed-lateness <duration>', 'how late an event may arrive and still be applied (default 5m)', 'ALLOWED_LATENESS'))
+    .addOption(opt('--allowed-lateness <duration>', 'how late an event may arrive and still be applied; decisions wait this long for stragglers (default 30s)', 'ALLOWED_LATENESS'))
     .addOption(opt('--webhook-url <url>', 'webhook endpoint for every channel', 'WEBHOOK_URL'))
     .addOption(opt('--webhook-url-sms <url>', 'webhook endpoint for SMS', 'WEBHOOK_URL_SMS'))
     .addOption(opt('--webhook-url-push <url>', 'webhook endpoint for push', 'WEBHOOK_URL_PUSH'))

@@ -15,7 +15,7 @@ export const CommonConfig = z.object({
   catalogFile: z.string().optional(),
   clickhouseUrl: url('the ClickHouse server').optional(),
   clickhouseDatabase: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('cardpulse'),
-  allowedLateness: Duration.prefault('5m'),
+  allowedLateness: Duration.prefault('30s'),
   webhookUrl: url('webhooks').optional(),
   webhookUrlSms: url('SMS webhooks').optional(),
   webhookUrlPush: url('push webhooks').optional(),

@@ -43,7 +43,7 @@ export interface ProcessorOptions {
   clock?: () => number
   outbox: { webhooks: boolean; alerts: boolean; rows: boolean }
   operators?: readonly Operator<any, any>[]
-  /** Recent event ids remembered per customer for deduplication. */
+  /** Most event ids remembered per customer for deduplication (the newest are kept). */
   seenPerCustomer?: number
   /** Customers kept in the write-through cache before the oldest are dropped. */
   maxCachedCustomers?: number
@@ -62,6 +62,8 @@ export interface BatchOutput {
 
 const NO_WATERMARK = -8.64e15
 const TIMER_SEPARATOR = '|'
+/** The decide timer's operator name: '~' sorts after every operator name. */
+const DECIDE = '~decide'
 
 export class PartitionProcessor {
   private readonly cache = new Map<string, CustomerRecord>()
@@ -243,7 +245,7 @@ class Batch {
     const { event } = m
     const opts = this.p.options
     const rec = this.p.record(event.customerId)
-    if (rec.seen.includes(event.eventId)) {
+    if (rec.seen.some(([id]) => id === event.eventId)) {
       this.out.duplicates++
       return
     }
@@ -256,7 +258,11 @@ class Batch {
     }
     this.out.applied++
     this.countVolume(event, at, m.offset)
-    rec.seen.push(event.eventId)
+    // An id need only be remembered while its event could still be applied: a repeat older than
+    // the watermark is late, and dead-lettered as such, so it is never applied twice either.
+    const keepFrom = this.p.watermark
+    rec.seen = rec.seen.filter(([, t]) => t >= keepFrom)
+    rec.seen.push([event.eventId, at])
     if (rec.seen.length > (opts.seenPerCustomer ?? 64)) rec.seen.shift()
     rec.profile = foldProfile(rec.profile, event)
     rec.facts = foldFacts(rec.facts, event, at)
@@ -269,7 +275,7 @@ class Batch {
       rec.ops[op.name] = result.state
       this.effects(op, event.customerId, rec, result.effects, moments, event.eventId)
     }
-    this.decide(event.customerId, rec, moments)
+    this.queue(event.customerId, rec, moments)
     this.p.setWatermark(at - opts.allowedLateness)
     this.fireTimers(this.p.watermark)
   }
@@ -284,6 +290,10 @@ class Batch {
       const rest = t.member.slice(customerId.length + 1)
       const opName = rest.slice(0, rest.indexOf(':'))
       const key = rest.slice(opName.length + 1)
+      if (opName === DECIDE) {
+        this.decideDue(customerId, t.at)
+        continue
+      }
       const op = this.p.ops.find((o) => o.name === opName)
       if (!op?.onTimer) continue
       const rec = this.p.record(customerId)
@@ -294,8 +304,39 @@ class Batch {
       this.changed.add(customerId)
       const moments: Moment[] = []
       this.effects(op, customerId, rec, result.effects, moments)
-      this.decide(customerId, rec, moments)
+      this.queue(customerId, rec, moments)
     }
+  }
+
+  /**
+   * Moments wait for the watermark to pass their event time before the contact policy decides
+   * them, so that decisions are made in event-time order whatever order events arrived in within
+   * the allowed lateness (the price: decisions lag events by that lateness). A per-customer
+   * decide timer sorts after the customer's other timers at the same time, so that moments of
+   * one instant are decided together, by priority.
+   */
+  private queue(customerId: string, rec: CustomerRecord, moments: Moment[]) {
+    if (!moments.length) return
+    rec.pending = [...(rec.pending ?? []), ...moments]
+    this.armDecide(customerId, rec)
+  }
+
+  private armDecide(customerId: string, rec: CustomerRecord) {
+    const member = `${customerId}${TIMER_SEPARATOR}${DECIDE}:`
+    if (!rec.pending?.length) return
+    const at = Math.min(...rec.pending.map((m) => m.eventTime))
+    this.timers.set(member, at)
+    this.timerChanges.set(member, at)
+  }
+
+  private decideDue(customerId: string, at: number) {
+    const rec = this.p.record(customerId)
+    const due = (rec.pending ?? []).filter((m) => m.eventTime <= at)
+    rec.pending = (rec.pending ?? []).filter((m) => m.eventTime > at)
+    if (!rec.pending.length) delete rec.pending
+    this.changed.add(customerId)
+    this.decide(customerId, rec, due)
+    this.armDecide(customerId, rec)
   }
 
   private context(op: Operator, customerId: string, rec: CustomerRecord): OperatorContext | undefined {

@@ -30,6 +30,18 @@ describe('watermarks, lateness and deduplication', () => {
     expect(h.decisions).toHaveLength(1)
   })
 
+  it('forgets ids once the watermark passes them, and a repeat that late is dead-lettered, not applied', async () => {
+    const h = new PipelineHarness()
+    const e = lifecycle('c', 'approved', at(0))
+    await h.send(e, app('c', 'login', at(1)), app('c', 'login', at(2)))
+    const rec = (await h.store.load(0, ['c'], 0)).customers.get('c')!
+    expect(rec.seen.map(([id]) => id)).not.toContain(e.eventId) // pruned as newer events moved the watermark past it
+    const again = await h.send(e)
+    expect(again).toMatchObject({ applied: 0, duplicates: 0, late: 1 })
+    await h.advanceTo(at(100))
+    expect(h.decisions).toHaveLength(1)
+  })
+
   it('remembers a bounded number of event ids per customer', async () => {
     const h = new PipelineHarness()
     for (let i = 0; i < 200; i++) await h.send(app('c', 'login', at(i / 100)))

@@ -29,7 +29,7 @@ const REDIS_CLUSTER_URL = process.env.REDIS_CLUSTER_URL
 function record(n: number, extra: Record<string, unknown> = {}): CustomerRecord {
   return {
     v: 1,
-    seen: [`e${n}`],
+    seen: [[`e${n}`, n]],
     profile: { timezone: 'Asia/Shanghai', homeCountry: 'CN', consent: { sms: true } },
     facts: initialFacts(),
     policy: { lastContact: {}, contacts: [] },

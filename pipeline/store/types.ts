@@ -1,6 +1,6 @@
 import type { Decision } from '../../schemas/decision.ts'
 import type { RiskAlert } from '../../schemas/alert.ts'
-import type { CustomerProfile } from '../../operators/types.ts'
+import type { CustomerProfile, Moment } from '../../operators/types.ts'
 import type { CustomerFacts } from '../../operators/facts.ts'
 import type { PolicyState } from '../policy.ts'
 
@@ -11,11 +11,13 @@ import type { PolicyState } from '../policy.ts'
 
 export interface CustomerRecord {
   v: 1
-  /** Recent event ids, newest last, bounded: a repeated eventId is processed once. */
-  seen: string[]
+  /** Ids and event times of events not yet behind the watermark, newest last: a repeated eventId is processed once. */
+  seen: [string, number][]
   profile: CustomerProfile
   facts: CustomerFacts
   policy: PolicyState
+  /** Moments waiting for the watermark to pass their event time before they are decided. */
+  pending?: Moment[]
   /** Each operator's own state, by operator name. */
   ops: Record<string, unknown>
 }

@@ -1,0 +1,58 @@
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { tmpdir, cpus } from 'node:os'
+import { Command } from 'commander'
+import { simulateBank } from '../simulator/bank.ts'
+import { writeStreams } from '../simulator/write.ts'
+import { replay } from '../pipeline/replay.ts'
+import { ReplayConfig, parseConfig } from '../pipeline/config.ts'
+import { createLogger } from '../pipeline/log.ts'
+import { benchStateSize } from './stateSize.ts'
+
+/**
+ * `npm run bench`: replay throughput on a simulated bank, and the size of per-customer state in
+ * memory and in Redis. Figures, not assertions: run it on a quiet machine and compare ratios.
+ */
+
+const program = new Command()
+  .name('npm run bench --')
+  .description('replay throughput and per-customer state size on a simulated bank')
+  .option('--customers <n>', 'customers in the simulated bank', '10000')
+  .option('--days <n>', 'days of events', '365')
+  .option('--seed <n>', 'simulation seed', '1')
+  .option('--redis-url <url>', 'also measure state bytes in this Redis', process.env.REDIS_URL)
+  .parse()
+const opts = program.opts()
+const customers = Number(opts.customers)
+const days = Number(opts.days)
+
+const log = createLogger('warn')
+const dataDir = join(tmpdir(), `cardpulse-bench-${customers}c-${days}d-s${opts.seed}`)
+if (!existsSync(join(dataDir, 'transactions.ndjson'))) {
+  const t = Date.now()
+  mkdirSync(dataDir, { recursive: true })
+  const events = simulateBank({ customers, days, start: new Date(Date.UTC(2025, 9, 1)), seed: Number(opts.seed) })
+  await writeStreams(dataDir, events)
+  console.error(`simulated ${events.length} events in ${((Date.now() - t) / 1000).toFixed(1)} s → ${dataDir}`)
+}
+const inputs = readdirSync(dataDir).filter((f) => f.endsWith('.ndjson')).map((f) => join(dataDir, f))
+const bytes = inputs.reduce((s, f) => s + statSync(f).size, 0)
+
+const started = process.hrtime.bigint()
+const summary = await replay(parseConfig(ReplayConfig, { input: inputs, out: join(dataDir, 'out'), progress: true }), log)
+const seconds = Number(process.hrtime.bigint() - started) / 1e9
+const events = summary.input.events
+
+const size = await benchStateSize({ customers: Math.min(customers, 2000), days, seed: Number(opts.seed), redisUrl: opts.redisUrl })
+
+const rows: [string, string][] = [
+  ['machine', `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`],
+  ['bank', `${customers} customers, ${days} days, ${events.toLocaleString('en-US')} events, ${(bytes / 1048576).toFixed(0)} MB NDJSON`],
+  ['replay wall time', `${seconds.toFixed(1)} s`],
+  ['replay throughput', `${Math.round(events / seconds).toLocaleString('en-US')} events/s (${((bytes / 1048576) / seconds).toFixed(1)} MB/s)`],
+  ['decisions, alerts', `${summary.decisions.total.toLocaleString('en-US')}, ${summary.alerts.total.toLocaleString('en-US')}`],
+  ['state per active customer (JSON)', `median ${size.json.median} B, p90 ${size.json.p90} B, max ${size.json.max} B`],
+  ...(size.redis ? ([['state per active customer (Redis MEMORY USAGE of the hash / customers)', `${size.redis.perCustomer} B`]] as [string, string][]) : []),
+]
+console.log('\n| measure | figure |\n|---|---|')
+for (const [k, v] of rows) console.log(`| ${k} | ${v} |`)
