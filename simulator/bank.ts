@@ -103,9 +103,14 @@ export function simulateBank(opts: BankOptions): InputEvent[] {
     const rate = 0.2 + random() * 1.5
     const quietFrom = random() < 0.2 ? activatedAt + (5 + random() * 30) * DAY : Infinity
     let t = activatedAt + random() * 3 * DAY
+    if (random() < 0.1) lifecycle('expiring', activatedAt + (10 + random() * 60) * DAY, { attributes: { expiresOn: new Date(activatedAt + 90 * DAY).toISOString().slice(0, 10) } })
+    const traveller = random() < 0.15
     while (t < end && t < quietFrom) {
-      const merchant = pick(MERCHANTS)
-      const amount = Math.round(Math.exp(3 + random() * 4) * 100) / 100
+      const abroad = traveller && random() < 0.1
+      const merchant = abroad ? { id: 'm_duty_free', name: 'Narita Duty Free', mcc: '5309' } : pick(MERCHANTS)
+      const place = abroad ? { city: 'Tokyo', country: 'JP', lat: 35.77, lon: 140.39 } : { city: home.city, country: 'CN', lat: home.lat, lon: home.lon }
+      // Mostly everyday amounts; now and then a big-ticket purchase.
+      const amount = random() < 0.01 ? 5000 + Math.round(random() * 20000) : Math.round(Math.exp(3 + random() * 4) * 100) / 100
       const tx: TransactionEvent = {
         type: 'transaction',
         eventId: id('tx'),
@@ -117,7 +122,7 @@ export function simulateBank(opts: BankOptions): InputEvent[] {
         status: random() < 0.97 ? 'approved' : 'declined',
         channel: pick(['pos', 'ecom', 'qr', 'wallet']),
         cardPresent: random() < 0.6,
-        merchant: { ...merchant, city: home.city, country: 'CN', lat: home.lat, lon: home.lon },
+        merchant: { ...merchant, ...place },
       }
       events.push(tx)
       if (random() < 0.15) app('login', t - random() * HOUR, { deviceId: `dev_${n}` })
@@ -127,6 +132,72 @@ export function simulateBank(opts: BankOptions): InputEvent[] {
   return events
     .filter((e) => Date.parse(e.occurredAt) < end)
     .sort((a, b) => (a.occurredAt < b.occurredAt ? -1 : a.occurredAt > b.occurredAt ? 1 : a.eventId < b.eventId ? -1 : 1))
+}
+
+/**
+ * Customers whose cards show each risk pattern of the default catalogue once, from `start`:
+ * card testing, velocity, impossible travel, a night burst, a cash-out pattern, a new device with
+ * a large amount, an amount anomaly, and a prohibited merchant category.
+ */
+export function fraudScenarios(start: Date, customers = 8): InputEvent[] {
+  const events: InputEvent[] = []
+  const t0 = start.getTime()
+  for (let n = 0; n < customers; n++) {
+    const customerId = `risk_${String(n).padStart(4, '0')}`
+    const cardId = `tok_r${n}`
+    let seq = 0
+    const base = t0 + n * 2 * DAY
+    const iso = (ms: number) => new Date(ms).toISOString()
+    const tx = (at: number, amount: number, extra: Partial<TransactionEvent> = {}) =>
+      events.push({
+        type: 'transaction',
+        eventId: `${customerId}-tx-${++seq}`,
+        occurredAt: iso(at),
+        customerId,
+        cardId,
+        amount,
+        currency: 'CNY',
+        status: 'approved',
+        channel: 'pos',
+        cardPresent: true,
+        merchant: { id: 'm_grocer', mcc: '5411', city: 'Shanghai', country: 'CN', lat: 31.23, lon: 121.47 },
+        ...extra,
+      })
+    events.push({ type: 'lifecycle', eventId: `${customerId}-approved`, occurredAt: iso(base - 20 * DAY), customerId, cardId, stage: 'approved', creditLimit: 50000, profile: { timezone: 'Asia/Shanghai', homeCountry: 'CN', homeCity: 'Shanghai' } })
+    events.push({ type: 'lifecycle', eventId: `${customerId}-activated`, occurredAt: iso(base - 19 * DAY), customerId, cardId, stage: 'activated' })
+    // A normal history: a dozen everyday purchases.
+    for (let i = 0; i < 12; i++) tx(base - 18 * DAY + i * DAY, 80 + ((i * 37) % 120))
+    const at = base + 2 * HOUR // 10:00 in Shanghai
+    switch (n % 8) {
+      case 0: // card testing: tiny amounts, any status
+        for (let i = 0; i < 4; i++) tx(at + i * 60_000, 1 + i, { channel: 'ecom', cardPresent: false, status: i % 2 ? 'declined' : 'approved' })
+        break
+      case 1: // velocity
+        for (let i = 0; i < 11; i++) tx(at + i * 45_000, 30 + i, { channel: 'ecom', cardPresent: false })
+        break
+      case 2: // impossible travel: Shanghai, then Beijing 30 minutes later
+        tx(at, 200)
+        tx(at + 30 * 60_000, 300, { merchant: { id: 'm_bj', mcc: '5311', city: 'Beijing', country: 'CN', lat: 39.9, lon: 116.4 } })
+        break
+      case 3: // night burst: 01:00–01:40 Shanghai
+        for (let i = 0; i < 3; i++) tx(base - 7 * HOUR + i * 20 * 60_000, 150 + i)
+        break
+      case 4: // cash-out: round amounts at one merchant
+        for (let i = 0; i < 3; i++) tx(at + i * HOUR, 2000, { merchant: { id: 'm_gold', mcc: '5944', city: 'Shanghai', country: 'CN' } })
+        break
+      case 5: // new device, then a large amount
+        events.push({ type: 'app', eventId: `${customerId}-device`, occurredAt: iso(at), customerId, name: 'device_registered', deviceId: 'dev_new' })
+        tx(at + 20 * 60_000, 8000, { channel: 'ecom', cardPresent: false, deviceId: 'dev_new' })
+        break
+      case 6: // amount anomaly
+        tx(at, 9000)
+        break
+      case 7: // prohibited use: a betting merchant
+        tx(at, 500, { merchant: { id: 'm_bet', mcc: '7995', city: 'Macau', country: 'MO' } })
+        break
+    }
+  }
+  return events
 }
 
 /** Malformed input of every kind the edge must dead-letter, for demos and tests. */

@@ -1,0 +1,149 @@
+import { z } from 'zod'
+import { Duration, DAY } from '../../schemas/duration.ts'
+import { epochDay, spendBetween, type SpendLedger } from '../ledger.ts'
+import { localTime, zonedInstant } from '../time.ts'
+import type { Effect, Moment, Operator } from '../types.ts'
+
+/**
+ * churn_retention: approved spend in the last `recentWindow` below `dropBelow` of the monthly
+ * average of the `baselineWindow` before it, with that average at least `minMonthlyAverage`.
+ *
+ * A customer who stops spending sends no event, so the condition is checked daily at 10:00 local
+ * time (an event-time timer) for as long as the customer's spend could still form a qualifying
+ * baseline, and on every approved transaction. Windows are whole UTC epoch days, the granularity
+ * of the shared spend ledger (facts.spend); "the last 30 d" at a check is the 30 days ending with
+ * the check's day, and a month is 30 days.
+ *
+ * One moment per episode: after firing, none until spend recovers to at least `dropBelow` of the
+ * (current) baseline; a later drop is then a new episode.
+ */
+
+export interface ChurnState {
+  /** Epoch day on which the open episode fired; absent when there is none. */
+  episode?: number
+  /** Due time of the armed daily check; absent when none is armed. */
+  check?: number
+}
+
+const Params = z.object({
+  recentWindow: Duration.prefault('30d'),
+  baselineWindow: Duration.prefault('90d'),
+  dropBelow: z.number().positive().default(0.5),
+  minMonthlyAverage: z.number().nonnegative().default(1000),
+})
+type Params = z.infer<typeof Params>
+
+/** Local time of the daily check: inside business hours, clear of the default quiet hours. */
+export const CHECK_HOUR = 10
+const TIMER = 'check'
+const MONTH_DAYS = 30
+/** Bounds the catch-up of overdue checks; the watch condition normally ends it far sooner. */
+const MAX_CATCH_UP = 400
+
+export interface ChurnFigures {
+  recentSpend: number
+  baselineMonthlyAverage: number
+  /** Recent spend (per 30 days) over the baseline monthly average. */
+  ratio: number
+  dropped: boolean
+  recovered: boolean
+  /** Whether the spend on record could still form a qualifying baseline later without new spend. */
+  watch: boolean
+}
+
+/** The churn figures as of the end of epoch day `day`. Pure; exported for tests. */
+export function churnFigures(spend: SpendLedger, day: number, p: Params): ChurnFigures {
+  const r = Math.max(1, Math.round(p.recentWindow / DAY))
+  const b = Math.max(1, Math.round(p.baselineWindow / DAY))
+  const recentSpend = spendBetween(spend, day - r + 1, day)
+  const baseline = spendBetween(spend, day - r - b + 1, day - r)
+  const monthly = (baseline * MONTH_DAYS) / b
+  const recentMonthly = (recentSpend * MONTH_DAYS) / r
+  const ratio = monthly > 0 ? recentMonthly / monthly : recentSpend > 0 ? Infinity : 0
+  // With no new spend, every later baseline is a part of these r + b days.
+  const horizon = spendBetween(spend, day - r - b + 1, day)
+  return {
+    recentSpend,
+    baselineMonthlyAverage: Math.round(monthly * 100) / 100,
+    ratio,
+    dropped: monthly > 0 && monthly >= p.minMonthlyAverage && recentMonthly < p.dropBelow * monthly,
+    recovered: monthly > 0 ? recentMonthly >= p.dropBelow * monthly : recentSpend > 0,
+    watch: horizon > 0 && (horizon * MONTH_DAYS) / b >= p.minMonthlyAverage,
+  }
+}
+
+export const churnRetention: Operator<ChurnState, Params> = {
+  name: 'churn',
+  uses: 'churn_retention',
+  initial: () => ({}),
+  parseParams: (raw) => Params.parse(raw),
+
+  onEvent(state, event, at, { params, facts, profile }) {
+    if (event.type !== 'transaction' || event.status !== 'approved') return { state }
+    const effects: Effect[] = []
+    // Daily checks due strictly before this purchase whose timer has not fired yet (an event is
+    // applied before the timers it overtakes) run first, as of their due times.
+    let s = runDueChecks(state, facts.spend, params, profile.timezone, at - 1, effects)
+    const f = churnFigures(facts.spend, epochDay(at), params)
+    s = step(s, f, epochDay(at), at, effects)
+    s = withCheck(s, f.watch ? nextCheck(at, profile.timezone) : undefined)
+    if (s.check !== state.check) effects.push(s.check === undefined ? { kind: 'cancelTimer', key: TIMER } : { kind: 'setTimer', key: TIMER, at: s.check })
+    return { state: s, effects }
+  },
+
+  onTimer(state, timer, { params, facts, profile }) {
+    const effects: Effect[] = []
+    const s = runDueChecks(state, facts.spend, params, profile.timezone, timer.at, effects)
+    // The fired key is consumed: arm the next check (also when this timer was a stale one).
+    if (s.check !== undefined) effects.push({ kind: 'setTimer', key: TIMER, at: s.check })
+    return { state: s, effects }
+  },
+}
+
+/** Runs the armed daily checks due by `upTo` (inclusive), each as of its due time, re-arming daily while watched. */
+function runDueChecks(state: ChurnState, spend: SpendLedger, p: Params, tz: string, upTo: number, effects: Effect[]): ChurnState {
+  let s = state
+  for (let i = 0; s.check !== undefined && s.check <= upTo && i < MAX_CATCH_UP; i++) {
+    const due = s.check
+    const day = epochDay(due)
+    const f = churnFigures(spend, day, p)
+    s = withCheck(step(s, f, day, due, effects), f.watch ? nextCheck(due, tz) : undefined)
+  }
+  return s
+}
+
+/** One evaluation: opens an episode on a drop (emitting the moment) or closes it on recovery. */
+function step(state: ChurnState, f: ChurnFigures, day: number, at: number, effects: Effect[]): ChurnState {
+  if (state.episode !== undefined) return f.recovered ? withEpisode(state, undefined) : state
+  if (!f.dropped) return state
+  const moment: Moment = {
+    kind: 'moment',
+    trigger: 'churn_retention',
+    // One episode opens per day at most (spend within a day only grows), so the day names it.
+    occurrence: new Date(day * DAY).toISOString().slice(0, 10),
+    eventTime: at,
+    reason: { recentSpend: f.recentSpend, baselineMonthlyAverage: f.baselineMonthlyAverage, ratio: Math.round(f.ratio * 1000) / 1000 },
+  }
+  effects.push(moment)
+  return withEpisode(state, day)
+}
+
+function withEpisode(s: ChurnState, episode: number | undefined): ChurnState {
+  const { episode: _, ...rest } = s
+  return episode === undefined ? rest : { ...rest, episode }
+}
+
+function withCheck(s: ChurnState, check: number | undefined): ChurnState {
+  if (s.check === check) return s
+  const { check: _, ...rest } = s
+  return check === undefined ? rest : { ...rest, check }
+}
+
+/** The first CHECK_HOUR:00 local strictly after `after`. */
+export function nextCheck(after: number, tz: string): number {
+  const t = localTime(after, tz)
+  const today = zonedInstant(t.year, t.month, t.day, CHECK_HOUR, 0, tz)
+  if (today > after) return today
+  const d = new Date(Date.UTC(t.year, t.month - 1, t.day + 1))
+  return zonedInstant(d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), CHECK_HOUR, 0, tz)
+}
