@@ -24,7 +24,7 @@ export interface EmbeddedOptions {
 }
 
 export class EmbeddedPipeline {
-  readonly store = new MemoryStore()
+  readonly store = new MemoryStore({ copy: false })
   readonly processors: PartitionProcessor[]
   private pending: StreamMessage[][]
   private sequence: number[]

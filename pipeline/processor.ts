@@ -232,7 +232,7 @@ class Batch {
   /** Final timer state per member touched in this batch: due time, or null when removed. */
   readonly timerChanges = new Map<string, number | null>()
   private readonly timers = new TimerHeap()
-  private readonly volume = new Map<string, { hour: string; type: string; events: number; firstOffset: string }>()
+  private readonly volume = new Map<string, { hour: number; type: string; events: number; firstOffset: string }>()
 
   constructor(
     private readonly p: PartitionProcessor,
@@ -402,7 +402,7 @@ class Batch {
   }
 
   private countVolume(event: InputEvent, at: number, offset: string) {
-    const hour = new Date(Math.floor(at / 3_600_000) * 3_600_000).toISOString()
+    const hour = Math.floor(at / 3_600_000)
     const key = `${hour}|${event.type}`
     const v = this.volume.get(key)
     if (v) v.events++
@@ -410,10 +410,10 @@ class Batch {
   }
 
   volumeRows(partition: number): OutboxRow[] {
-    return [...this.volume.values()].map((v) => ({
-      table: 'event_volume',
-      row: { id: `${partition}:${v.firstOffset}:${v.hour}:${v.type}`, hour: v.hour, type: v.type, events: v.events },
-    }))
+    return [...this.volume.values()].map((v) => {
+      const hour = new Date(v.hour * 3_600_000).toISOString()
+      return { table: 'event_volume', row: { id: `${partition}:${v.firstOffset}:${hour}:${v.type}`, hour, type: v.type, events: v.events } }
+    })
   }
 }
 

@@ -123,9 +123,13 @@ export type InputEvent = z.infer<typeof InputEvent>
 export type EventType = InputEvent['type']
 export const EVENT_TYPES: readonly EventType[] = ['transaction', 'app', 'lifecycle']
 
+const knownTimeZones = new Set<string>()
+
 function isTimeZone(tz: string): boolean {
+  if (knownTimeZones.has(tz)) return true
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: tz })
+    knownTimeZones.add(tz)
     return true
   } catch {
     return false

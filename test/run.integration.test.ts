@@ -163,4 +163,25 @@ describe('cardpulse run on Kafka + Redis + ClickHouse', () => {
     expect(summary.mode).toBe('run')
     expect(summary.decisions).toContainEqual(expect.objectContaining({ trigger: 'activation_reminder', outcome: 'send', n: 2 }))
   })
+
+  it('reloads the catalogue over HTTP, keeping the old one when the new one is bad', async () => {
+    const base = `http://127.0.0.1:${pipeline.port}`
+    writeFileSync(catalogFile, 'version: "broken"\ntriggers: { activation_reminder: { attributionWindow: soon } }')
+    const bad = await fetch(`${base}/api/catalog/reload`, { method: 'POST' })
+    expect(bad.status).toBe(422)
+    expect((await bad.json()).error).toMatch(/attributionWindow: "soon" is not a duration/)
+
+    writeFileSync(catalogFile, testCatalogYaml({ version: 'test-2' }).replace('delay: 72h', 'delay: 2s'))
+    const good = await fetch(`${base}/api/catalog/reload`, { method: 'POST' })
+    expect(await good.json()).toEqual({ ok: true, version: 'test-2' })
+
+    // A live event (an 80-hour-old one would now be behind the watermark): reminded 2 s later.
+    await producer.send({ topic: topics.lifecycleTopic, messages: [{ key: 'cust_v2', value: JSON.stringify(lifecycle('cust_v2', 'tok_v2', 'approved', Date.now())) }] })
+    const db = pipeline.clickhouse.database
+    const row = await waitFor('a decision under the new catalogue', async () => {
+      const r = await pipeline.clickhouse.query<{ catalog_version: string }>(`SELECT catalog_version FROM ${db}.decisions FINAL WHERE customer_id = 'cust_v2'`)
+      return r[0]
+    })
+    expect(row.catalog_version).toBe('test-2')
+  })
 })

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import type { Operator } from '../types.ts'
+import type { AlertEffect, Operator } from '../types.ts'
 import { Window, clamp01, round } from './velocity.ts'
 
 /**
@@ -82,12 +82,12 @@ export const newDeviceLargeAmount: Operator<NewDeviceState, Params> = {
   },
 }
 
-function alert(reg: Registration, tx: Large, params: Params) {
+function alert(reg: Registration, tx: Large, params: Params): AlertEffect {
   const elapsed = tx.t - reg.t
   return {
-    kind: 'alert' as const,
-    alertKind: 'new_device_large_amount' as const,
-    severity: 'critical' as const,
+    kind: 'alert',
+    alertKind: 'new_device_large_amount',
+    severity: 'critical',
     // Half from how far the amount is past the minimum (saturating at twice it), half from how soon after the registration.
     score: round(clamp01(0.5 + 0.25 * Math.min(1, params.minAmount > 0 ? tx.a / params.minAmount - 1 : 1) + 0.25 * (1 - elapsed / params.within)), 3),
     occurrence: reg.id,

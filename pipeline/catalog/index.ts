@@ -38,7 +38,7 @@ export function loadCatalogFile(file = DEFAULT_CATALOG_FILE): Catalog {
 export function describeIssues(error: z.ZodError): string {
   return error.issues
     .slice(0, 5)
-    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${/received undefined$/.test(i.message) ? 'is required' : i.message}`)
     .join('; ')
 }
 

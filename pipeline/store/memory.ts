@@ -15,7 +15,7 @@ import { TimerHeap } from '../timers.ts'
 interface PartitionData {
   appliedOffset: string | null
   watermark: number
-  customers: Map<string, string>
+  customers: Map<string, string | CustomerRecord>
   timers: TimerHeap
   rows: OutboxRow[]
   alerts: RiskAlert[]
@@ -24,6 +24,12 @@ interface PartitionData {
 
 export class MemoryStore implements StateStore {
   private partitions = new Map<number, PartitionData>()
+
+  /**
+   * @param copy store records serialized, so callers never share objects with the store (as with
+   * Redis). Embedded pipelines, whose processor is the only reader, pass false to skip the copies.
+   */
+  constructor(private readonly opts: { copy?: boolean } = {}) {}
 
   private part(p: number): PartitionData {
     let d = this.partitions.get(p)
@@ -38,9 +44,8 @@ export class MemoryStore implements StateStore {
     const d = this.part(partition)
     const customers = new Map<string, CustomerRecord>()
     for (const id of customerIds) {
-      // Stored serialized, like Redis, so callers never share objects with the store.
-      const json = d.customers.get(id)
-      if (json) customers.set(id, JSON.parse(json))
+      const stored = d.customers.get(id)
+      if (stored) customers.set(id, typeof stored === 'string' ? JSON.parse(stored) : stored)
     }
     return { appliedOffset: d.appliedOffset, watermark: d.watermark, customers, timers: d.timers.peekDue(timersUpTo) }
   }
@@ -50,7 +55,8 @@ export class MemoryStore implements StateStore {
     if (d.appliedOffset !== b.expectedOffset) throw new FencedError(b.partition, b.expectedOffset, d.appliedOffset)
     d.appliedOffset = b.offset
     d.watermark = b.watermark
-    for (const [id, rec] of b.customers) d.customers.set(id, JSON.stringify(rec))
+    const copy = this.opts.copy !== false
+    for (const [id, rec] of b.customers) d.customers.set(id, copy ? JSON.stringify(rec) : rec)
     for (const m of b.timersRemoved) d.timers.delete(m)
     for (const t of b.timersSet) d.timers.set(t.member, t.at)
     for (const w of b.webhooks) d.webhooks.set(w.decision.id, structuredClone(w))

@@ -1,0 +1,93 @@
+import { z } from 'zod'
+import { Duration } from '../../schemas/duration.ts'
+import type { Effect, Operator } from '../types.ts'
+
+/**
+ * bind_wallet_nudge: a card `activated`, and not `bound` `delay` later. Bound in
+ * [activatedAt, activatedAt + delay) — or before the activation — means no nudge; bound at exactly
+ * the due time or later is a conversion, not a cancel. Evaluated as of the due time, so a `bound`
+ * after it that arrives before the timer fires (allowed lateness) does not suppress it.
+ */
+
+export interface WalletCard {
+  activatedAt?: number
+  /** Resolved: nudged, or bound in time. Kept so a repeated activation does not re-arm. */
+  done?: true
+  /** Closed at or after the due time: the pending timer still fires, then the card is forgotten. */
+  closed?: true
+}
+
+export interface BindWalletState {
+  cards: Record<string, WalletCard>
+}
+
+const Params = z.object({ delay: Duration.prefault('3d') })
+type Params = z.infer<typeof Params>
+
+const DAY = 86_400_000
+
+export const bindWallet: Operator<BindWalletState, Params> = {
+  name: 'bind_wallet',
+  uses: 'bind_wallet_nudge',
+  initial: () => ({ cards: {} }),
+  parseParams: (raw) => Params.parse(raw),
+
+  onEvent(state, event, at, { params }) {
+    if (event.type !== 'lifecycle') return { state }
+    const card = state.cards[event.cardId]
+
+    if (event.stage === 'bound') {
+      if (card?.done) return { state }
+      if (card?.activatedAt === undefined) {
+        // Bound with no activation seen yet: the activation can only be later or arrive late
+        // (within the allowed lateness), so the card is bound by its due time either way.
+        return { state: withCard(state, event.cardId, { done: true }) }
+      }
+      if (at >= card.activatedAt + params.delay) return { state } // too late to cancel: the nudge was due
+      return { state: withCard(state, event.cardId, { done: true }), effects: [{ kind: 'cancelTimer', key: event.cardId }] }
+    }
+
+    if (event.stage === 'activated') {
+      if (card?.done) return { state }
+      const activatedAt = Math.min(card?.activatedAt ?? at, at)
+      if (activatedAt === card?.activatedAt) return { state }
+      return {
+        state: withCard(state, event.cardId, { activatedAt }),
+        effects: [{ kind: 'setTimer', key: event.cardId, at: activatedAt + params.delay }],
+      }
+    }
+
+    if ((event.stage === 'closed' || event.stage === 'declined') && card) {
+      const due = card.activatedAt === undefined ? undefined : card.activatedAt + params.delay
+      if (!card.done && due !== undefined && at >= due) return { state: withCard(state, event.cardId, { ...card, closed: true }) }
+      const { [event.cardId]: _, ...cards } = state.cards
+      const effects: Effect[] = card.done ? [] : [{ kind: 'cancelTimer', key: event.cardId }]
+      return { state: { cards }, effects }
+    }
+    return { state }
+  },
+
+  onTimer(state, timer, { params }) {
+    const card = state.cards[timer.key]
+    if (!card || card.done || card.activatedAt === undefined) return { state }
+    const { [timer.key]: _, ...rest } = state.cards
+    const cards = card.closed ? rest : { ...rest, [timer.key]: { done: true as const } }
+    return {
+      state: { cards },
+      effects: [
+        {
+          kind: 'moment',
+          trigger: 'bind_wallet_nudge',
+          occurrence: `${timer.key}@${card.activatedAt}`,
+          eventTime: timer.at,
+          cardId: timer.key,
+          reason: { activatedAt: new Date(card.activatedAt).toISOString(), daysUnbound: Math.round((params.delay / DAY) * 100) / 100 },
+        },
+      ],
+    }
+  },
+}
+
+function withCard(state: BindWalletState, cardId: string, card: WalletCard): BindWalletState {
+  return { cards: { ...state.cards, [cardId]: card } }
+}

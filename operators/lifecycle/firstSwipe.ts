@@ -1,0 +1,108 @@
+import { z } from 'zod'
+import { Duration } from '../../schemas/duration.ts'
+import type { Operator } from '../types.ts'
+
+/**
+ * first_swipe_incentive: a card `activated`, and no approved transaction on any of the customer's
+ * cards in the `delay` after it. The window is [activatedAt, activatedAt + delay): a purchase at
+ * exactly the due time is already too late. Events after the due time that arrive before the timer
+ * fires (allowed lateness) change nothing, so the outcome is the one of the sorted stream.
+ */
+
+export interface SwipeCard {
+  activatedAt?: number
+  /** Resolved: the incentive went out or a purchase came in time. Kept so a repeated activation does not re-arm. */
+  done?: true
+  /** Closed at or after the due time: the pending timer still fires, then the card is forgotten. */
+  closed?: true
+}
+
+export interface FirstSwipeState {
+  cards: Record<string, SwipeCard>
+}
+
+const Params = z.object({ delay: Duration.prefault('7d') })
+type Params = z.infer<typeof Params>
+
+const DAY = 86_400_000
+
+export const firstSwipe: Operator<FirstSwipeState, Params> = {
+  name: 'first_swipe',
+  uses: 'first_swipe_incentive',
+  initial: () => ({ cards: {} }),
+  parseParams: (raw) => Params.parse(raw),
+
+  onEvent(state, event, at, { params, facts }) {
+    if (event.type === 'transaction') {
+      if (event.status !== 'approved') return { state }
+      // A purchase on any card resolves every card whose window holds it.
+      let cards: Record<string, SwipeCard> | undefined
+      const effects = []
+      for (const [cardId, card] of Object.entries(state.cards)) {
+        if (card.done || card.activatedAt === undefined) continue
+        if (at < card.activatedAt || at >= card.activatedAt + params.delay) continue
+        cards ??= { ...state.cards }
+        cards[cardId] = { done: true }
+        effects.push({ kind: 'cancelTimer' as const, key: cardId })
+      }
+      return cards ? { state: { cards }, effects } : { state }
+    }
+    if (event.type !== 'lifecycle') return { state }
+    const card = state.cards[event.cardId]
+
+    if (event.stage === 'activated') {
+      if (card?.done) return { state }
+      const activatedAt = Math.min(card?.activatedAt ?? at, at)
+      if (activatedAt === card?.activatedAt) return { state }
+      // A purchase already seen at or after the activation means the activation arrived late
+      // (within the allowed lateness, far shorter than the delay): the card is already swiped.
+      const last = facts.lastApprovedAt
+      if (last !== undefined && last >= activatedAt && last < activatedAt + params.delay)
+        return { state: withCard(state, event.cardId, { done: true }), effects: card ? [{ kind: 'cancelTimer', key: event.cardId }] : [] }
+      return {
+        state: withCard(state, event.cardId, { activatedAt }),
+        effects: [{ kind: 'setTimer', key: event.cardId, at: activatedAt + params.delay }],
+      }
+    }
+
+    if ((event.stage === 'closed' || event.stage === 'declined') && card) {
+      const due = card.activatedAt === undefined ? undefined : card.activatedAt + params.delay
+      // Closed after the due time but before the timer fired: the incentive was due while the card was open.
+      if (!card.done && due !== undefined && at >= due) return { state: withCard(state, event.cardId, { ...card, closed: true }) }
+      const { [event.cardId]: _, ...cards } = state.cards
+      return { state: { cards }, effects: card.done ? [] : [{ kind: 'cancelTimer', key: event.cardId }] }
+    }
+    return { state }
+  },
+
+  onTimer(state, timer, { params }) {
+    const card = state.cards[timer.key]
+    if (!card || card.done || card.activatedAt === undefined) return { state }
+    let cards: Record<string, SwipeCard>
+    if (card.closed) {
+      const { [timer.key]: _, ...rest } = state.cards
+      cards = rest
+    } else {
+      cards = { ...state.cards, [timer.key]: { done: true } }
+    }
+    return {
+      state: { cards },
+      effects: [
+        {
+          kind: 'moment',
+          trigger: 'first_swipe_incentive',
+          occurrence: `${timer.key}@${card.activatedAt}`,
+          eventTime: timer.at,
+          cardId: timer.key,
+          reason: { activatedAt: new Date(card.activatedAt).toISOString(), daysWithoutPurchase: roundDays(params.delay) },
+        },
+      ],
+    }
+  },
+}
+
+function withCard(state: FirstSwipeState, cardId: string, card: SwipeCard): FirstSwipeState {
+  return { cards: { ...state.cards, [cardId]: card } }
+}
+
+const roundDays = (ms: number) => Math.round((ms / DAY) * 100) / 100

@@ -1,0 +1,120 @@
+import { z } from 'zod'
+import type { Operator } from '../types.ts'
+import { Window, clamp01, round } from './velocity.ts'
+
+/**
+ * amount_anomaly: an approved purchase strictly above mean + `stdDevs` × standard deviation of the
+ * customer's approved purchases in the last `window`, when there are at least `minPurchases` of
+ * them. The purchase itself is not part of its own baseline (it is added after the check). The
+ * standard deviation is the sample one (n − 1). Every approved transaction is a purchase, as in
+ * the spend ledger. Each anomalous purchase is its own occurrence (its event id).
+ *
+ * Compact and incremental: purchases are summed (count, cents, cents²) in BUCKETS buckets of
+ * window / BUCKETS, aligned to epoch time, so the state is at most 6 small triples however many
+ * purchases there are. Approximation at the window's far edge: the baseline is the current
+ * bucket and the BUCKETS − 1 before it, whole, so it reaches back between (BUCKETS − 1) / BUCKETS
+ * of the window and the whole window (75 to 90 days by default): purchases in the oldest bucket
+ * leave the baseline together, up to window / BUCKETS before they are `window` old, never after.
+ * A late purchase is checked against its own bucket and the ones before it as stored, so
+ * purchases later than it in the same bucket are in its baseline.
+ */
+
+/** One bucket: purchases, their sum in cents, and the sum of their squares in cents². */
+export type Bucket = [n: number, sum: number, sumSq: number]
+
+export interface AnomalyState {
+  /** Bucket width (ms) the buckets were summed with; a different window in the catalogue starts afresh. */
+  w: number
+  /** Epoch index (floor(time / w)) of k[0]. */
+  b: number
+  /** Buckets, newest first: k[i] is bucket b − i. Trailing empty buckets are dropped. */
+  k: Bucket[]
+}
+
+export const BUCKETS = 6
+
+const Params = z.strictObject({
+  window: Window.prefault('90d'),
+  minPurchases: z.number().int().min(2).default(10),
+  stdDevs: z.number().nonnegative().default(4),
+})
+type Params = z.infer<typeof Params>
+
+export const amountAnomaly: Operator<AnomalyState, Params> = {
+  name: 'risk.amount_anomaly',
+  uses: 'amount_anomaly',
+  initial: () => ({ w: 0, b: 0, k: [] }),
+  parseParams: (raw) => Params.parse(raw),
+
+  onEvent(state, event, at, { params }) {
+    const width = Math.ceil(params.window / BUCKETS)
+    const s = advance(state.w === width ? state : { w: width, b: 0, k: [] }, Math.floor(at / width))
+    if (event.type !== 'transaction' || event.status !== 'approved') return { state: s }
+    const idx = Math.floor(at / width)
+    const offset = s.b - idx // > 0 only for a late purchase in an older bucket
+    if (offset >= BUCKETS) return { state: s } // older than anything kept
+    let n = 0
+    let sum = 0
+    let sumSq = 0
+    for (let i = offset; i < s.k.length; i++) [n, sum, sumSq] = [n + s.k[i][0], sum + s.k[i][1], sumSq + s.k[i][2]]
+    const cents = Math.round(event.amount * 100)
+    const next = addTo(s, offset, cents)
+    if (n < params.minPurchases) return { state: next }
+    const mean = sum / n
+    const stdDev = Math.sqrt(Math.max(0, (sumSq - (sum * sum) / n) / (n - 1)))
+    const threshold = mean + params.stdDevs * stdDev
+    if (!(cents > threshold)) return { state: next }
+    const yuan = (c: number) => round(c / 100)
+    return {
+      state: next,
+      effects: [
+        {
+          kind: 'alert',
+          alertKind: 'amount_anomaly',
+          severity: 'low',
+          // 0.5 just above the threshold, 1 at twice it or more.
+          score: round(clamp01(0.5 + 0.5 * ((cents - threshold) / threshold)), 3),
+          occurrence: event.eventId,
+          eventTime: at,
+          cardId: event.cardId,
+          evidence: {
+            eventIds: [event.eventId],
+            amount: event.amount,
+            mean: yuan(mean),
+            stdDev: yuan(stdDev),
+            threshold: yuan(threshold),
+            stdDevs: params.stdDevs,
+            purchases: n,
+            minPurchases: params.minPurchases,
+            // From the start of the oldest bucket counted to the purchase.
+            baselineDays: round((at - (idx - (BUCKETS - 1)) * width) / 86_400_000, 1),
+            windowMs: params.window,
+          },
+        },
+      ],
+    }
+  },
+}
+
+/** Moves the newest bucket forward to `idx`, dropping buckets that fall out of the window. */
+function advance(s: AnomalyState, idx: number): AnomalyState {
+  if (!s.k.length) return s.b === idx ? s : { ...s, b: idx }
+  if (idx <= s.b) return s
+  const gap = idx - s.b
+  const k = gap >= BUCKETS ? [] : [...Array.from({ length: gap }, (): Bucket => [0, 0, 0]), ...s.k].slice(0, BUCKETS)
+  return { ...s, b: idx, k: trim(k) }
+}
+
+function addTo(s: AnomalyState, offset: number, cents: number): AnomalyState {
+  const k = s.k.slice()
+  while (k.length <= offset) k.push([0, 0, 0])
+  const [n, sum, sumSq] = k[offset]
+  k[offset] = [n + 1, sum + cents, sumSq + cents * cents]
+  return { ...s, k }
+}
+
+function trim(k: Bucket[]): Bucket[] {
+  let end = k.length
+  while (end > 0 && k[end - 1][0] === 0) end--
+  return end === k.length ? k : k.slice(0, end)
+}
