@@ -5,6 +5,7 @@ import { afterQuietHours, localTime, zonedInstant } from '../operators/time.ts'
 import { holdoutBucket } from '../pipeline/ids.ts'
 import type { Moment, CustomerProfile } from '../operators/types.ts'
 import type { Catalog } from '../schemas/catalog.ts'
+import { foldFacts, initialFacts, recordAlert, type CustomerFacts } from '../operators/facts.ts'
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
@@ -147,6 +148,48 @@ describe('decision step', () => {
 
   it('ignores moments of triggers the catalogue does not enable', () => {
     expect(run(catalog(), [moment('birthday_greeting')]).decisions).toEqual([])
+  })
+})
+
+describe('audiences and offer variants', () => {
+  const facts = (spendPerDay: number, days = 20): CustomerFacts => {
+    let f = initialFacts()
+    for (let i = 0; i < days; i++) f = foldFacts(f, { type: 'transaction', eventId: `t${i}`, occurredAt: new Date(T - (days - i) * DAY).toISOString(), customerId: 'c', cardId: 'k', amount: spendPerDay, currency: 'CNY', status: 'approved', channel: 'pos', cardPresent: true, merchant: { id: 'm' } }, T - (days - i) * DAY)
+    return f
+  }
+  const targeted = catalog(
+    {},
+    `  installment_offer:
+    priority: 70
+    channels: [push]
+    offer: { code: BASE, value: 10, currency: CNY }
+    offers: { high: { code: VIP, value: 100, currency: CNY } }
+    audience: { tiers: [mid, high], segments: [affluent], tagsNone: [staff] }
+    goal: { kind: app, name: installment_applied }
+    attributionWindow: 7d`,
+  )
+  const decideFor = (p: CustomerProfile, f: CustomerFacts) => decide(initialPolicyState(), [moment('installment_offer')], { customerId: 'c', profile: p, facts: f, catalog: targeted }).decisions
+
+  it('decides only for customers in the audience', () => {
+    const affluent = { ...profile, segment: 'affluent' }
+    expect(decideFor(affluent, facts(1000))).toHaveLength(1)
+    expect(decideFor({ ...profile, segment: 'mass' }, facts(1000))).toHaveLength(0)
+    expect(decideFor(affluent, facts(10, 3))).toHaveLength(0) // low tier: little spend on few days
+    expect(decideFor({ ...affluent, tags: ['staff'] }, facts(1000))).toHaveLength(0)
+  })
+
+  it('gives the tier its offer variant, else the base offer', () => {
+    const affluent = { ...profile, segment: 'affluent' }
+    expect(decideFor(affluent, facts(1000))[0].offer).toEqual({ code: 'VIP', value: 100, currency: 'CNY' })
+    expect(decideFor(affluent, facts(200))[0].offer).toEqual({ code: 'BASE', value: 10, currency: 'CNY' })
+  })
+
+  it('targets risk levels from recent alerts', () => {
+    const c = catalog({}, '  birthday_greeting: { channels: [sms], audience: { riskLevels: [none, low] }, goal: { kind: transaction }, attributionWindow: 7d }')
+    const clean = initialFacts()
+    const flagged = recordAlert(initialFacts(), T - DAY, 'medium')
+    expect(decide(initialPolicyState(), [moment('birthday_greeting')], { customerId: 'c', profile, facts: clean, catalog: c }).decisions).toHaveLength(1)
+    expect(decide(initialPolicyState(), [moment('birthday_greeting')], { customerId: 'c', profile, facts: flagged, catalog: c }).decisions).toHaveLength(0)
   })
 })
 

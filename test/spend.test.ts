@@ -330,7 +330,7 @@ describe('limit_upgrade_offer', () => {
       for (const f of [facts(90 * DAY), facts()]) {
         const r = limitUpgradeOffer.onEvent(frozen({}), tx, now, ctx(params, f))
         expect(r.effects).toEqual([expect.objectContaining({ kind: 'moment', occurrence: `${now}`, cardId: 'tok_c', reason: { spend30d: 9_000, creditLimit: 10_000, share: 0.9 } })])
-        expect(r.state).toEqual({ firedLimit: 10_000 })
+        expect(r.state).toEqual({ firedLimit: 10_000, firedAt: now })
       }
     })
 
@@ -351,7 +351,7 @@ describe('spend operators together', () => {
     const { customers } = await h.store.load(0, ['t1'], -Infinity)
     const ops = (customers.get('t1') as CustomerRecord).ops
     for (const name of ['dormancy', 'churn', 'spendChallenge', 'limitUpgrade']) expect(ops).toHaveProperty(name)
-    expect(Buffer.byteLength(JSON.stringify(ops))).toBeLessThan(200)
+    expect(Buffer.byteLength(JSON.stringify(ops))).toBeLessThan(256)
   })
 
   it('give the same decisions however the same sorted input is cut into batches', async () => {

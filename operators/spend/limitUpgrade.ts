@@ -13,12 +13,17 @@ import type { Operator } from '../types.ts'
  * spend in the window is at day granularity (the shared ledger's UTC days, including the current
  * one). Fires when spend crosses the share, once per episode: not again until spend has fallen
  * back below the share (seen at a later purchase as spend before it being below) or the limit
- * changes. A crossing held back by a recent alert does not use the episode up.
+ * changes. An episode lasts at least one `window`: spend dipping under the share within a window of
+ the firing is the crossing's own spend rolling out day by day, and counting that as a new low
+ would offer a customer who hovers at the share an upgrade every few days. A crossing held back
+ by a recent alert does not use the episode up.
  */
 
 export interface LimitUpgradeState {
   /** The total limit of the open episode (yuan); absent when there is none. */
   firedLimit?: number
+  /** When the open episode fired. */
+  firedAt?: number
 }
 
 const Params = z.object({
@@ -51,10 +56,11 @@ export const limitUpgradeOffer: Operator<LimitUpgradeState, Params> = {
     const wasAbove = before + EPSILON >= need
 
     let s = state
-    if (s.firedLimit !== undefined && (s.firedLimit !== limit || !wasAbove)) s = {}
+    const fellBack = !wasAbove && at - (s.firedAt ?? -Infinity) >= params.window
+    if (s.firedLimit !== undefined && (s.firedLimit !== limit || fellBack)) s = {}
     if (s.firedLimit !== undefined || !above || hasRecentAlert(facts, at, params.noAlertWithin)) return { state: s }
     return {
-      state: { firedLimit: limit },
+      state: { firedLimit: limit, firedAt: at },
       effects: [
         {
           kind: 'moment',
