@@ -41,12 +41,17 @@ export function addSpend(ledger: SpendLedger, at: number, amount: number): Spend
   return addToBlock(l, day, yuan)
 }
 
-/** Moves the newest day forward, folding days that leave the daily window into blocks. */
+/** Moves the newest day forward, folding days that leave the daily window into their blocks. */
 function shiftTo(l: SpendLedger, day: number): SpendLedger {
-  const gap = day - l.day
-  let out: SpendLedger = { ...l, day, d: [...new Array(Math.min(gap, DAILY)).fill(0), ...l.d] }
-  const fallen = out.d.splice(DAILY)
-  for (let i = 0; i < fallen.length; i++) if (fallen[i]) out = addToBlock(out, day - DAILY - i, fallen[i])
+  let out: SpendLedger = { ...l, day, d: [] }
+  const d: number[] = []
+  for (let i = 0; i < l.d.length; i++) {
+    const entryDay = l.day - i
+    const age = day - entryDay
+    if (age < DAILY) d[age] = l.d[i]
+    else if (l.d[i]) out = addToBlock(out, entryDay, l.d[i])
+  }
+  out.d = Array.from({ length: d.length }, (_, i) => d[i] ?? 0)
   while (out.d.length && out.d[out.d.length - 1] === 0) out.d.pop()
   return out
 }

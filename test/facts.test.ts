@@ -37,6 +37,16 @@ describe('spend ledger', () => {
     )
   })
 
+  it('dates old spend correctly after a long gap', () => {
+    let l = addSpend(emptyLedger(), T0, 1000)
+    l = addSpend(l, T0 + 200 * DAY, 1)
+    const d0 = epochDay(T0)
+    expect(spendBetween(l, d0 + 100, d0 + 200)).toBe(1)
+    l = addSpend(addSpend(emptyLedger(), T0, 1000), T0 + 50 * DAY, 1)
+    expect(spendBetween(l, d0 - 5, d0 + 5)).toBe(1000)
+    expect(spendBetween(l, d0 + 20, d0 + 50)).toBe(1)
+  })
+
   it('stays small for a customer who spends every day', () => {
     let l = emptyLedger()
     for (let d = 0; d < 365; d++) l = addSpend(l, T0 + d * DAY, 123.45)

@@ -170,6 +170,13 @@ describe('churn_retention', () => {
     expect(half).toMatchObject({ recentSpend: 500, ratio: 0.5, dropped: false, recovered: true })
   })
 
+  it('rejects windows longer than the spend history kept', () => {
+    expect(() => churnRetention.parseParams({ baselineWindow: '180d' })).toThrow(/at most 125d/)
+    expect(() => limitUpgradeOffer.parseParams({ window: '200d' })).toThrow(/at most 125d/)
+    expect(() => limitUpgradeOffer.parseParams({ noAlertWithin: '120d' })).toThrow(/at most 90d/)
+    expect(churnRetention.parseParams({ recentWindow: '14d', baselineWindow: '56d' })).toMatchObject({ recentWindow: 14 * DAY, baselineWindow: 56 * DAY })
+  })
+
   it('is pure: the given state is left as it was', () => {
     const params = churnRetention.parseParams({})
     let facts = initialFacts()
@@ -293,6 +300,19 @@ describe('limit_upgrade_offer', () => {
     expect(ds).toHaveLength(3)
     expect(ds[2].reason).toEqual({ spend30d: 9_200, creditLimit: 11_000, share: 0.8364 })
     expect(new Set(ds.map((d) => d.id)).size).toBe(3)
+  })
+
+  it('does not count the crossing spend rolling out of the window as a new low', async () => {
+    const h = harness()
+    await h.send(lifecycle('l1', 'approved', iso(T0), { creditLimit: 10_000 }), transaction('l1', iso(T0 + HOUR), 4_000))
+    await h.send(transaction('l1', iso(T0 + 20 * DAY), 4_000)) // crosses: 8000
+    // Day 31: the first 4000 has left the window (spend before this purchase 4000, below the
+    // share), but within a window of the firing that is the same episode.
+    await h.send(transaction('l1', iso(T0 + 31 * DAY), 4_000))
+    expect(of(h, 'limit_upgrade_offer').map((d) => d.eventTime)).toEqual([iso(T0 + 20 * DAY)])
+    // A window after the firing, a dip below and a new crossing is a new episode.
+    await h.send(transaction('l1', iso(T0 + 52 * DAY), 4_000))
+    expect(of(h, 'limit_upgrade_offer').map((d) => d.eventTime)).toEqual([iso(T0 + 20 * DAY), iso(T0 + 52 * DAY)])
   })
 
   it('uses the sum of the known limits of open cards', async () => {

@@ -6,41 +6,41 @@ import type { Operator } from '../types.ts'
  * cross_border_offer: an approved transaction outside the customer's home country
  * (merchant.country ≠ profile.homeCountry) with no other approved cross-border transaction in the
  * `window` before it. A previous one exactly `window` earlier is outside the window, so the new one
- * fires.
+ * fires. The window runs from the last cross-border transaction, whether it fired or not.
  *
- * Decided in event time, not arrival order: a qualifying transaction is held as the candidate,
- * with a timer at its own time that fires once the watermark has passed it; an earlier
- * cross-border transaction arriving late (within the allowed lateness) takes its place or rules it
- * out. With no allowed lateness the timer fires in the same step. This relies on the window being
- * longer than the allowed lateness (30 d against minutes); between steps the state is just the
- * last cross-border time.
+ * Decided in event time, not arrival order: a cross-border transaction waits in `pending` until a
+ * timer at its own time fires, i.e. until the watermark has passed it and every earlier one has
+ * arrived; pending ones are then settled in time order against `last`. With no allowed lateness
+ * this happens in the same step, and between steps the state is just the last cross-border time.
  */
 
-export interface CrossBorderCandidate {
+export interface CrossBorderTx {
   at: number
   eventId: string
-  cardId: string
-  country: string
-  /** The home country it was compared with. */
-  homeCountry: string
-  merchantId: string
-  amount: number
-  currency: string
-  /** The latest cross-border time before this one when it was seen (none: the first ever). */
-  prev?: number
+  /** Absent on a transaction that cannot fire (an earlier pending one lies within the window before it). */
+  detail?: {
+    cardId: string
+    country: string
+    /** The home country it was compared with. */
+    homeCountry: string
+    merchantId: string
+    amount: number
+    currency: string
+  }
 }
 
 export interface CrossBorderState {
-  /** The latest cross-border transaction time seen. */
+  /** The latest settled cross-border transaction time. */
   last?: number
-  candidate?: CrossBorderCandidate
+  /** Cross-border transactions not yet passed by the watermark, in (at, eventId) order. */
+  pending?: CrossBorderTx[]
 }
 
 const Params = z.object({ window: Duration.prefault('30d') })
 type Params = z.infer<typeof Params>
 
 const DAY = 86_400_000
-const TIMER = 'next'
+const TIMER = 'settle'
 
 export const crossBorderOffer: Operator<CrossBorderState, Params> = {
   name: 'cross_border',
@@ -52,65 +52,55 @@ export const crossBorderOffer: Operator<CrossBorderState, Params> = {
     if (event.type !== 'transaction' || event.status !== 'approved') return { state }
     const country = event.merchant.country
     if (!country || country === profile.homeCountry) return { state }
-    const seen: CrossBorderCandidate = {
+    const tx: CrossBorderTx = {
       at,
       eventId: event.eventId,
-      cardId: event.cardId,
-      country,
-      homeCountry: profile.homeCountry,
-      merchantId: event.merchant.id,
-      amount: event.amount,
-      currency: event.currency,
+      detail: { cardId: event.cardId, country, homeCountry: profile.homeCountry, merchantId: event.merchant.id, amount: event.amount, currency: event.currency },
     }
-    const last = Math.max(state.last ?? at, at)
-    const c = state.candidate
-
-    if (c) {
-      if (!before(seen, c)) return { state: { last, candidate: c } } // within the window after the candidate
-      // Arrived late but occurred first: the candidate is no longer first; this one may be.
-      if (c.prev === undefined || at - c.prev >= params.window) {
-        const candidate = { ...seen, ...(c.prev !== undefined ? { prev: c.prev } : {}) }
-        return { state: { last, candidate }, effects: [{ kind: 'setTimer', key: TIMER, at }] }
-      }
-      return { state: { last }, effects: [{ kind: 'cancelTimer', key: TIMER }] }
-    }
-
-    // In order: qualifies when the previous one is at least a window back. Out of order (an
-    // already-seen one is later): a cross-border transaction lies within the window before it.
-    const prev = state.last
-    const qualifies = prev === undefined || (at >= prev && at - prev >= params.window)
-    if (!qualifies) return { state: { last } }
-    const candidate = { ...seen, ...(prev !== undefined ? { prev } : {}) }
-    return { state: { last, candidate }, effects: [{ kind: 'setTimer', key: TIMER, at }] }
+    const pending = trim([...(state.pending ?? []), tx].sort(byTime), params.window)
+    const effects = pending[0] === tx ? [{ kind: 'setTimer' as const, key: TIMER, at }] : []
+    return { state: { ...state, pending }, effects }
   },
 
-  onTimer(state, timer) {
-    const c = state.candidate
-    if (!c || c.at > timer.at) return { state }
-    return {
-      state: state.last === undefined ? {} : { last: state.last },
-      effects: [
-        {
-          kind: 'moment',
-          trigger: 'cross_border_offer',
-          occurrence: c.eventId,
-          eventTime: c.at,
-          cardId: c.cardId,
-          causeEventId: c.eventId,
-          reason: {
-            transactionId: c.eventId,
-            country: c.country,
-            homeCountry: c.homeCountry,
-            merchantId: c.merchantId,
-            amount: c.amount,
-            currency: c.currency,
-            ...(c.prev !== undefined ? { previousCrossBorderAt: new Date(c.prev).toISOString(), daysSincePrevious: Math.floor((c.at - c.prev) / DAY) } : {}),
-          },
+  onTimer(state, timer, { params }) {
+    const pending = state.pending ?? []
+    let last = state.last
+    const moments = []
+    let i = 0
+    for (; i < pending.length && pending[i].at <= timer.at; i++) {
+      const tx = pending[i]
+      const prev = last
+      last = Math.max(last ?? tx.at, tx.at)
+      if (!tx.detail || (prev !== undefined && tx.at - prev < params.window)) continue
+      const d = tx.detail
+      moments.push({
+        kind: 'moment' as const,
+        trigger: 'cross_border_offer',
+        occurrence: tx.eventId,
+        eventTime: tx.at,
+        cardId: d.cardId,
+        causeEventId: tx.eventId,
+        reason: {
+          transactionId: tx.eventId,
+          country: d.country,
+          homeCountry: d.homeCountry,
+          merchantId: d.merchantId,
+          amount: d.amount,
+          currency: d.currency,
+          ...(prev !== undefined ? { previousCrossBorderAt: new Date(prev).toISOString(), daysSincePrevious: Math.floor((tx.at - prev) / DAY) } : {}),
         },
-      ],
+      })
     }
+    const rest = pending.slice(i)
+    const next: CrossBorderState = { ...(last !== undefined ? { last } : {}), ...(rest.length ? { pending: rest } : {}) }
+    return { state: next, effects: [...moments, ...(rest.length ? [{ kind: 'setTimer' as const, key: TIMER, at: rest[0].at }] : [])] }
   },
 }
 
-/** Event time, then event id: ties resolve the same way in every run. */
-const before = (a: CrossBorderCandidate, b: CrossBorderCandidate) => a.at < b.at || (a.at === b.at && a.eventId < b.eventId)
+/** Drops the detail of pending transactions that an earlier pending one rules out: they can never fire. */
+function trim(pending: CrossBorderTx[], window: number): CrossBorderTx[] {
+  return pending.map((tx, i) => (i > 0 && tx.detail && tx.at - pending[i - 1].at < window ? { at: tx.at, eventId: tx.eventId } : tx))
+}
+
+/** Event time, then event id: ties settle the same way in every run. */
+const byTime = (a: CrossBorderTx, b: CrossBorderTx) => a.at - b.at || (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0)

@@ -6,12 +6,14 @@ import type { Operator } from '../types.ts'
  * An `expiring` without a date counts once per card until the card is `renewed`.
  */
 
-/** The expiry last reminded per card: its date, or UNDATED. */
 export interface RenewalState {
-  cards: Record<string, string>
+  /** Expiries already reminded per card, oldest first: dates, or UNDATED. At most KEPT. */
+  cards: Record<string, string[]>
 }
 
 const UNDATED = '?'
+/** A card sees one expiry every few years; a few remembered dates cover repeats and reordering. */
+const KEPT = 3
 
 const Params = z.object({})
 type Params = z.infer<typeof Params>
@@ -25,23 +27,33 @@ export const renewalReminder: Operator<RenewalState, Params> = {
   onEvent(state, event, at) {
     if (event.type !== 'lifecycle') return { state }
     const { cardId } = event
-    if (event.stage === 'closed' || event.stage === 'declined' || (event.stage === 'renewed' && state.cards[cardId] === UNDATED)) {
-      if (!(cardId in state.cards)) return { state }
+    const reminded = state.cards[cardId]
+
+    if (event.stage === 'closed' || event.stage === 'declined') {
+      if (!reminded) return { state }
       const { [cardId]: _, ...cards } = state.cards
       return { state: { cards } }
     }
+    if (event.stage === 'renewed') {
+      // The undated reminder belonged to the cycle that has just ended.
+      if (!reminded?.includes(UNDATED)) return { state }
+      const rest = reminded.filter((k) => k !== UNDATED)
+      const { [cardId]: _, ...cards } = state.cards
+      return { state: { cards: rest.length ? { ...cards, [cardId]: rest } : cards } }
+    }
     if (event.stage !== 'expiring') return { state }
+
     const raw = event.attributes?.expiresOn
     const expiresOn = raw === undefined || raw === '' ? undefined : String(raw)
     const key = expiresOn ?? UNDATED
-    if (state.cards[cardId] === key) return { state }
+    if (reminded?.includes(key)) return { state }
     return {
-      state: { cards: { ...state.cards, [cardId]: key } },
+      state: { cards: { ...state.cards, [cardId]: [...(reminded ?? []), key].slice(-KEPT) } },
       effects: [
         {
           kind: 'moment',
           trigger: 'renewal_reminder',
-          // Dated: the card and its expiry date. Undated: the event that first announced it.
+          // Dated: the card and its expiry date. Undated: the notice that opened the cycle.
           occurrence: `${cardId}@${expiresOn ?? at}`,
           eventTime: at,
           cardId,

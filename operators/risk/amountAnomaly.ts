@@ -9,9 +9,14 @@ import { Window, clamp01, round } from './velocity.ts'
  * standard deviation is the sample one (n − 1). Every approved transaction is a purchase, as in
  * the spend ledger. Each anomalous purchase is its own occurrence (its event id).
  *
- * Compact and incremental: purchases are summed (count, cents, cents²) in BUCKETS buckets of
- * window / BUCKETS, aligned to epoch time, so the state is at most 6 small triples however many
- * purchases there are. Approximation at the window's far edge: the baseline is the current
+ * Compact and incremental: purchases are summed (count, sum in cents, sum of squares in yuan²) in
+ * BUCKETS buckets of window / BUCKETS, aligned to epoch time, so the state is at most 6 small
+ * triples however many purchases there are. The mean is exact; each square is rounded to a whole
+ * yuan² to keep the numbers short, which adds under 0.5 yuan² per purchase to the variance sum:
+ * the standard deviation moves by a few fen at a spread of 10 yuan, and by up to about 0.7 yuan
+ * only when the baseline amounts are all but identical (a customer paying exactly 12.71 every time
+ * is then not alerted by 12.72, which an exact zero deviation would do). Approximation at the
+ * window's far edge: the baseline is the current
  * bucket and the BUCKETS − 1 before it, whole, so it reaches back between (BUCKETS − 1) / BUCKETS
  * of the window and the whole window (75 to 90 days by default): purchases in the oldest bucket
  * leave the baseline together, up to window / BUCKETS before they are `window` old, never after.
@@ -19,8 +24,8 @@ import { Window, clamp01, round } from './velocity.ts'
  * purchases later than it in the same bucket are in its baseline.
  */
 
-/** One bucket: purchases, their sum in cents, and the sum of their squares in cents². */
-export type Bucket = [n: number, sum: number, sumSq: number]
+/** One bucket: purchases, their sum in cents, and the sum of their squares in whole yuan². */
+export type Bucket = [n: number, sumCents: number, sumSqYuan: number]
 
 export interface AnomalyState {
   /** Bucket width (ms) the buckets were summed with; a different window in the catalogue starts afresh. */
@@ -54,17 +59,16 @@ export const amountAnomaly: Operator<AnomalyState, Params> = {
     const offset = s.b - idx // > 0 only for a late purchase in an older bucket
     if (offset >= BUCKETS) return { state: s } // older than anything kept
     let n = 0
-    let sum = 0
-    let sumSq = 0
-    for (let i = offset; i < s.k.length; i++) [n, sum, sumSq] = [n + s.k[i][0], sum + s.k[i][1], sumSq + s.k[i][2]]
-    const cents = Math.round(event.amount * 100)
-    const next = addTo(s, offset, cents)
+    let cents = 0
+    let squares = 0
+    for (let i = offset; i < s.k.length; i++) [n, cents, squares] = [n + s.k[i][0], cents + s.k[i][1], squares + s.k[i][2]]
+    const next = addTo(s, offset, event.amount)
     if (n < params.minPurchases) return { state: next }
+    const sum = cents / 100
     const mean = sum / n
-    const stdDev = Math.sqrt(Math.max(0, (sumSq - (sum * sum) / n) / (n - 1)))
+    const stdDev = Math.sqrt(Math.max(0, (squares - (sum * sum) / n) / (n - 1)))
     const threshold = mean + params.stdDevs * stdDev
-    if (!(cents > threshold)) return { state: next }
-    const yuan = (c: number) => round(c / 100)
+    if (!(event.amount > threshold)) return { state: next }
     return {
       state: next,
       effects: [
@@ -73,16 +77,16 @@ export const amountAnomaly: Operator<AnomalyState, Params> = {
           alertKind: 'amount_anomaly',
           severity: 'low',
           // 0.5 just above the threshold, 1 at twice it or more.
-          score: round(clamp01(0.5 + 0.5 * ((cents - threshold) / threshold)), 3),
+          score: round(clamp01(0.5 + 0.5 * ((event.amount - threshold) / threshold)), 3),
           occurrence: event.eventId,
           eventTime: at,
           cardId: event.cardId,
           evidence: {
             eventIds: [event.eventId],
             amount: event.amount,
-            mean: yuan(mean),
-            stdDev: yuan(stdDev),
-            threshold: yuan(threshold),
+            mean: round(mean),
+            stdDev: round(stdDev),
+            threshold: round(threshold),
             stdDevs: params.stdDevs,
             purchases: n,
             minPurchases: params.minPurchases,
@@ -105,11 +109,11 @@ function advance(s: AnomalyState, idx: number): AnomalyState {
   return { ...s, b: idx, k: trim(k) }
 }
 
-function addTo(s: AnomalyState, offset: number, cents: number): AnomalyState {
+function addTo(s: AnomalyState, offset: number, amount: number): AnomalyState {
   const k = s.k.slice()
   while (k.length <= offset) k.push([0, 0, 0])
-  const [n, sum, sumSq] = k[offset]
-  k[offset] = [n + 1, sum + cents, sumSq + cents * cents]
+  const [n, cents, squares] = k[offset]
+  k[offset] = [n + 1, cents + Math.round(amount * 100), squares + Math.round(amount * amount)]
   return { ...s, k }
 }
 

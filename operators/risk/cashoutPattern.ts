@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import type { Operator } from '../types.ts'
-import { Count, Window, addHit, burstAlert, isEmptyWindow, pruneWindow, type HitWindow } from './velocity.ts'
+import { Count, Window, addHit, burstAlert, isEmptyWindow, newestIn, pruneWindow, type HitWindow } from './velocity.ts'
 
 /**
  * cashout_pattern: ≥ `count` approved round amounts (a multiple of `roundTo`, at least
@@ -35,7 +35,7 @@ export const cashoutPattern: Operator<CashoutState, Params> = {
       return { state: pruned }
     const merchantId = event.merchant.id
     // Own properties only: a merchant id is outside input and may be any string, "__proto__" included.
-    const current = Object.hasOwn(pruned, merchantId) ? pruned[merchantId] : { h: [] }
+    const current = Object.hasOwn(pruned, merchantId) ? pruned[merchantId] : {}
     const { state: window, burst } = addHit(current, { t: at, id: event.eventId, a: event.amount }, params.count, params.window)
     const next = capMerchants(Object.fromEntries([...Object.entries(pruned).filter(([m]) => m !== merchantId), [merchantId, window]]))
     if (!burst) return { state: next }
@@ -64,7 +64,6 @@ function prune(state: CashoutState, at: number, params: Params): CashoutState {
 function capMerchants(state: CashoutState): CashoutState {
   const entries = Object.entries(state)
   if (entries.length <= MAX_MERCHANTS) return state
-  const newest = (w: HitWindow) => Math.max(w.h.length ? w.h[w.h.length - 1].t : -Infinity, w.c ?? -Infinity)
-  entries.sort(([, a], [, b]) => newest(b) - newest(a))
+  entries.sort(([, a], [, b]) => newestIn(b) - newestIn(a))
   return Object.fromEntries(entries.slice(0, MAX_MERCHANTS))
 }

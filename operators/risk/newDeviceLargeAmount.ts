@@ -34,11 +34,12 @@ export interface Large {
   u?: 1
 }
 
+/** Both lists oldest first, kept for 2 × `within`, and left out when empty (most customers: `{}`). */
 export interface NewDeviceState {
-  /** Registrations, oldest first, kept for 2 × `within`. */
-  r: Registration[]
-  /** Large approved transactions, oldest first, kept for 2 × `within`. */
-  l: Large[]
+  /** Registrations. */
+  r?: Registration[]
+  /** Large approved transactions. */
+  l?: Large[]
 }
 
 const Params = z.strictObject({
@@ -53,30 +54,32 @@ const MAX_KEPT = 4
 export const newDeviceLargeAmount: Operator<NewDeviceState, Params> = {
   name: 'risk.new_device_large_amount',
   uses: 'new_device_large_amount',
-  initial: () => ({ r: [], l: [] }),
+  initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 
   onEvent(state, event, at, { params }) {
     const s = prune(state, at, params.within)
+    const regs = s.r ?? []
+    const large = s.l ?? []
     if (event.type === 'app' && event.name === 'device_registered') {
-      if (s.r.some((x) => x.id === event.eventId)) return { state: s }
+      if (regs.some((x) => x.id === event.eventId)) return { state: s }
       const reg: Registration = { t: at, id: event.eventId, ...(event.deviceId ? { device: event.deviceId } : {}) }
       // The earliest unpaired large transaction in [at, at + within] is the one sorted input would pair.
-      const tx = s.l.find((x) => !x.u && x.t >= at && x.t - at <= params.within)
-      if (!tx) return { state: { ...s, r: insert(s.r, reg) } }
+      const tx = large.find((x) => !x.u && x.t >= at && x.t - at <= params.within)
+      if (!tx) return { state: { ...s, r: insert(regs, reg) } }
       return {
-        state: { r: insert(s.r, { ...reg, u: 1 }), l: s.l.map((x) => (x === tx ? { ...x, u: 1 as const } : x)) },
+        state: { r: insert(regs, { ...reg, u: 1 }), l: large.map((x) => (x === tx ? { ...x, u: 1 as const } : x)) },
         effects: [alert(reg, tx, params)],
       }
     }
     if (event.type !== 'transaction' || event.status !== 'approved' || event.amount < params.minAmount) return { state: s }
-    if (s.l.some((x) => x.id === event.eventId)) return { state: s }
+    if (large.some((x) => x.id === event.eventId)) return { state: s }
     const tx: Large = { t: at, id: event.eventId, a: event.amount, card: event.cardId }
     // The latest registration at or before the transaction, within reach and not yet paired.
-    const reg = [...s.r].reverse().find((x) => x.t <= at && at - x.t <= params.within)
-    if (!reg || reg.u) return { state: { ...s, l: insert(s.l, reg ? { ...tx, u: 1 } : tx) } }
+    const reg = [...regs].reverse().find((x) => x.t <= at && at - x.t <= params.within)
+    if (!reg || reg.u) return { state: { ...s, l: insert(large, reg ? { ...tx, u: 1 } : tx) } }
     return {
-      state: { r: s.r.map((x) => (x === reg ? { ...x, u: 1 as const } : x)), l: insert(s.l, { ...tx, u: 1 }) },
+      state: { r: regs.map((x) => (x === reg ? { ...x, u: 1 as const } : x)), l: insert(large, { ...tx, u: 1 }) },
       effects: [alert(reg, tx, params)],
     }
   },
@@ -112,7 +115,9 @@ function insert<T extends { t: number; id: string }>(list: T[], item: T): T[] {
 /** Keeps 2 × `within`: a late event (within the allowed lateness, assumed ≤ `within`) still finds its pair. */
 function prune(state: NewDeviceState, at: number, within: number): NewDeviceState {
   const from = at - 2 * within
-  const stale = (xs: { t: number }[]) => xs.length > 0 && xs[0].t < from
+  const stale = (xs: { t: number }[] | undefined) => xs !== undefined && xs.length > 0 && xs[0].t < from
   if (!stale(state.r) && !stale(state.l)) return state
-  return { r: state.r.filter((x) => x.t >= from), l: state.l.filter((x) => x.t >= from) }
+  const r = (state.r ?? []).filter((x) => x.t >= from)
+  const l = (state.l ?? []).filter((x) => x.t >= from)
+  return { ...(r.length ? { r } : {}), ...(l.length ? { l } : {}) }
 }

@@ -28,14 +28,14 @@ export interface Hit {
  * The qualifying events of one count rule, sorted by (time, id) whatever their arrival order, so a
  * late event lands where sorted input would have put it. `c` is the last event time of the burst
  * reported last: an event older than it fell inside (or before) a reported burst and is not
- * counted again.
+ * counted again. Both are left out when empty: most customers' windows are `{}`.
  */
 export interface HitWindow {
-  h: Hit[]
+  h?: Hit[]
   c?: number
 }
 
-export const emptyWindow = (): HitWindow => ({ h: [] })
+export const emptyWindow = (): HitWindow => ({})
 
 /** Counts in the catalogue are capped so that state stays bounded (lists hold at most 2 × count). */
 export const Count = z.number().int().min(1).max(50)
@@ -49,8 +49,8 @@ export const Window = Duration.refine((ms) => ms > 0, 'must be longer than 0')
  * that burst's last event as its time and occurrence, exactly as sorted input would.
  */
 export function addHit(w: HitWindow, hit: Hit, count: number, window: number): { state: HitWindow; burst?: Hit[] } {
-  if ((w.c !== undefined && hit.t < w.c) || w.h.some((x) => x.id === hit.id)) return { state: pruneWindow(w, hit.t, window, count) }
-  const h = [...w.h]
+  if ((w.c !== undefined && hit.t < w.c) || w.h?.some((x) => x.id === hit.id)) return { state: pruneWindow(w, hit.t, window, count) }
+  const h = [...(w.h ?? [])]
   let i = h.length
   while (i > 0 && sortsBefore(hit, h[i - 1])) i--
   h.splice(i, 0, hit)
@@ -59,9 +59,9 @@ export function addHit(w: HitWindow, hit: Hit, count: number, window: number): {
     if (h[s + count - 1].t - h[s].t > window) continue
     const burst = h.slice(s, s + count)
     const end = burst[count - 1].t
-    return { state: retain({ h: h.slice(s + count), c: Math.max(end, w.c ?? -Infinity) }, newest, window, count), burst }
+    return { state: retain(h.slice(s + count), Math.max(end, w.c ?? -Infinity), newest, window, count), burst }
   }
-  return { state: retain({ h, ...(w.c !== undefined ? { c: w.c } : {}) }, newest, window, count) }
+  return { state: retain(h, w.c, newest, window, count) }
 }
 
 /**
@@ -71,17 +71,21 @@ export function addHit(w: HitWindow, hit: Hit, count: number, window: number): {
  */
 export function pruneWindow(w: HitWindow, at: number, window: number, count: number): HitWindow {
   const from = at - 2 * window
-  const stale = (w.h.length > 0 && w.h[0].t < from) || (w.c !== undefined && w.c < from) || w.h.length > 2 * count
-  return stale ? retain(w, at, window, count) : w
+  const h = w.h ?? []
+  const stale = (h.length > 0 && h[0].t < from) || (w.c !== undefined && w.c < from) || h.length > 2 * count
+  return stale ? retain(h, w.c, at, window, count) : w
 }
 
 /** True when a window holds nothing worth storing. */
-export const isEmptyWindow = (w: HitWindow) => w.h.length === 0 && w.c === undefined
+export const isEmptyWindow = (w: HitWindow) => !w.h?.length && w.c === undefined
 
-function retain(w: HitWindow, newest: number, window: number, count: number): HitWindow {
+/** The newest time a window knows of. */
+export const newestIn = (w: HitWindow) => Math.max(w.h?.length ? w.h[w.h.length - 1].t : -Infinity, w.c ?? -Infinity)
+
+function retain(hits: Hit[], c: number | undefined, newest: number, window: number, count: number): HitWindow {
   const from = newest - 2 * window
-  const h = w.h.filter((x) => x.t >= from).slice(-2 * count)
-  return w.c !== undefined && w.c >= from ? { h, c: w.c } : { h }
+  const h = hits.filter((x) => x.t >= from).slice(-2 * count)
+  return { ...(h.length ? { h } : {}), ...(c !== undefined && c >= from ? { c } : {}) }
 }
 
 function sortsBefore(a: Hit, b: Hit): boolean {

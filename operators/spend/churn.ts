@@ -25,12 +25,21 @@ export interface ChurnState {
   check?: number
 }
 
-const Params = z.object({
-  recentWindow: Duration.prefault('30d'),
-  baselineWindow: Duration.prefault('90d'),
-  dropBelow: z.number().positive().default(0.5),
-  minMonthlyAverage: z.number().nonnegative().default(1000),
-})
+/** Days of spend the shared ledger is sure to hold (35 daily, then 10-day blocks). */
+export const LEDGER_DAYS = 125
+
+const Params = z
+  .object({
+    recentWindow: Duration.prefault('30d'),
+    baselineWindow: Duration.prefault('90d'),
+    dropBelow: z.number().positive().default(0.5),
+    minMonthlyAverage: z.number().nonnegative().default(1000),
+  })
+  // Beyond the ledger's reach the baseline would silently read as zero: reject at load instead.
+  .refine((p) => p.recentWindow + p.baselineWindow <= LEDGER_DAYS * DAY, {
+    message: `recentWindow + baselineWindow must be at most ${LEDGER_DAYS}d, the spend history kept per customer`,
+    path: ['baselineWindow'],
+  })
 type Params = z.infer<typeof Params>
 
 /** Local time of the daily check: inside business hours, clear of the default quiet hours. */

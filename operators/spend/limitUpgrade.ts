@@ -14,9 +14,9 @@ import type { Operator } from '../types.ts'
  * one). Fires when spend crosses the share, once per episode: not again until spend has fallen
  * back below the share (seen at a later purchase as spend before it being below) or the limit
  * changes. An episode lasts at least one `window`: spend dipping under the share within a window of
- the firing is the crossing's own spend rolling out day by day, and counting that as a new low
- would offer a customer who hovers at the share an upgrade every few days. A crossing held back
- by a recent alert does not use the episode up.
+ * the firing is the crossing's own spend rolling out day by day, and counting that as a new low
+ * would offer a customer who hovers at the share an upgrade every few days. A crossing held back
+ * by a recent alert does not use the episode up.
  */
 
 export interface LimitUpgradeState {
@@ -27,9 +27,11 @@ export interface LimitUpgradeState {
 }
 
 const Params = z.object({
-  window: Duration.prefault('30d'),
+  // The shared ledger holds about 125 days; a longer window would silently read less.
+  window: Duration.refine((w) => w <= 125 * DAY, 'must be at most 125d, the spend history kept per customer').prefault('30d'),
   share: z.number().positive().default(0.8),
-  noAlertWithin: Duration.prefault('90d'),
+  // facts.alerts keeps 90 days of alerts; a longer look-back would silently see less.
+  noAlertWithin: Duration.refine((w) => w <= 90 * DAY, 'must be at most 90d, the alert history kept per customer').prefault('90d'),
 })
 type Params = z.infer<typeof Params>
 
