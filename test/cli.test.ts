@@ -74,7 +74,7 @@ describe('cardpulse command line', () => {
     const lines = sample.reduce((n, f) => n + readFileSync(f, 'utf8').trim().split('\n').length, 0)
     expect(summary.input.events).toBe(lines)
     expect(summary.input.applied + summary.input.duplicates + summary.input.deadLetters).toBe(lines)
-    expect(summary.decisions.byTrigger.activation_reminder.send).toBe(decisions.filter((d) => d.outcome === 'send').length)
+    expect(summary.decisions.byTrigger.activation_reminder.send).toBe(decisions.filter((d) => d.trigger === 'activation_reminder' && d.outcome === 'send').length)
   })
 
   it('reads NDJSON from stdin with -', () => {
