@@ -272,7 +272,7 @@ class Batch {
       const ctx = this.context(op, event.customerId, rec)
       if (!ctx) continue
       const result = op.onEvent(rec.ops[op.name] ?? op.initial(), event, at, ctx)
-      rec.ops[op.name] = result.state
+      keepState(rec, op.name, result.state)
       this.effects(op, event.customerId, rec, result.effects, moments, event.eventId)
     }
     this.queue(event.customerId, rec, moments)
@@ -300,7 +300,7 @@ class Batch {
       const ctx = this.context(op, customerId, rec)
       if (!ctx) continue
       const result = op.onTimer(rec.ops[op.name] ?? op.initial(), { key, at: t.at }, ctx)
-      rec.ops[op.name] = result.state
+      keepState(rec, op.name, result.state)
       this.changed.add(customerId)
       const moments: Moment[] = []
       this.effects(op, customerId, rec, result.effects, moments)
@@ -415,6 +415,12 @@ class Batch {
       return { table: 'event_volume', row: { id: `${partition}:${v.firstOffset}:${hour}:${v.type}`, hour, type: v.type, events: v.events } }
     })
   }
+}
+
+/** Stores an operator's state; an empty one is left out, as most customers trip most rules never. */
+function keepState(rec: CustomerRecord, name: string, state: unknown) {
+  if (state && typeof state === 'object' && !Array.isArray(state) && Object.keys(state).length === 0) delete rec.ops[name]
+  else rec.ops[name] = state
 }
 
 function customerOf(member: string): string {

@@ -60,7 +60,7 @@ export const firstPurchase: Operator<FirstPurchaseState, Params> = {
       if (event.status !== 'approved') return { state }
       const p = purchase(event, at)
       if (state.activatedAt === undefined) {
-        if (!mayStillActivate(facts, at)) return state.early ? { state: without(state, 'early') } : { state }
+        if (!mayStillActivate(facts, event.cardId, at)) return state.early ? { state: without(state, 'early') } : { state }
         const early = [...(state.early ?? []), p].sort(byTime).slice(-EARLY_KEPT)
         return { state: { ...state, early } }
       }
@@ -122,13 +122,17 @@ function purchase(e: TransactionEvent, at: number): Purchase {
 
 /**
  * Whether an `activated` event that occurred before this purchase may still arrive: some card is on
- * its way to activation, or the customer is new to the pipeline (first approved transaction within
- * EARLY_HORIZON), as when a card issued and activated in seconds has its lifecycle events arrive after
- * its first purchase. Customers with a long history and no pending card keep nothing.
+ * its way to activation; or the purchase is on a card with no lifecycle event yet while the
+ * customer's other cards are known, or from a customer new to the pipeline (first approved
+ * transaction within EARLY_HORIZON) — as when a card issued and activated in seconds has its
+ * lifecycle events arrive after its first purchase. A customer known only from long-standing
+ * transactions (cards activated before the pipeline saw them) keeps nothing.
  */
-function mayStillActivate(facts: CustomerFacts, at: number): boolean {
+function mayStillActivate(facts: CustomerFacts, cardId: string, at: number): boolean {
   if (facts.firstApprovedAt !== undefined && at - facts.firstApprovedAt < EARLY_HORIZON) return true
-  return Object.values(facts.cards).some((c) => AWAITING.has(c.stage))
+  const cards = Object.values(facts.cards)
+  if (cards.length && !(cardId in facts.cards)) return true
+  return cards.some((c) => AWAITING.has(c.stage))
 }
 
 /** Event time, then event id: a total order, so ties resolve the same way in every run. */
