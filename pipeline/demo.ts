@@ -74,6 +74,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     timeoutMs: config.webhookTimeout,
   })
   const deadLetters: DeadLetter[] = []
+  let played = false
   const engine = new EmbeddedPipeline({
     catalog: catalog.current,
     allowedLateness: config.allowedLateness,
@@ -94,8 +95,9 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     store: engine.store,
     sender,
     partitions: () => partitions,
-    // The sample's clock: what the pipeline has applied, not what it has read ahead.
-    clock: () => Math.min(...engine.processors.map((p) => p.watermark)) + config.allowedLateness,
+    // The sample's clock: what the pipeline has applied, not what it has read ahead; after the
+    // sample, half a day more, so that touchpoints deferred by quiet hours go out too.
+    clock: () => Math.min(...engine.processors.map((p) => p.watermark)) + (played ? 12 * 3_600_000 : config.allowedLateness),
     retry: DEFAULT_RETRY_POLICY,
     batchSize: 500,
     concurrency: 16,
@@ -123,6 +125,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
       }
     }
     await engine.finish()
+    played = true
     await drain()
   } finally {
     bar.stop()

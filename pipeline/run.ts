@@ -139,6 +139,8 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
   const processors = new Map<number, PartitionProcessor>()
   const locks = new Map<number, Promise<unknown>>()
   const lastActivity = new Map<number, number>()
+  /** Whether the partition's last batch reached the end of the topic (no consumer lag). */
+  const caughtUp = new Map<number, boolean>()
   let owned: number[] = []
   const processorFor = (partition: number) => {
     let p = processors.get(partition)
@@ -178,6 +180,11 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     owned = (e.payload.memberAssignment[config.eventsTopic] ?? []).slice().sort((a, b) => a - b)
     // State may have moved while another consumer owned a partition: reload it from Redis.
     for (const [partition, p] of processors) p.reset()
+    // A partition with no batch since the assignment counts as idle once IDLE_ADVANCE has passed.
+    for (const partition of owned) {
+      lastActivity.set(partition, Date.now())
+      caughtUp.set(partition, true)
+    }
     log.info({ partitions: owned }, 'pipeline.assigned')
   })
   await state.connect()
@@ -200,6 +207,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       })
       end()
       lastActivity.set(batch.partition, Date.now())
+      caughtUp.set(batch.partition, batch.offsetLag() === '0')
       metrics.watermarkLag.set({ partition: String(batch.partition) }, (Date.now() - processorFor(batch.partition).watermark) / 1000)
       resolveOffset(batch.lastOffset())
       await commitOffsetsIfNecessary()
@@ -207,11 +215,12 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     },
   })
 
-  // An idle partition's event time follows the wall clock, so timers still fire.
+  // An idle partition's event time follows the wall clock, so timers still fire. Only a partition
+  // that has caught up counts as idle: one still working through a backlog keeps its own clock.
   const idleTicker = setInterval(() => {
     const now = Date.now()
     for (const partition of owned) {
-      if (now - (lastActivity.get(partition) ?? 0) < config.idleAdvance) continue
+      if (now - (lastActivity.get(partition) ?? 0) < config.idleAdvance || caughtUp.get(partition) === false) continue
       lastActivity.set(partition, now)
       withPartition(partition, async () => {
         try {

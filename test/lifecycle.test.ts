@@ -510,7 +510,10 @@ type Spec = { customerId: string; card: string } & (
 )
 
 /** Gaps mostly of seconds (so events fall within the lateness of each other), sometimes of days. */
-const gapArb = fc.oneof(fc.integer({ min: 1, max: 90 }).map((s) => s * SECOND), fc.integer({ min: 1, max: 12 * DAY / MINUTE }).map((m) => m * MINUTE))
+const gapArb = fc.oneof(
+  { arbitrary: fc.integer({ min: 1, max: 90 }).map((s) => s * SECOND), weight: 3 },
+  { arbitrary: fc.integer({ min: 1, max: (12 * DAY) / MINUTE }).map((m) => m * MINUTE), weight: 1 },
+)
 
 function build(specs: Spec[], gaps: number[]) {
   let t = T0
@@ -546,14 +549,22 @@ function inLifecycleOrder(specs: Spec[]): Spec[] {
   }
   return out
 }
-/** Drops transactions on a card before its activation. */
+/**
+ * A card is used only once activated: a transaction on a card not yet activated has the activation
+ * put just before it (often seconds before: the overtaking case), and stages before activation that
+ * would come after it are dropped.
+ */
 function usedOnceActivated(specs: Spec[]): Spec[] {
   const active = new Set<string>()
-  return specs.filter((s) => {
+  const out: Spec[] = []
+  for (const s of specs) {
     const key = `${s.customerId}/${s.card}`
-    if (s.kind === 'lifecycle' && s.stage === 'activated') active.add(key)
-    return s.kind === 'lifecycle' || active.has(key)
-  })
+    if (s.kind === 'transaction' && !active.has(key)) out.push({ customerId: s.customerId, card: s.card, kind: 'lifecycle', stage: 'activated' })
+    if (s.kind === 'lifecycle' && active.has(key) && LIFE_ORDER.indexOf(s.stage) < LIFE_ORDER.indexOf('activated')) continue
+    if (s.kind === 'transaction' || s.stage === 'activated') active.add(key)
+    out.push(s)
+  }
+  return out
 }
 const LIFE_ORDER = ['applied', 'approved', 'issued', 'activated', 'bound', 'expiring', 'renewed', 'closed']
 
@@ -588,7 +599,7 @@ describe('properties', () => {
           expect(single.decisions).toEqual(whole.decisions)
         },
       ),
-      { numRuns: 10 },
+      { numRuns: 1500 },
     )
   })
 
@@ -600,12 +611,12 @@ describe('properties', () => {
       fc.asyncProperty(
         fc.array(eventArb(() => fc.constantFrom(...BIRTHDATES)), { minLength: 1, maxLength: 40 }),
         fc.array(gapArb, { minLength: 1, maxLength: 40 }),
-        fc.array(fc.integer({ min: 0, max: lateness - 1 }), { minLength: 1, maxLength: 40 }),
+        fc.array(fc.oneof(fc.constant(0), fc.constant(lateness - 1), fc.integer({ min: 0, max: lateness - 1 })), { minLength: 1, maxLength: 40 }),
         async (specs, gaps, delays) => {
           // Customers known from their application on; each card lives its lifecycle in order and is
           // used only once activated. (A customer seen only through transactions, whose new card's
           // whole lifecycle arrives after a purchase that followed its activation, is the one case
-          // first_purchase_reward does not reorder; see its `mayStillActivate`.)
+          // first_purchase_reward does not put back in order; see its `mayStillActivate`.)
           const known: Spec[] = CUSTOMERS.map((customerId) => ({ customerId, card: '1', kind: 'lifecycle', stage: 'applied' }))
           const events = build(usedOnceActivated([...known, ...inLifecycleOrder(specs as Spec[])]), gaps)
           const end = Date.parse(String(events[events.length - 1].occurredAt)) + 400 * DAY

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import YAML from 'yaml'
-import type { Admin, Producer } from 'kafkajs'
+import { Partitioners, type Admin, type Producer } from 'kafkajs'
 import { startPipeline, type RunningPipeline } from '../pipeline/run.ts'
 import { RunConfig, parseConfig } from '../pipeline/config.ts'
 import { createLogger } from '../pipeline/log.ts'
@@ -43,11 +43,12 @@ raw.policy = { ...raw.policy, ttl: '1000d', quietHours: null }
 writeFileSync(catalogFile, YAML.stringify(raw))
 const catalog = loadCatalogFile(catalogFile)
 
-// 45 days of a small bank, ending 41 days ago: the live watermark (wall clock − lateness) passes
-// every event, so every timer due by the last event fires in both pipelines.
+// 45 days of a small bank, ending a minute ago. The live pipeline does not advance on the wall
+// clock here (IDLE_ADVANCE is longer than the test); a last event on each partition, one lateness
+// after the scenario, moves every watermark past it, as the end of input does in replay.
 const simulated = simulateBank({ customers: 80, days: 45, start: new Date(0), seed: 11 })
 const scenarioEvents = [...simulated, ...fraudScenarios(new Date(30 * DAY), 6)].sort((a, b) => (a.occurredAt < b.occurredAt ? -1 : a.occurredAt > b.occurredAt ? 1 : 0))
-const shift = Date.now() - 41 * DAY - Date.parse(scenarioEvents[scenarioEvents.length - 1].occurredAt)
+const shift = Date.now() - 60_000 - Date.parse(scenarioEvents[scenarioEvents.length - 1].occurredAt)
 const events: InputEvent[] = scenarioEvents.map((e) => ({ ...e, occurredAt: new Date(Date.parse(e.occurredAt) + shift).toISOString() }))
 const lastEventTime = Date.parse(events[events.length - 1].occurredAt)
 
@@ -75,7 +76,7 @@ beforeAll(async () => {
       webhookUrl: `${receiver.url}/hooks`,
       webhookSecret: WEBHOOK_SECRET,
       allowedLateness: LATENESS,
-      idleAdvance: '1s',
+      idleAdvance: '1000d',
       clickhouseDatabase: `cp_vs_${id}`,
       dataDir: join(dir, 'data'),
     }),
@@ -123,15 +124,41 @@ describe('cardpulse run and cardpulse replay', () => {
       })
     }
 
+    // Every event applied (none late), before the end of input is signalled.
+    const counted = async (result: string) => {
+      const m = (await pipeline.metrics.events.get()).values
+      return m.filter((v) => v.labels.result === result).reduce((n, v) => n + v.value, 0)
+    }
+    await waitFor('every event applied', async () => (await counted('applied')) + (await counted('late')) >= events.length, 120_000, 500)
+    expect(await counted('late')).toBe(0)
+
+    // The end of input: an app event per partition of the internal topic, one lateness later.
+    const partitioner = Partitioners.DefaultPartitioner()
+    const partitionMetadata = [0, 1, 2].map((partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }))
+    const ticks = new Map<number, string>()
+    for (let n = 0; ticks.size < 3; n++) ticks.set(partitioner({ topic: topics.eventsTopic, partitionMetadata, message: { key: `tick_${n}`, value: null } }), `tick_${n}`)
+    await producer.send({
+      topic: topics.appEventsTopic,
+      messages: [...ticks.values()].map((customerId) => ({
+        key: customerId,
+        value: JSON.stringify({ type: 'app', eventId: `${customerId}-end`, occurredAt: new Date(lastEventTime + 40 * DAY + 1).toISOString(), customerId, name: 'login' }),
+      })),
+    })
+
     const db = pipeline.clickhouse.database
     const expectedDecisions = replayed.decisions.length
     const live = await waitFor(
       'the live decisions',
       async () => {
         const rows = await pipeline.clickhouse.query<{ n: string }>(`SELECT count() AS n FROM ${db}.decisions FINAL WHERE event_time <= fromUnixTimestamp64Milli(${lastEventTime})`)
+        if (process.env.DEBUG_VS) {
+          console.log('live decisions', rows[0].n, 'of', expectedDecisions)
+          const m = await pipeline.metrics.registry.getMetricsAsJSON()
+          console.log(JSON.stringify(m.filter((x) => /events_total|decisions_total|dead_letters|timers_fired/.test(x.name)).map((x) => [x.name, (x as any).values])))
+        }
         return Number(rows[0].n) >= expectedDecisions && rows
       },
-      120_000,
+      180_000,
       1000,
     )
     expect(live).toBeTruthy()
@@ -154,5 +181,5 @@ describe('cardpulse run and cardpulse replay', () => {
     expect(byId(liveAlerts.map((a) => ({ id: a.id, kind: a.kind, customerId: a.customer_id, evidence: JSON.parse(a.evidence) })))).toEqual(
       byId(replayed.alerts.map((a) => ({ id: a.id, kind: a.kind, customerId: a.customerId, evidence: a.evidence }))),
     )
-  })
+  }, 240_000)
 })
