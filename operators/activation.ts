@@ -54,7 +54,8 @@ export const activationReminder: Operator<ActivationState, Params> = {
   onTimer(state, timer, { params }) {
     const card = state.cards[timer.key]
     if (!card || card.startedAt === undefined || card.reminded) return { state }
-    if (card.activatedAt !== undefined && card.activatedAt <= timer.at) return { state }
+    // Half-open [start, due): an activation at the due time itself is too late.
+    if (card.activatedAt !== undefined && card.activatedAt < timer.at) return { state }
     return {
       state: withCard(state, timer.key, { ...card, reminded: true }),
       effects: [

@@ -37,7 +37,7 @@ export function foldFacts(facts: CustomerFacts, event: InputEvent, at: number): 
       ...card,
       stage: event.stage,
       ...(event.creditLimit !== undefined ? { creditLimit: event.creditLimit } : {}),
-      ...(event.stage === 'activated' && card?.activatedAt === undefined ? { activatedAt: at } : {}),
+      ...(event.stage === 'activated' ? { activatedAt: Math.min(card?.activatedAt ?? at, at) } : {}),
     }
     return { ...facts, stage: event.stage, cards: { ...facts.cards, [event.cardId]: next } }
   }

@@ -14,8 +14,8 @@ const CHANNELS: Channel[] = ['sms', 'push', 'call', 'app_banner']
 
 export function foldProfile(profile: CustomerProfile, event: InputEvent): CustomerProfile {
   if (event.type === 'lifecycle' && event.profile) {
-    const { preferredChannel, ...rest } = event.profile
-    return { ...profile, ...rest, ...(preferredChannel ? { preferredChannel } : {}) }
+    const given = Object.fromEntries(Object.entries(event.profile).filter(([, v]) => v !== undefined))
+    return { ...profile, ...given }
   }
   if (event.type === 'app' && event.name === 'consent_changed' && event.attributes) {
     const channel = String(event.attributes.channel)

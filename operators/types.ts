@@ -59,8 +59,9 @@ export interface OperatorContext<P = unknown> {
   params: P
 }
 
-export interface CustomerProfile extends Omit<Profile, 'preferredChannel'> {
-  preferredChannel?: Channel
+export interface CustomerProfile extends Omit<Profile, 'timezone' | 'homeCountry'> {
+  timezone: string
+  homeCountry: string
   consent: Partial<Record<Channel, boolean>>
 }
 

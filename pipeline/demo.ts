@@ -130,13 +130,14 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   } finally {
     bar.stop()
   }
-  const [totals] = await clickhouse.query<{ decisions: string; sent: string; control: string; suppressed: string }>(
-    `SELECT count() AS decisions, countIf(outcome = 'send') AS sent, countIf(outcome = 'control') AS control, countIf(outcome = 'suppressed') AS suppressed FROM ${clickhouse.database}.decisions FINAL`,
+  const [totals] = await clickhouse.query<{ decisions: string; sent: string; control: string; suppressed: string; alerts: string }>(
+    `SELECT count() AS decisions, countIf(outcome = 'send') AS sent, countIf(outcome = 'control') AS control, countIf(outcome = 'suppressed') AS suppressed,
+       (SELECT count() FROM ${clickhouse.database}.alerts FINAL) AS alerts FROM ${clickhouse.database}.decisions FINAL`,
   )
   status = 'sample played'
   log.info(
     { events: n, applied, ...totals, webhooksReceived: received.size, seconds: (Date.now() - started) / 1000 },
-    `played ${n} events: ${totals.decisions} decisions (${totals.sent} sent, ${totals.control} control, ${totals.suppressed} suppressed), ${received.size} webhooks received`,
+    `played ${n} events: ${totals.decisions} decisions (${totals.sent} sent, ${totals.control} control, ${totals.suppressed} suppressed), ${totals.alerts} risk alerts, ${received.size} webhooks received`,
   )
 
   const close = async () => {

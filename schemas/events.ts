@@ -92,12 +92,11 @@ export type LifecycleStage = z.infer<typeof LifecycleStage>
 
 export const Profile = z.object({
   birthDate: z.iso.date().optional(),
-  timezone: z
-    .string()
-    .refine(isTimeZone, 'must be an IANA time zone such as Asia/Shanghai')
-    .default('Asia/Shanghai'),
+  // Defaults (Asia/Shanghai, CN) live in the customer's folded profile, so that an event carrying
+  // only some profile fields never resets the others.
+  timezone: z.string().refine(isTimeZone, 'must be an IANA time zone such as Asia/Shanghai').optional(),
   homeCity: z.string().max(128).optional(),
-  homeCountry: countryCode.default('CN'),
+  homeCountry: countryCode.optional(),
   homeLat: z.number().min(-90).max(90).optional(),
   homeLon: z.number().min(-180).max(180).optional(),
   segment: z.string().max(64).optional(),

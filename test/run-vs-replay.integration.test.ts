@@ -23,7 +23,9 @@ import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, kafka, uniqueId
  */
 
 const DAY = 86_400_000
-const LATENESS = '40d'
+// The feed arrives a day of event time at a time, each stream on its own topic: events of one
+// customer reach the pipeline up to a day out of order across streams, within this lateness.
+const LATENESS_DAYS = 2
 const id = uniqueId()
 const topics = {
   transactionsTopic: `v-${id}.transactions`,
@@ -75,7 +77,7 @@ beforeAll(async () => {
       catalogFile,
       webhookUrl: `${receiver.url}/hooks`,
       webhookSecret: WEBHOOK_SECRET,
-      allowedLateness: LATENESS,
+      allowedLateness: `${LATENESS_DAYS}d`,
       idleAdvance: '1000d',
       clickhouseDatabase: `cp_vs_${id}`,
       dataDir: join(dir, 'data'),
@@ -100,7 +102,7 @@ describe('cardpulse run and cardpulse replay', () => {
     const replayed = { decisions: [] as Decision[], alerts: [] as RiskAlert[] }
     const engine = new EmbeddedPipeline({
       catalog: () => catalog,
-      allowedLateness: 40 * DAY,
+      allowedLateness: LATENESS_DAYS * DAY,
       outbox: { webhooks: false, alerts: false, rows: false },
       onOutput: (o) => {
         replayed.decisions.push(...o.decisions)
@@ -112,24 +114,28 @@ describe('cardpulse run and cardpulse replay', () => {
     await engine.finish()
     expect(replayed.decisions.length).toBeGreaterThan(20)
 
-    // Live, through Kafka: each stream on its own topic, keyed by customer.
+    // Live, through Kafka: each stream on its own topic, keyed by customer, a day at a time.
+    const counted = async (result: string) => {
+      const m = (await pipeline.metrics.events.get()).values
+      return m.filter((v) => v.labels.result === result).reduce((n, v) => n + v.value, 0)
+    }
     const topicOf = { transaction: topics.transactionsTopic, app: topics.appEventsTopic, lifecycle: topics.lifecycleTopic }
-    for (let i = 0; i < events.length; i += 500) {
-      const chunk = events.slice(i, i + 500)
+    let sent = 0
+    while (sent < events.length) {
+      const dayEnd = Date.parse(events[sent].occurredAt) + DAY
+      let end = sent
+      while (end < events.length && Date.parse(events[end].occurredAt) < dayEnd) end++
+      const chunk = events.slice(sent, end)
       await producer.sendBatch({
         topicMessages: (['transaction', 'app', 'lifecycle'] as const).map((type) => ({
           topic: topicOf[type],
           messages: chunk.filter((e) => e.type === type).map((e) => ({ key: e.customerId, value: JSON.stringify(e) })),
         })),
       })
+      sent = end
+      await waitFor(`events up to ${sent} applied`, async () => (await counted('applied')) + (await counted('late')) >= sent, 60_000, 50)
     }
 
-    // Every event applied (none late), before the end of input is signalled.
-    const counted = async (result: string) => {
-      const m = (await pipeline.metrics.events.get()).values
-      return m.filter((v) => v.labels.result === result).reduce((n, v) => n + v.value, 0)
-    }
-    await waitFor('every event applied', async () => (await counted('applied')) + (await counted('late')) >= events.length, 120_000, 500)
     expect(await counted('late')).toBe(0)
 
     // The end of input: an app event per partition of the internal topic, one lateness later.
@@ -141,7 +147,7 @@ describe('cardpulse run and cardpulse replay', () => {
       topic: topics.appEventsTopic,
       messages: [...ticks.values()].map((customerId) => ({
         key: customerId,
-        value: JSON.stringify({ type: 'app', eventId: `${customerId}-end`, occurredAt: new Date(lastEventTime + 40 * DAY + 1).toISOString(), customerId, name: 'login' }),
+        value: JSON.stringify({ type: 'app', eventId: `${customerId}-end`, occurredAt: new Date(lastEventTime + LATENESS_DAYS * DAY + 1).toISOString(), customerId, name: 'login' }),
       })),
     })
 

@@ -17,8 +17,9 @@ export interface WalletCard {
   closed?: true
 }
 
+/** `cards` is left out when empty, so a customer with no card in play stores nothing. */
 export interface BindWalletState {
-  cards: Record<string, WalletCard>
+  cards?: Record<string, WalletCard>
 }
 
 const Params = z.object({ delay: Duration.prefault('3d') })
@@ -29,12 +30,12 @@ const DAY = 86_400_000
 export const bindWallet: Operator<BindWalletState, Params> = {
   name: 'bind_wallet',
   uses: 'bind_wallet_nudge',
-  initial: () => ({ cards: {} }),
+  initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 
   onEvent(state, event, at, { params }) {
     if (event.type !== 'lifecycle') return { state }
-    const card = state.cards[event.cardId]
+    const card = state.cards?.[event.cardId]
 
     if (event.stage === 'bound') {
       if (card?.done) return { state }
@@ -60,20 +61,17 @@ export const bindWallet: Operator<BindWalletState, Params> = {
     if ((event.stage === 'closed' || event.stage === 'declined') && card) {
       const due = card.activatedAt === undefined ? undefined : card.activatedAt + params.delay
       if (!card.done && due !== undefined && at >= due) return { state: withCard(state, event.cardId, { ...card, closed: true }) }
-      const { [event.cardId]: _, ...cards } = state.cards
       const effects: Effect[] = card.done ? [] : [{ kind: 'cancelTimer', key: event.cardId }]
-      return { state: { cards }, effects }
+      return { state: withoutCard(state, event.cardId), effects }
     }
     return { state }
   },
 
   onTimer(state, timer, { params }) {
-    const card = state.cards[timer.key]
+    const card = state.cards?.[timer.key]
     if (!card || card.done || card.activatedAt === undefined) return { state }
-    const { [timer.key]: _, ...rest } = state.cards
-    const cards = card.closed ? rest : { ...rest, [timer.key]: { done: true as const } }
     return {
-      state: { cards },
+      state: card.closed ? withoutCard(state, timer.key) : withCard(state, timer.key, { done: true }),
       effects: [
         {
           kind: 'moment',
@@ -90,4 +88,9 @@ export const bindWallet: Operator<BindWalletState, Params> = {
 
 function withCard(state: BindWalletState, cardId: string, card: WalletCard): BindWalletState {
   return { cards: { ...state.cards, [cardId]: card } }
+}
+
+function withoutCard(state: BindWalletState, cardId: string): BindWalletState {
+  const { [cardId]: _, ...cards } = state.cards ?? {}
+  return Object.keys(cards).length ? { cards } : {}
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { Duration } from '../../schemas/duration.ts'
-import type { Operator } from '../types.ts'
+import type { Effect, Operator } from '../types.ts'
 
 /**
  * first_swipe_incentive: a card `activated`, and no approved transaction on any of the customer's
@@ -17,8 +17,9 @@ export interface SwipeCard {
   closed?: true
 }
 
+/** `cards` is left out when empty, so a customer with no card in play stores nothing. */
 export interface FirstSwipeState {
-  cards: Record<string, SwipeCard>
+  cards?: Record<string, SwipeCard>
 }
 
 const Params = z.object({ delay: Duration.prefault('7d') })
@@ -29,26 +30,25 @@ const DAY = 86_400_000
 export const firstSwipe: Operator<FirstSwipeState, Params> = {
   name: 'first_swipe',
   uses: 'first_swipe_incentive',
-  initial: () => ({ cards: {} }),
+  initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 
   onEvent(state, event, at, { params, facts }) {
     if (event.type === 'transaction') {
       if (event.status !== 'approved') return { state }
       // A purchase on any card resolves every card whose window holds it.
-      let cards: Record<string, SwipeCard> | undefined
-      const effects = []
-      for (const [cardId, card] of Object.entries(state.cards)) {
+      let next = state
+      const effects: Effect[] = []
+      for (const [cardId, card] of Object.entries(state.cards ?? {})) {
         if (card.done || card.activatedAt === undefined) continue
         if (at < card.activatedAt || at >= card.activatedAt + params.delay) continue
-        cards ??= { ...state.cards }
-        cards[cardId] = { done: true }
-        effects.push({ kind: 'cancelTimer' as const, key: cardId })
+        next = withCard(next, cardId, { done: true })
+        effects.push({ kind: 'cancelTimer', key: cardId })
       }
-      return cards ? { state: { cards }, effects } : { state }
+      return { state: next, effects }
     }
     if (event.type !== 'lifecycle') return { state }
-    const card = state.cards[event.cardId]
+    const card = state.cards?.[event.cardId]
 
     if (event.stage === 'activated') {
       if (card?.done) return { state }
@@ -69,24 +69,16 @@ export const firstSwipe: Operator<FirstSwipeState, Params> = {
       const due = card.activatedAt === undefined ? undefined : card.activatedAt + params.delay
       // Closed after the due time but before the timer fired: the incentive was due while the card was open.
       if (!card.done && due !== undefined && at >= due) return { state: withCard(state, event.cardId, { ...card, closed: true }) }
-      const { [event.cardId]: _, ...cards } = state.cards
-      return { state: { cards }, effects: card.done ? [] : [{ kind: 'cancelTimer', key: event.cardId }] }
+      return { state: withoutCard(state, event.cardId), effects: card.done ? [] : [{ kind: 'cancelTimer', key: event.cardId }] }
     }
     return { state }
   },
 
   onTimer(state, timer, { params }) {
-    const card = state.cards[timer.key]
+    const card = state.cards?.[timer.key]
     if (!card || card.done || card.activatedAt === undefined) return { state }
-    let cards: Record<string, SwipeCard>
-    if (card.closed) {
-      const { [timer.key]: _, ...rest } = state.cards
-      cards = rest
-    } else {
-      cards = { ...state.cards, [timer.key]: { done: true } }
-    }
     return {
-      state: { cards },
+      state: card.closed ? withoutCard(state, timer.key) : withCard(state, timer.key, { done: true }),
       effects: [
         {
           kind: 'moment',
@@ -103,6 +95,11 @@ export const firstSwipe: Operator<FirstSwipeState, Params> = {
 
 function withCard(state: FirstSwipeState, cardId: string, card: SwipeCard): FirstSwipeState {
   return { cards: { ...state.cards, [cardId]: card } }
+}
+
+function withoutCard(state: FirstSwipeState, cardId: string): FirstSwipeState {
+  const { [cardId]: _, ...cards } = state.cards ?? {}
+  return Object.keys(cards).length ? { cards } : {}
 }
 
 const roundDays = (ms: number) => Math.round((ms / DAY) * 100) / 100

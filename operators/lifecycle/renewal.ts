@@ -7,8 +7,8 @@ import type { Operator } from '../types.ts'
  */
 
 export interface RenewalState {
-  /** Expiries already reminded per card, oldest first: dates, or UNDATED. At most KEPT. */
-  cards: Record<string, string[]>
+  /** Expiries already reminded per card, oldest first: dates, or UNDATED. At most KEPT. Left out when empty. */
+  cards?: Record<string, string[]>
 }
 
 const UNDATED = '?'
@@ -21,25 +21,21 @@ type Params = z.infer<typeof Params>
 export const renewalReminder: Operator<RenewalState, Params> = {
   name: 'renewal',
   uses: 'renewal_reminder',
-  initial: () => ({ cards: {} }),
+  initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 
   onEvent(state, event, at) {
     if (event.type !== 'lifecycle') return { state }
     const { cardId } = event
-    const reminded = state.cards[cardId]
+    const reminded = state.cards?.[cardId]
 
     if (event.stage === 'closed' || event.stage === 'declined') {
-      if (!reminded) return { state }
-      const { [cardId]: _, ...cards } = state.cards
-      return { state: { cards } }
+      return reminded ? { state: withReminded(state, cardId, []) } : { state }
     }
     if (event.stage === 'renewed') {
       // The undated reminder belonged to the cycle that has just ended.
       if (!reminded?.includes(UNDATED)) return { state }
-      const rest = reminded.filter((k) => k !== UNDATED)
-      const { [cardId]: _, ...cards } = state.cards
-      return { state: { cards: rest.length ? { ...cards, [cardId]: rest } : cards } }
+      return { state: withReminded(state, cardId, reminded.filter((k) => k !== UNDATED)) }
     }
     if (event.stage !== 'expiring') return { state }
 
@@ -48,7 +44,7 @@ export const renewalReminder: Operator<RenewalState, Params> = {
     const key = expiresOn ?? UNDATED
     if (reminded?.includes(key)) return { state }
     return {
-      state: { cards: { ...state.cards, [cardId]: [...(reminded ?? []), key].slice(-KEPT) } },
+      state: withReminded(state, cardId, [...(reminded ?? []), key].slice(-KEPT)),
       effects: [
         {
           kind: 'moment',
@@ -62,4 +58,11 @@ export const renewalReminder: Operator<RenewalState, Params> = {
       ],
     }
   },
+}
+
+/** The state with the card's reminded expiries replaced; a card with none is left out, and so is an empty map. */
+function withReminded(state: RenewalState, cardId: string, keys: string[]): RenewalState {
+  const { [cardId]: _, ...rest } = state.cards ?? {}
+  const cards = keys.length ? { ...rest, [cardId]: keys } : rest
+  return Object.keys(cards).length ? { cards } : {}
 }

@@ -3,6 +3,8 @@ import { fileURLToPath } from 'node:url'
 import YAML from 'yaml'
 import type { z } from 'zod'
 import { Catalog } from '../../schemas/catalog.ts'
+import { OPERATORS } from '../../operators/index.ts'
+import { catalogProblems } from './validate.ts'
 
 /** Loading, validation and live reload of the trigger catalogue. */
 
@@ -22,6 +24,8 @@ export function parseCatalog(text: string, origin: string): Catalog {
   }
   const parsed = Catalog.safeParse(raw)
   if (!parsed.success) throw new CatalogError(`${origin}: ${describeIssues(parsed.error)}`)
+  const problems = catalogProblems(parsed.data, OPERATORS)
+  if (problems.length) throw new CatalogError(`${origin}: ${problems.slice(0, 5).join('; ')}`)
   return parsed.data
 }
 
