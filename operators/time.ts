@@ -29,15 +29,37 @@ export interface LocalTime {
   second: number
 }
 
-export function localTime(ms: number, timeZone: string): LocalTime {
+function formattedOffset(ms: number, timeZone: string): number {
   const parts: Record<string, number> = {}
   for (const p of formatter(timeZone).formatToParts(new Date(ms))) if (p.type !== 'literal') parts[p.type] = Number(p.value)
-  return { year: parts.year, month: parts.month, day: parts.day, hour: parts.hour, minute: parts.minute, second: parts.second }
+  return Date.UTC(parts.year, parts.month - 1, parts.day, parts.hour, parts.minute, parts.second) - Math.floor(ms / 1000) * 1000
 }
 
+// Intl formatting is slow, and a zone's offset changes a few times a year at most, on the hour
+// or half hour: cache the offset per zone and half hour (bounded, oldest dropped first).
+const offsets = new Map<string, number>()
+const HALF_HOUR = 1_800_000
+
+const lastSlot = new Map<string, { slot: number; offset: number }>()
+
 function offsetAt(ms: number, timeZone: string): number {
-  const t = localTime(ms, timeZone)
-  return Date.UTC(t.year, t.month - 1, t.day, t.hour, t.minute, t.second) - Math.floor(ms / 1000) * 1000
+  const slot = Math.floor(ms / HALF_HOUR)
+  const last = lastSlot.get(timeZone)
+  if (last?.slot === slot) return last.offset
+  const key = `${timeZone}|${slot}`
+  let offset = offsets.get(key)
+  if (offset === undefined) {
+    offset = formattedOffset(slot * HALF_HOUR, timeZone)
+    if (offsets.size >= 100_000) offsets.delete(offsets.keys().next().value!)
+    offsets.set(key, offset)
+  }
+  lastSlot.set(timeZone, { slot, offset })
+  return offset
+}
+
+export function localTime(ms: number, timeZone: string): LocalTime {
+  const d = new Date(ms + offsetAt(ms, timeZone))
+  return { year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate(), hour: d.getUTCHours(), minute: d.getUTCMinutes(), second: d.getUTCSeconds() }
 }
 
 /** The instant at which the wall clock in `timeZone` reads the given local date and time. */
@@ -49,8 +71,13 @@ export function zonedInstant(year: number, month: number, day: number, hour: num
   return instant
 }
 
+const clocks = new Map<string, number>()
+
 export function minutesOfDay(clock: string): number {
+  const cached = clocks.get(clock)
+  if (cached !== undefined) return cached
   const [h, m] = clock.split(':').map(Number)
+  clocks.set(clock, h * 60 + m)
   return h * 60 + m
 }
 

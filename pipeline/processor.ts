@@ -343,8 +343,16 @@ class Batch {
     const params = this.p.params(op)
     if (params === undefined) return undefined
     rec.facts ??= initialFacts() // records written before facts existed
-    return { customerId, profile: rec.profile, facts: rec.facts, params }
+    // One object per batch, refilled per call: operators must not keep the context (as in Flink).
+    const ctx = this.ctx
+    ctx.customerId = customerId
+    ctx.profile = rec.profile
+    ctx.facts = rec.facts
+    ctx.params = params
+    return ctx
   }
+
+  private readonly ctx: OperatorContext = { customerId: '', profile: initialProfile(), facts: initialFacts(), params: undefined }
 
   private effects(op: Operator, customerId: string, rec: CustomerRecord, effects: Effect[] | undefined, moments: Moment[], cause?: string) {
     if (!effects) return
@@ -419,8 +427,14 @@ class Batch {
 
 /** Stores an operator's state; an empty one is left out, as most customers trip most rules never. */
 function keepState(rec: CustomerRecord, name: string, state: unknown) {
-  if (state && typeof state === 'object' && !Array.isArray(state) && Object.keys(state).length === 0) delete rec.ops[name]
+  if (state === rec.ops[name]) return
+  if (state && typeof state === 'object' && !Array.isArray(state) && isEmpty(state)) delete rec.ops[name]
   else rec.ops[name] = state
+}
+
+function isEmpty(o: object): boolean {
+  for (const _ in o) return false
+  return true
 }
 
 function customerOf(member: string): string {

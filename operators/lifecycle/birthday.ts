@@ -9,6 +9,11 @@ import type { Operator } from '../types.ts'
  * time zone moves the timer; a birthday is greeted at most once per local year, and never one that
  * was over before the birth date became known (the customer's first event, for a profile that
  * predates this operator).
+ *
+ * A change takes effect at the time of the lifecycle event that carries it. Other topics may
+ * deliver events from before that time afterwards (within the allowed lateness), so a change, once
+ * seen, is recorded at once — in `next` when the armed greeting was already due — and never
+ * re-detected by a later-arriving, earlier event.
  */
 
 export interface BirthdayState {
@@ -19,6 +24,11 @@ export interface BirthdayState {
   due?: number
   /** The last local year greeted. */
   greeted?: number
+  /**
+   * A change seen at `since`, at or after the armed greeting's due time but before its timer fired:
+   * the greeting stands with the old profile; the next one is armed from this profile, from `since`.
+   */
+  next?: { birthDate?: string; tz: string; since: number }
 }
 
 const clock = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be a local time like 09:00')
@@ -35,11 +45,14 @@ export const birthdayGreeting: Operator<BirthdayState, Params> = {
 
   onEvent(state, _event, at, { params, profile }) {
     const birthDate = profile.birthDate
-    const changed = birthDate !== state.birthDate || (birthDate !== undefined && profile.timezone !== state.tz)
+    const known = state.next ?? state
+    const changed = birthDate !== known.birthDate || (birthDate !== undefined && profile.timezone !== known.tz)
     if (!changed) return { state }
     // The armed greeting was due at or before this change: as of its due time the old profile held,
-    // so it stands; it re-arms from the new profile when it fires.
-    if (state.due !== undefined && state.due <= at) return { state }
+    // so it stands; it re-arms from the new profile, as of this change, when it fires.
+    if (state.due !== undefined && state.due <= at) {
+      return { state: { ...state, next: { ...(birthDate ? { birthDate } : {}), tz: profile.timezone, since: at } } }
+    }
     const due = birthDate ? nextBirthday(birthDate, profile.timezone, params.at, at, state.greeted) : undefined
     return {
       state: armed(birthDate, profile.timezone, due, state.greeted),
@@ -52,7 +65,9 @@ export const birthdayGreeting: Operator<BirthdayState, Params> = {
     const local = localTime(timer.at, state.tz)
     const greeted = local.year
     const birthDate = profile.birthDate
-    const due = birthDate ? nextBirthday(birthDate, profile.timezone, params.at, timer.at + 1, greeted) : undefined
+    // After a change seen since the greeting was due, as if the change had come after the greeting.
+    const from = Math.max(timer.at + 1, state.next?.since ?? -Infinity)
+    const due = birthDate ? nextBirthday(birthDate, profile.timezone, params.at, from, greeted) : undefined
     return {
       state: armed(birthDate, profile.timezone, due, greeted),
       effects: [

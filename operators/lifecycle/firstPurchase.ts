@@ -1,7 +1,6 @@
 import { z } from 'zod'
 import type { TransactionEvent } from '../../schemas/events.ts'
-import type { CustomerFacts } from '../facts.ts'
-import type { Operator } from '../types.ts'
+import type { Effect, Operator } from '../types.ts'
 
 /**
  * first_purchase_reward: once per customer, the first approved transaction at or after the
@@ -12,6 +11,13 @@ import type { Operator } from '../types.ts'
  * a timer at its own time, which fires once the watermark has passed it — by then every purchase
  * that occurred earlier has arrived. With no allowed lateness the timer fires in the same step as
  * the purchase. The decision's event time is the purchase's.
+ *
+ * The transaction and lifecycle topics interleave within the allowed lateness, so a purchase made
+ * after an activation may arrive before it. Until an activation is seen, purchases are therefore
+ * kept in `early` while one may still arrive: an activation that arrives later is not late, so it
+ * occurred at or after the watermark; once the watermark has passed a purchase (a timer just after
+ * it), no activation at or before it can come, and it is dropped. This needs no knowledge of the
+ * lateness and no guess from the facts (which are folded in arrival order).
  */
 
 export interface Purchase {
@@ -30,18 +36,18 @@ export interface FirstPurchaseState {
   /** The earliest purchase at or after `activatedAt`, waiting for the watermark. */
   candidate?: Purchase
   /**
-   * Purchases seen before any activation while one may still arrive late (up to the allowed lateness
-   * after a purchase that followed it). The newest EARLY_KEPT only.
+   * Before any activation is seen: approved purchases the watermark has not yet passed, in time
+   * order, the newest EARLY_KEPT only. Left out when empty.
    */
   early?: Purchase[]
   /** Rewarded: nothing more is kept. */
   done?: true
 }
 
-const EARLY_KEPT = 3
-/** Far longer than any allowed lateness (minutes). */
-const EARLY_HORIZON = 86_400_000
-const AWAITING = new Set(['applied', 'approved', 'issued'])
+/** Purchases within the allowed lateness of each other before the activation arrives; more is a burst. */
+const EARLY_KEPT = 16
+/** Fires once the watermark has passed the earliest pending purchase. */
+const EARLY = 'early'
 const TIMER = 'first'
 
 const Params = z.object({})
@@ -53,16 +59,15 @@ export const firstPurchase: Operator<FirstPurchaseState, Params> = {
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 
-  onEvent(state, event, at, { facts }) {
+  onEvent(state, event, at) {
     if (state.done) return { state }
 
     if (event.type === 'transaction') {
       if (event.status !== 'approved') return { state }
       const p = purchase(event, at)
       if (state.activatedAt === undefined) {
-        if (!mayStillActivate(facts, event.cardId, at)) return state.early ? { state: without(state, 'early') } : { state }
         const early = [...(state.early ?? []), p].sort(byTime).slice(-EARLY_KEPT)
-        return { state: { ...state, early } }
+        return { state: { ...state, early }, effects: pruneTimer(state.early, early) }
       }
       if (at < state.activatedAt || (state.candidate && !byTimeBefore(p, state.candidate))) return { state }
       return { state: { ...state, candidate: p }, effects: [{ kind: 'setTimer', key: TIMER, at }] }
@@ -70,17 +75,24 @@ export const firstPurchase: Operator<FirstPurchaseState, Params> = {
 
     if (event.type === 'lifecycle' && event.stage === 'activated') {
       const activatedAt = Math.min(state.activatedAt ?? at, at)
-      // Purchases that arrived before this (late) activation may be the first after it.
+      // Purchases that arrived before this activation may be the first after it.
       const eligible = [...(state.early ?? []), ...(state.candidate ? [state.candidate] : [])].filter((p) => p.at >= activatedAt).sort(byTime)
       const candidate = eligible[0]
       const next: FirstPurchaseState = { activatedAt, ...(candidate ? { candidate } : {}) }
-      const moved = candidate && candidate !== state.candidate
-      return { state: next, effects: moved ? [{ kind: 'setTimer', key: TIMER, at: candidate.at }] : [] }
+      const effects: Effect[] = state.early ? [{ kind: 'cancelTimer', key: EARLY }] : []
+      if (candidate && candidate !== state.candidate) effects.push({ kind: 'setTimer', key: TIMER, at: candidate.at })
+      return { state: next, effects }
     }
     return { state }
   },
 
   onTimer(state, timer) {
+    if (timer.key === EARLY) {
+      // Every event before timer.at has arrived: an activation still to come is at or after it.
+      if (state.done || !state.early) return { state }
+      const early = state.early.filter((p) => p.at >= timer.at)
+      return { state: early.length ? { ...state, early } : without(state, 'early'), effects: pruneTimer(undefined, early) }
+    }
     const c = state.candidate
     if (state.done || !c || c.at > timer.at) return { state }
     return {
@@ -108,6 +120,17 @@ export const firstPurchase: Operator<FirstPurchaseState, Params> = {
   },
 }
 
+/**
+ * The timer that drops the earliest early purchase once the watermark is past it: at 1 ms after
+ * it, since an activation at exactly the purchase time may still arrive (the watermark itself is
+ * not late) and would count it. Re-armed only when the earliest one changed.
+ */
+function pruneTimer(before: Purchase[] | undefined, after: Purchase[]): Effect[] {
+  const first = after[0]
+  if (!first) return []
+  return before?.[0] === first ? [] : [{ kind: 'setTimer', key: EARLY, at: first.at + 1 }]
+}
+
 function purchase(e: TransactionEvent, at: number): Purchase {
   return {
     at,
@@ -118,21 +141,6 @@ function purchase(e: TransactionEvent, at: number): Purchase {
     merchantId: e.merchant.id,
     ...(e.merchant.mcc ? { mcc: e.merchant.mcc } : {}),
   }
-}
-
-/**
- * Whether an `activated` event that occurred before this purchase may still arrive: some card is on
- * its way to activation; or the purchase is on a card with no lifecycle event yet while the
- * customer's other cards are known, or from a customer new to the pipeline (first approved
- * transaction within EARLY_HORIZON) — as when a card issued and activated in seconds has its
- * lifecycle events arrive after its first purchase. A customer known only from long-standing
- * transactions (cards activated before the pipeline saw them) keeps nothing.
- */
-function mayStillActivate(facts: CustomerFacts, cardId: string, at: number): boolean {
-  if (facts.firstApprovedAt !== undefined && at - facts.firstApprovedAt < EARLY_HORIZON) return true
-  const cards = Object.values(facts.cards)
-  if (cards.length && !(cardId in facts.cards)) return true
-  return cards.some((c) => AWAITING.has(c.stage))
 }
 
 /** Event time, then event id: a total order, so ties resolve the same way in every run. */
