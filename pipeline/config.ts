@@ -61,6 +61,7 @@ export const ReplayConfig = CommonConfig.extend({
   input: z.array(z.string()).min(1, 'give at least one NDJSON file (or - for stdin)'),
   out: z.string().min(1),
   progress: z.boolean().default(true),
+  threads: z.coerce.number().int().min(1).max(64).optional(),
 })
 export type ReplayConfig = z.infer<typeof ReplayConfig>
 

@@ -64,6 +64,11 @@ export class EmbeddedPipeline {
     if (this.pending[p].length >= (this.opts.batchSize ?? 500)) await this.flush(p)
   }
 
+  /** Notes an event time of input that another shard processes: the end of input is shared. */
+  observe(at: number) {
+    this.maxEventTime = Math.max(this.maxEventTime, at)
+  }
+
   async run(items: AsyncIterable<SourceItem>) {
     for await (const item of items) await this.push(item)
     await this.finish()

@@ -1,16 +1,19 @@
 import { join } from 'node:path'
+import { availableParallelism } from 'node:os'
+import { Worker } from 'node:worker_threads'
 import { writeFileSync, mkdirSync } from 'node:fs'
 import type { ReplayConfig } from './config.ts'
 import { loadCatalogFile } from './catalog/index.ts'
-import { EmbeddedPipeline } from './embedded.ts'
-import { readNdjson, totalBytes } from './sources/ndjson.ts'
+import { totalBytes } from './sources/ndjson.ts'
+import { REPLAY_PARTITIONS, runShard, type ShardOptions, type ShardResult } from './replayShard.ts'
 import { NdjsonWriter } from '../sinks/files.ts'
 import { progressBar } from './progress.ts'
 import type { Logger } from './log.ts'
 
 /**
- * `cardpulse replay`: the pipeline in event time over NDJSON files, on embedded state. Output is
- * reproducible byte for byte: decisions are dated at their event time and nothing reads the clock.
+ * `cardpulse replay`: the pipeline in event time over NDJSON files, on embedded state, sharded by
+ * customer over the machine's cores. Output is reproducible byte for byte: decisions are dated at
+ * their event time, nothing reads the clock, and outputs are written sorted.
  */
 
 export interface ReplaySummary {
@@ -22,65 +25,76 @@ export interface ReplaySummary {
 }
 
 export async function replay(config: ReplayConfig, log: Logger): Promise<ReplaySummary> {
-  const catalog = loadCatalogFile(config.catalogFile)
+  const catalog = loadCatalogFile(config.catalogFile) // a bad catalogue stops here, before any thread starts
   mkdirSync(config.out, { recursive: true })
-  const out = {
-    decisions: new NdjsonWriter(join(config.out, 'decisions.ndjson')),
-    alerts: new NdjsonWriter(join(config.out, 'alerts.ndjson')),
-    dlq: new NdjsonWriter(join(config.out, 'dlq.ndjson')),
-  }
-  const summary: ReplaySummary = {
-    catalogVersion: catalog.version,
-    input: { events: 0, applied: 0, duplicates: 0, late: 0, deadLetters: 0 },
-    decisions: { total: 0, byTrigger: {}, suppressedBy: {} },
-    alerts: { total: 0, byKind: {} },
-    timersFired: 0,
-  }
-  const bar = progressBar('replay', config.progress ? totalBytes(config.input) : undefined)
-  const engine = new EmbeddedPipeline({
-    catalog: () => catalog,
-    allowedLateness: config.allowedLateness,
-    outbox: { webhooks: false, alerts: false, rows: false },
-    onDeadLetter(q) {
-      out.dlq.write(q)
-      summary.input.deadLetters++
-    },
-    onOutput(o) {
-      summary.input.applied += o.applied
-      summary.input.duplicates += o.duplicates
-      summary.input.late += o.late
-      summary.timersFired += o.timersFired
-      for (const d of o.decisions) {
-        out.decisions.write(d)
-        const byOutcome = (summary.decisions.byTrigger[d.trigger] ??= { send: 0, control: 0, suppressed: 0 })
-        byOutcome[d.outcome]++
-        if (d.suppressedBy) summary.decisions.suppressedBy[d.suppressedBy] = (summary.decisions.suppressedBy[d.suppressedBy] ?? 0) + 1
-      }
-      for (const a of o.alerts) {
-        out.alerts.write(a)
-        summary.alerts.byKind[a.kind] = (summary.alerts.byKind[a.kind] ?? 0) + 1
-      }
-      for (const q of o.deadLetters) out.dlq.write(q)
-      summary.decisions.total += o.decisions.length
-      summary.alerts.total += o.alerts.length
-      bar.events(summary.input.applied)
-    },
-  })
+  const total = config.progress ? totalBytes(config.input) : undefined
+  const bar = progressBar('replay', total)
+  // Every shard reads the whole input, so stdin (readable once) runs as one shard.
+  const shards = config.input.includes('-') ? 1 : Math.max(1, Math.min(config.threads ?? availableParallelism(), REPLAY_PARTITIONS))
   const started = Date.now()
   bar.start()
+  let results: ShardResult[]
   try {
-    await engine.run(readNdjson(config.input, { onBytes: (b) => bar.bytes(b) }))
+    const base = { input: config.input, shards, catalogFile: config.catalogFile, allowedLateness: config.allowedLateness }
+    const read = new Array(shards).fill(0)
+    const onBytes = (shard: number) => (bytes: number) => {
+      read[shard] = bytes
+      bar.bytes(Math.min(...read))
+    }
+    results = shards === 1 ? [await runShard({ ...base, shard: 0, onBytes: onBytes(0) })] : await Promise.all(Array.from({ length: shards }, (_, shard) => inWorker({ ...base, shard }, onBytes(shard))))
   } finally {
     bar.stop()
-    for (const w of Object.values(out)) w.close()
   }
-  summary.input.deadLetters += summary.input.late
+
+  // Sorted output: the same bytes whatever the number of threads and however their work interleaved.
+  const decisions = results.flatMap((r) => r.decisions).sort(byTimeThenId)
+  const alerts = results.flatMap((r) => r.alerts).sort(byTimeThenId)
+  const deadLetters = results
+    .flatMap((r) => r.deadLetters)
+    .sort((a, b) => (a.source.topic < b.source.topic ? -1 : a.source.topic > b.source.topic ? 1 : Number(a.source.offset) - Number(b.source.offset) || (a.id < b.id ? -1 : 1)))
+  writeNdjson(join(config.out, 'decisions.ndjson'), decisions)
+  writeNdjson(join(config.out, 'alerts.ndjson'), alerts)
+  writeNdjson(join(config.out, 'dlq.ndjson'), deadLetters)
+
+  const sum = (k: 'applied' | 'duplicates' | 'late' | 'timersFired') => results.reduce((n, r) => n + r[k], 0)
+  const summary: ReplaySummary = {
+    catalogVersion: catalog.version,
+    input: { events: 0, applied: sum('applied'), duplicates: sum('duplicates'), late: sum('late'), deadLetters: deadLetters.length },
+    decisions: { total: decisions.length, byTrigger: {}, suppressedBy: {} },
+    alerts: { total: alerts.length, byKind: {} },
+    timersFired: sum('timersFired'),
+  }
   summary.input.events = summary.input.applied + summary.input.duplicates + summary.input.deadLetters
+  for (const d of decisions) {
+    const byOutcome = (summary.decisions.byTrigger[d.trigger] ??= { send: 0, control: 0, suppressed: 0 })
+    byOutcome[d.outcome]++
+    if (d.suppressedBy) summary.decisions.suppressedBy[d.suppressedBy] = (summary.decisions.suppressedBy[d.suppressedBy] ?? 0) + 1
+  }
+  for (const a of alerts) summary.alerts.byKind[a.kind] = (summary.alerts.byKind[a.kind] ?? 0) + 1
   writeFileSync(join(config.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n')
+
   const seconds = (Date.now() - started) / 1000
   log.info(
-    { events: summary.input.events, decisions: summary.decisions.total, alerts: summary.alerts.total, deadLetters: summary.input.deadLetters, seconds, out: config.out },
-    `replayed ${summary.input.events} events in ${seconds.toFixed(1)} s (${Math.round(summary.input.events / Math.max(seconds, 0.001))}/s): ${summary.decisions.total} decisions, ${summary.alerts.total} alerts, ${summary.input.deadLetters} dead letters`,
+    { events: summary.input.events, decisions: summary.decisions.total, alerts: summary.alerts.total, deadLetters: summary.input.deadLetters, seconds, threads: shards, out: config.out },
+    `replayed ${summary.input.events} events in ${seconds.toFixed(1)} s (${Math.round(summary.input.events / Math.max(seconds, 0.001))}/s on ${shards} thread${shards > 1 ? 's' : ''}): ${summary.decisions.total} decisions, ${summary.alerts.total} alerts, ${summary.input.deadLetters} dead letters`,
   )
   return summary
+}
+
+function inWorker(options: Omit<ShardOptions, 'onBytes'>, onBytes: (bytes: number) => void): Promise<ShardResult> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./replayWorker.js', import.meta.url), { workerData: options })
+    worker.on('message', (m: { bytes?: number; result?: ShardResult }) => (m.result ? resolve(m.result) : onBytes(m.bytes!)))
+    worker.once('error', reject)
+    worker.once('exit', (code) => code !== 0 && reject(new Error(`replay thread ${options.shard} stopped with exit code ${code}`)))
+  })
+}
+
+const byTimeThenId = (a: { eventTime: string; id: string }, b: { eventTime: string; id: string }) =>
+  a.eventTime < b.eventTime ? -1 : a.eventTime > b.eventTime ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0
+
+function writeNdjson(path: string, values: unknown[]) {
+  const w = new NdjsonWriter(path)
+  for (const v of values) w.write(v)
+  w.close()
 }
