@@ -8,9 +8,9 @@ import type { Effect, Moment, Operator } from '../types.ts'
  * churn_retention: approved spend in the last `recentWindow` below `dropBelow` of the monthly
  * average of the `baselineWindow` before it, with that average at least `minMonthlyAverage`.
  *
- * A customer who stops spending sends no event, so the condition is checked daily at 10:00 local
- * time (an event-time timer) for as long as the customer's spend could still form a qualifying
- * baseline, and on every approved transaction. Windows are whole UTC epoch days, the granularity
+ * A customer who stops spending sends no event, so an event-time timer fires at 10:00 local time
+ * on the first day the drop would show if nothing more were spent (projected from the ledger), and
+ * the condition is also checked on every approved transaction. Windows are whole UTC epoch days, the granularity
  * of the shared spend ledger (facts.spend); "the last 30 d" at a check is the 30 days ending with
  * the check's day, and a month is 30 days.
  *
@@ -95,7 +95,13 @@ export const churnRetention: Operator<ChurnState, Params> = {
     let s = runDueChecks(state, facts.spend, params, profile.timezone, at - 1, effects)
     const f = churnFigures(facts.spend, epochDay(at), params)
     s = step(s, f, epochDay(at), at, effects)
-    s = withCheck(s, f.watch ? nextCheck(at, profile.timezone) : undefined)
+    // A purchase only raises recent spend until it moves into the baseline `recentWindow` later:
+    // the check planned before it stays valid until then, so check by then at the latest.
+    // With no check armed (first watch, or an episode just ended) nothing bounds the next drop yet:
+    // project it from here.
+    const bound = nextCheck(at + params.recentWindow - DAY, profile.timezone)
+    const planned = s.check ?? projectDrop(facts.spend, at, params, profile.timezone, bound) ?? bound
+    s = withCheck(s, s.episode === undefined && f.watch ? Math.min(planned, bound) : undefined)
     if (s.check !== state.check) effects.push(s.check === undefined ? { kind: 'cancelTimer', key: TIMER } : { kind: 'setTimer', key: TIMER, at: s.check })
     return { state: s, effects }
   },
@@ -116,9 +122,24 @@ function runDueChecks(state: ChurnState, spend: SpendLedger, p: Params, tz: stri
     const due = s.check
     const day = epochDay(due)
     const f = churnFigures(spend, day, p)
-    s = withCheck(step(s, f, day, due, effects), f.watch ? nextCheck(due, tz) : undefined)
+    s = step(s, f, day, due, effects)
+    // While an episode is open only a purchase can end it: no check until one comes.
+    s = withCheck(s, s.episode === undefined && f.watch ? projectDrop(spend, due, p, tz) : undefined)
   }
   return s
+}
+
+/**
+ * The first daily check after `after` at which spend would have dropped if nothing more were
+ * spent, or undefined when it never would: one timer per drop instead of one per day.
+ */
+function projectDrop(spend: SpendLedger, after: number, p: Params, tz: string, until = Infinity): number | undefined {
+  for (let t = nextCheck(after, tz), i = 0; i < MAX_CATCH_UP && t <= until; t = nextCheck(t, tz), i++) {
+    const f = churnFigures(spend, epochDay(t), p)
+    if (f.dropped) return t
+    if (!f.watch) return undefined
+  }
+  return undefined
 }
 
 /** One evaluation: opens an episode on a drop (emitting the moment) or closes it on recovery. */
