@@ -99,9 +99,11 @@ export const churnRetention: Operator<ChurnState, Params> = {
     // the check planned before it stays valid until then, so check by then at the latest.
     // With no check armed (first watch, or an episode just ended) nothing bounds the next drop yet:
     // project it from here.
-    const bound = nextCheck(at + params.recentWindow - DAY, profile.timezone)
-    const planned = s.check ?? projectDrop(facts.spend, at, params, profile.timezone, bound) ?? bound
-    s = withCheck(s, s.episode === undefined && f.watch ? Math.min(planned, bound) : undefined)
+    if (s.episode !== undefined || !f.watch) s = withCheck(s, undefined)
+    else if (s.check === undefined || s.check > at + params.recentWindow - 2 * DAY) {
+      const bound = nextCheck(at + params.recentWindow - DAY, profile.timezone)
+      s = withCheck(s, Math.min(s.check ?? projectDrop(facts.spend, at, params, profile.timezone, bound) ?? bound, bound))
+    }
     if (s.check !== state.check) effects.push(s.check === undefined ? { kind: 'cancelTimer', key: TIMER } : { kind: 'setTimer', key: TIMER, at: s.check })
     return { state: s, effects }
   },
