@@ -29,8 +29,9 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
   mkdirSync(config.out, { recursive: true })
   const total = config.progress ? totalBytes(config.input) : undefined
   const bar = progressBar('replay', total)
-  // Every shard reads the whole input, so stdin (readable once) runs as one shard.
-  const shards = config.input.includes('-') ? 1 : Math.max(1, Math.min(config.threads ?? availableParallelism(), REPLAY_PARTITIONS))
+  // Every shard reads the whole input, so stdin (readable once) runs as one shard. One thread by
+  // default: where vCPUs share a physical core, a second thread only adds the duplicated reading.
+  const shards = config.input.includes('-') ? 1 : Math.max(1, Math.min(config.threads ?? 1, REPLAY_PARTITIONS, availableParallelism()))
   const started = Date.now()
   bar.start()
   let results: ShardResult[]
