@@ -3,6 +3,7 @@ import { EmbeddedPipeline } from '../pipeline/embedded.ts'
 import { loadCatalogFile } from '../pipeline/catalog/index.ts'
 import { RedisStore } from '../pipeline/store/redis.ts'
 import type { CustomerRecord } from '../pipeline/store/types.ts'
+import { encodeRecord } from '../pipeline/store/codec.ts'
 
 /**
  * Per-customer state after a simulated period: JSON bytes of each active customer's record (as
@@ -23,9 +24,13 @@ export async function benchStateSize(opts: { customers: number; days: number; se
   const ids = [...new Set(events.map((e) => e.customerId))]
   const loaded = await engine.store.load(0, ids, -Infinity)
   const active = [...loaded.customers.values()].filter((r: CustomerRecord) => r.facts?.approved > 0)
-  const sizes = active.map((r) => Buffer.byteLength(JSON.stringify(r))).sort((a, b) => a - b)
-  const pct = (p: number) => sizes[Math.min(sizes.length - 1, Math.floor(p * sizes.length))] ?? 0
-  const json = { median: pct(0.5), p90: pct(0.9), max: sizes[sizes.length - 1] ?? 0, customers: sizes.length }
+  const stats = (sizes: number[]) => {
+    sizes.sort((a, b) => a - b)
+    const pct = (p: number) => sizes[Math.min(sizes.length - 1, Math.floor(p * sizes.length))] ?? 0
+    return { median: pct(0.5), p90: pct(0.9), max: sizes[sizes.length - 1] ?? 0, customers: sizes.length }
+  }
+  const json = stats(active.map((r) => Buffer.byteLength(JSON.stringify(r))))
+  const stored = stats(active.map((r) => encodeRecord(r).length))
 
   let redis: { perCustomer: number } | undefined
   if (opts.redisUrl) {
@@ -42,5 +47,5 @@ export async function benchStateSize(opts: { customers: number; days: number; se
       await store.close()
     }
   }
-  return { json, redis }
+  return { json, stored, redis }
 }

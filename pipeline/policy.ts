@@ -107,7 +107,7 @@ function decideOne(
     ? state
     : {
         ...state,
-        lastContact: { ...state.lastContact, [moment.trigger]: eventTime },
+        lastContact: { ...recentContacts(state.lastContact, eventTime, catalog), [moment.trigger]: eventTime },
         contacts: [...state.contacts.filter((t) => eventTime - t < policy.capWindow), eventTime],
       }
   const holdout = service ? 0 : (trigger.holdoutPercent ?? policy.holdoutPercent)
@@ -117,6 +117,15 @@ function decideOne(
   const sendAt = quiet ? afterQuietHours(decidedAt, profile.timezone, quiet.start, quiet.end) : decidedAt
   if (sendAt >= expiresAt) return suppress('expired')
   return { state: counted, decision: { ...base, outcome: 'send', sendAt: iso(sendAt) } }
+}
+
+/** Last contacts still inside some trigger's cooldown; older ones can no longer matter. */
+function recentContacts(last: Record<string, number>, now: number, catalog: Catalog): Record<string, number> {
+  let longest = catalog.policy.cooldown
+  for (const t of Object.values(catalog.triggers)) if (t.cooldown !== undefined && t.cooldown > longest) longest = t.cooldown
+  const kept: Record<string, number> = {}
+  for (const [trigger, at] of Object.entries(last)) if (now - at < longest) kept[trigger] = at
+  return kept
 }
 
 /** Whether the customer is in the trigger's audience at the moment's event time. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis'
 import type { RiskAlert } from '../../schemas/alert.ts'
+import { decodeRecord, encodeRecord } from './codec.ts'
 import { StoreKeys } from './keys.ts'
 import {
   FencedError,
@@ -50,7 +51,7 @@ const SCRIPT_FILES = {
 } as const
 type ScriptName = keyof typeof SCRIPT_FILES
 
-type ScriptFn = (keys: string[], argv: string[]) => Promise<unknown>
+type ScriptFn = (keys: string[], argv: (string | Buffer)[]) => Promise<unknown>
 
 /** Return codes of commitBatch-7.lua, mapped to a result in one place. */
 type CommitReply = [0] | [1, string]
@@ -111,7 +112,7 @@ export class RedisStore implements StateStore {
       const command = `cardpulse_${name}`
       redis.defineCommand(command, { lua: sources[name], numberOfKeys })
       // ioredis flattens array arguments, so keys and argv go as two arrays (no spread limit).
-      const fn = (redis as unknown as Record<string, (...a: string[][]) => Promise<unknown>>)[command]
+      const fn = (redis as unknown as Record<string, (...a: (string | Buffer)[][]) => Promise<unknown>>)[command]
       scripts[name] = (keys, argv) => fn.call(redis, keys, argv)
     }
     this.scripts = scripts
@@ -144,16 +145,16 @@ export class RedisStore implements StateStore {
     const k = this.keys.partition(partition)
     const p = this.redis.pipeline()
     p.hmget(k.meta, 'appliedOffset', 'watermark')
-    if (customerIds.length) p.hmget(k.customers, ...customerIds) // HMGET needs at least one field
+    if (customerIds.length) p.hmgetBuffer(k.customers, ...customerIds) // HMGET needs at least one field
     p.zrangebyscore(k.timers, '-inf', bound(timersUpTo), 'WITHSCORES')
     const replies = results(await p.exec())
 
     const [offset, watermark] = replies[0] as (string | null)[]
     const customers = new Map<string, CustomerRecord>()
     if (customerIds.length) {
-      const records = replies[1] as (string | null)[]
+      const records = replies[1] as (Buffer | null)[]
       customerIds.forEach((id, i) => {
-        if (records[i] !== null) customers.set(id, JSON.parse(records[i]!))
+        if (records[i] !== null) customers.set(id, decodeRecord(records[i]!))
       })
     }
     // Equal scores come back in member order, which is the (at, member) order of the contract.
@@ -166,13 +167,13 @@ export class RedisStore implements StateStore {
 
   async commit(b: BatchCommit): Promise<void> {
     const k = this.keys.partition(b.partition)
-    const customers: string[] = []
-    for (const [id, rec] of b.customers) customers.push(id, JSON.stringify(rec))
+    const customers: (string | Buffer)[] = []
+    for (const [id, rec] of b.customers) customers.push(id, encodeRecord(rec))
     const timersSet: string[] = []
     for (const t of b.timersSet) timersSet.push(t.member, score(t.at, `timer ${t.member}`))
     const webhooks: string[] = []
     for (const w of b.webhooks) webhooks.push(w.decision.id, score(w.dueAt, `webhook ${w.decision.id} dueAt`), JSON.stringify(w))
-    const argv = [
+    const argv: (string | Buffer)[] = [
       encodeOffset(b.expectedOffset),
       encodeOffset(b.offset),
       String(b.watermark),
