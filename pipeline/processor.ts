@@ -70,7 +70,7 @@ export class PartitionProcessor {
   private appliedOffset: string | null = null
   private wm = NO_WATERMARK
   private loaded = false
-  private paramsFor?: { version: string; params: Map<string, unknown> }
+  private paramsFor?: { catalog: Catalog; params: Map<Operator, { value: unknown }> }
   private readonly operators: readonly Operator<any, any>[]
 
   constructor(private readonly opts: ProcessorOptions) {
@@ -216,13 +216,22 @@ export class PartitionProcessor {
   /** The operator's params from the catalogue in force, or undefined when its entry is disabled or absent. */
   params(op: Operator): unknown {
     const catalog = this.opts.catalog()
-    if (this.paramsFor?.version !== catalog.version) this.paramsFor = { version: catalog.version, params: new Map() }
-    if (!this.paramsFor.params.has(op.name)) {
+    if (this.paramsFor?.catalog !== catalog) this.paramsFor = { catalog, params: new Map() }
+    let p = this.paramsFor.params.get(op)
+    if (p === undefined) {
       const entry = catalog.triggers[op.uses] ?? catalog.signals[op.uses]
-      this.paramsFor.params.set(op.name, entry && entry.enabled ? op.parseParams(entry.params) : undefined)
+      p = { value: entry && entry.enabled ? op.parseParams(entry.params) : undefined }
+      this.paramsFor.params.set(op, p)
     }
-    return this.paramsFor.params.get(op.name)
+    return p.value
   }
+
+  /** The operator's initial state, made once: operators never change the state they are given. */
+  initial(index: number): unknown {
+    return (this.initials[index] ??= Object.freeze(this.operators[index].initial()))
+  }
+
+  private readonly initials: unknown[] = []
 }
 
 /** The working set of one batch: timers due, what changed, and what it produced. */
@@ -261,17 +270,19 @@ class Batch {
     // An id need only be remembered while its event could still be applied: a repeat older than
     // the watermark is late, and dead-lettered as such, so it is never applied twice either.
     const keepFrom = this.p.watermark
-    rec.seen = rec.seen.filter(([, t]) => t >= keepFrom)
+    if (rec.seen.some(([, t]) => t < keepFrom)) rec.seen = rec.seen.filter(([, t]) => t >= keepFrom)
     rec.seen.push([event.eventId, at])
     if (rec.seen.length > (opts.seenPerCustomer ?? 64)) rec.seen.shift()
     rec.profile = foldProfile(rec.profile, event)
     rec.facts = foldFacts(rec.facts, event, at)
     this.changed.add(event.customerId)
     const moments: Moment[] = []
-    for (const op of this.p.ops) {
+    const ops = this.p.ops
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]
       const ctx = this.context(op, event.customerId, rec)
       if (!ctx) continue
-      const result = op.onEvent(rec.ops[op.name] ?? op.initial(), event, at, ctx)
+      const result = op.onEvent(rec.ops[op.name] ?? this.p.initial(i), event, at, ctx)
       keepState(rec, op.name, result.state)
       this.effects(op, event.customerId, rec, result.effects, moments, event.eventId)
     }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { PipelineHarness, defaultCatalogForTests, lifecycle, transaction, app } from './helpers/harness.ts'
 import { LIFECYCLE_OPERATORS } from '../operators/lifecycle/index.ts'
+import { nextBirthday } from '../operators/lifecycle/birthday.ts'
 import type { Decision } from '../schemas/decision.ts'
 
 /**
@@ -55,8 +56,15 @@ const purchaseArb = fc.record({
 const customerArb = fc.record({
   approvedAt: fc.integer({ min: 0, max: 5 * DAY }),
   profile: fc.record({ birthDate: fc.option(fc.constantFrom(...BIRTHDATES), { nil: undefined }), timezone: fc.option(fc.constantFrom(...ZONES), { nil: undefined }) }),
-  /** A later correction, carried by the issued event. */
-  change: fc.option(fc.record({ birthDate: fc.option(fc.constantFrom(...BIRTHDATES), { nil: undefined }), timezone: fc.option(fc.constantFrom(...ZONES), { nil: undefined }) }), { freq: 3, nil: undefined }),
+  /** A later correction: on the issued event, or on its own lifecycle event around the first birthday greeting. */
+  change: fc.option(
+    fc.record({
+      birthDate: fc.option(fc.constantFrom(...BIRTHDATES), { nil: undefined }),
+      timezone: fc.option(fc.constantFrom(...ZONES), { nil: undefined }),
+      nearBirthday: fc.option(signedSpan(L), { nil: undefined }),
+    }),
+    { freq: 3, nil: undefined },
+  ),
   toIssue: span(3 * DAY),
   /** Absent: never activated. */
   toActivate: fc.option(span(5 * DAY), { freq: 6, nil: undefined }),
@@ -68,7 +76,7 @@ const customerArb = fc.record({
   purchases: fc.array(purchaseArb, { maxLength: 8 }),
   /** A few approved purchases seconds apart. */
   burst: fc.option(fc.record({ anchor: fc.constantFrom(...ANCHORS), delta: signedSpan(3 * DAY), n: fc.integer({ min: 2, max: 6 }), gap: span(90 * SECOND) }), { freq: 3, nil: undefined }),
-  logins: fc.array(fc.record({ anchor: fc.constantFrom(...ANCHORS), delta: signedSpan(8 * DAY) }), { maxLength: 4 }),
+  logins: fc.array(fc.record({ anchor: fc.constantFrom(...ANCHORS, 'birthday'), delta: signedSpan(8 * DAY) }), { maxLength: 4 }),
 })
 type CustomerSpec = typeof customerArb extends fc.Arbitrary<infer T> ? T : never
 
@@ -87,8 +95,13 @@ function customerEvents(id: string, c: CustomerSpec): Ev[] {
   const profile = defined(c.profile)
   stage('approved', approvedAt, main, Object.keys(profile).length ? { profile } : {})
   const issuedAt = approvedAt + 1 + c.toIssue
-  const change = c.change && defined(c.change)
-  stage('issued', issuedAt, main, change && Object.keys(change).length ? { profile: change } : {})
+  const change = c.change && defined({ birthDate: c.change.birthDate, timezone: c.change.timezone })
+  const changeOnIssued = change && Object.keys(change).length && c.change?.nearBirthday === undefined
+  stage('issued', issuedAt, main, changeOnIssued ? { profile: change } : {})
+  // The first greeting's due time, as armed from the approval's profile.
+  const birthday = c.profile.birthDate ? nextBirthday(c.profile.birthDate, c.profile.timezone ?? 'Asia/Shanghai', '09:00', approvedAt) : approvedAt
+  if (change && Object.keys(change).length && c.change?.nearBirthday !== undefined)
+    stage('limit_changed', Math.max(issuedAt + 1, birthday + c.change.nearBirthday), main, { profile: change })
   let last = issuedAt
   const activatedAt = c.toActivate === undefined ? undefined : issuedAt + 1 + c.toActivate
   if (activatedAt !== undefined) {
@@ -104,7 +117,7 @@ function customerEvents(id: string, c: CustomerSpec): Ev[] {
   if (c.closedAfter !== undefined) stage('closed', last + 1 + c.closedAfter)
 
   const base = activatedAt ?? issuedAt
-  const anchors: Record<(typeof ANCHORS)[number], number> = { approved: approvedAt, activated: base, bindDue: base + 3 * DAY, swipeDue: base + 7 * DAY }
+  const anchors: Record<(typeof ANCHORS)[number] | 'birthday', number> = { approved: approvedAt, activated: base, bindDue: base + 3 * DAY, swipeDue: base + 7 * DAY, birthday }
   const buy = (at: number, amount: number, extra: Ev) => evs.push(transaction(id, iso(at), amount, { eventId: eid('tx'), ...extra }))
   for (const p of c.purchases) {
     const cardId = p.card === 'main' ? main : p.card === 'second' ? second : `tok_${id}_old`
