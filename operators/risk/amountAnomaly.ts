@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import type { Operator } from '../types.ts'
-import { Window, clamp01, round } from './velocity.ts'
+import { Window, clamp01, round } from './window.ts'
 
 /**
  * amount_anomaly: an approved purchase strictly above mean + `stdDevs` × standard deviation of the

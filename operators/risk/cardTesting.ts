@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import type { Operator } from '../types.ts'
-import { Count, Window, addHit, burstAlert, emptyWindow, pruneWindow, type HitWindow } from './velocity.ts'
+import { Count, Window, addHit, burstAlert, emptyWindow, pruneWindow, type HitWindow } from './window.ts'
 
 /**
  * card_testing: ≥ `count` transactions of at most `maxAmount` within `window`, any status (a

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import type { Operator } from '../types.ts'
-import { Count, Window, addHit, burstAlert, isEmptyWindow, newestIn, pruneWindow, type HitWindow } from './velocity.ts'
+import { Count, Window, addHit, burstAlert, isEmptyWindow, newestIn, pruneWindow, type HitWindow } from './window.ts'
 
 /**
  * cashout_pattern: ≥ `count` approved round amounts (a multiple of `roundTo`, at least

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import type { Operator } from '../types.ts'
-import { clamp01, round } from './velocity.ts'
+import { clamp01, round } from './window.ts'
 
 /**
  * impossible_travel: two consecutive approved card-present transactions with merchant

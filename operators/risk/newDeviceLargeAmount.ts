@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import type { AlertEffect, Operator } from '../types.ts'
-import { Window, clamp01, round } from './velocity.ts'
+import { Window, clamp01, round } from './window.ts'
 
 /**
  * new_device_large_amount: an approved transaction of at least `minAmount` at most `within` after

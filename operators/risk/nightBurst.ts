@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import type { Operator } from '../types.ts'
 import { localTime, minutesOfDay } from '../time.ts'
-import { Count, Window, addHit, burstAlert, emptyWindow, pruneWindow, type HitWindow } from './velocity.ts'
+import { Count, Window, addHit, burstAlert, emptyWindow, pruneWindow, type HitWindow } from './window.ts'
 
 /**
  * night_burst: ≥ `count` approved transactions within `window`, each of them at a local time of day
