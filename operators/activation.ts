@@ -45,6 +45,8 @@ export const activationReminder: Operator<ActivationState, Params> = {
       return { state: next, effects: cancel ? [{ kind: 'cancelTimer', key: event.cardId }] : [] }
     }
     if (event.stage === 'closed' || event.stage === 'declined') {
+      // Closed at or after the due time: the reminder was due first, whatever the arrival order.
+      if (card.startedAt !== undefined && !card.reminded && card.activatedAt === undefined && at >= card.startedAt + params.delay) return { state }
       const { [event.cardId]: _, ...cards } = state.cards
       return { state: { cards }, effects: [{ kind: 'cancelTimer', key: event.cardId }] }
     }

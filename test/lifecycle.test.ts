@@ -3,7 +3,7 @@ import fc from 'fast-check'
 import { PipelineHarness, defaultCatalogForTests, lifecycle, transaction, app } from './helpers/harness.ts'
 import { LIFECYCLE_OPERATORS } from '../operators/lifecycle/index.ts'
 import { firstSwipe } from '../operators/lifecycle/firstSwipe.ts'
-import { firstPurchase } from '../operators/lifecycle/firstPurchase.ts'
+import { firstPurchase, type FirstPurchaseState } from '../operators/lifecycle/firstPurchase.ts'
 import { crossBorderOffer } from '../operators/lifecycle/crossBorder.ts'
 import { birthdayGreeting, nextBirthday } from '../operators/lifecycle/birthday.ts'
 import { initialFacts } from '../operators/facts.ts'
@@ -217,6 +217,45 @@ describe('first_purchase_reward', () => {
     expect(of(h, 'first_purchase_reward').map((d) => d.eventTime)).toEqual([at(20 * SECOND)])
   })
 
+  it('rewards it for a customer seen only through older purchases, a day of lateness after them', async () => {
+    // The new card is approved, issued and activated in seconds; the lifecycle topic lags the
+    // transactions by most of a day, so the purchase after the activation arrives first.
+    const h = await sameAsSorted(
+      [
+        transaction('c', at(-3 * DAY), 40, { cardId: 'tok_old' }),
+        transaction('c', at(-HOUR), 40, { cardId: 'tok_old' }),
+        transaction('c', at(20 * SECOND), 10, { cardId: 'tok_old', eventId: 'tx-first' }),
+        transaction('c', at(20 * HOUR), 30),
+        lifecycle('c', 'approved', at(0)),
+        lifecycle('c', 'issued', at(5 * SECOND)),
+        lifecycle('c', 'activated', at(10 * SECOND)),
+      ],
+      T0 + 30 * DAY,
+      DAY,
+    )
+    expect(of(h, 'first_purchase_reward').map((d) => d.reason.transactionId)).toEqual(['tx-first'])
+  })
+
+  it('counts a purchase at the activation instant even when the activation arrives once the watermark is there', async () => {
+    // The watermark reaches the purchase time but not past it: an activation at that instant is not late.
+    const h = await sameAsSorted([transaction('c', at(0), 10), app('c', 'login', at(MINUTE)), lifecycle('c', 'activated', at(0))], T0 + 30 * DAY)
+    expect(of(h, 'first_purchase_reward').map((d) => d.eventTime)).toEqual([at(0)])
+  })
+
+  it('forgets a purchase before any activation once the watermark has passed it', async () => {
+    const h = harness(MINUTE)
+    await h.send(transaction('c', at(0), 10), transaction('c', at(SECOND), 20))
+    const held = (await h.store.load(0, ['c'], -Infinity)).customers.get('c')!
+    expect((held.ops.first_purchase as FirstPurchaseState).early?.map((p) => p.at)).toEqual([T0, T0 + SECOND])
+    await h.send(app('c', 'login', at(MINUTE + SECOND + 1)))
+    const after = (await h.store.load(0, ['c'], -Infinity)).customers.get('c')!
+    expect(after.ops.first_purchase).toBeUndefined()
+    // An activation now comes after both: neither counts.
+    await h.send(lifecycle('c', 'activated', at(2 * MINUTE)))
+    await h.advanceTo(T0 + 30 * DAY)
+    expect(of(h, 'first_purchase_reward')).toEqual([])
+  })
+
   it('is decided in the same step as the purchase when there is no allowed lateness', async () => {
     const h = harness()
     await h.send(lifecycle('c', 'activated', at(0)))
@@ -326,6 +365,23 @@ describe('birthday_greeting', () => {
     expect(of(h, 'birthday_greeting').map((d) => [d.eventTime, d.reason.birthDate])).toEqual([
       ['2026-10-05T01:00:00.000Z', '1990-10-05'],
       ['2027-12-01T01:00:00.000Z', '1990-12-01'],
+    ])
+  })
+
+  it('a change at the due time, followed by an earlier event of another topic, still lets the greeting stand', async () => {
+    const h = await sameAsSorted(
+      [
+        lifecycle('c', 'approved', '2026-10-03T15:00:00Z', profile('1990-10-05')),
+        lifecycle('c', 'issued', '2026-10-05T01:00:00Z', profile('2000-10-20')),
+        // From before the change, on the app topic: it must not re-arm from the new date.
+        app('c', 'login', '2026-10-03T15:00:00Z'),
+      ],
+      Date.parse('2028-01-01T00:00:00Z'),
+      2 * DAY,
+    )
+    expect(of(h, 'birthday_greeting').map((d) => [d.eventTime, d.reason.birthDate])).toEqual([
+      ['2026-10-05T01:00:00.000Z', '1990-10-05'],
+      ['2027-10-20T01:00:00.000Z', '2000-10-20'],
     ])
   })
 
@@ -614,12 +670,10 @@ describe('properties', () => {
         fc.array(gapArb, { minLength: 1, maxLength: 40 }),
         fc.array(fc.oneof(fc.constant(0), fc.constant(lateness - 1), fc.integer({ min: 0, max: lateness - 1 })), { minLength: 1, maxLength: 40 }),
         async (specs, gaps, delays) => {
-          // Customers known from their application on; each card lives its lifecycle in order and is
-          // used only once activated. (A customer seen only through transactions, whose new card's
-          // whole lifecycle arrives after a purchase that followed its activation, is the one case
-          // first_purchase_reward does not put back in order; see its `mayStillActivate`.)
-          const known: Spec[] = CUSTOMERS.map((customerId) => ({ customerId, card: '1', kind: 'lifecycle', stage: 'applied' }))
-          const events = build(usedOnceActivated([...known, ...inLifecycleOrder(specs as Spec[])]), gaps)
+          // Each card lives its lifecycle in order and is used only once activated; a customer may be
+          // seen through transactions first, and a card's whole lifecycle may arrive after a purchase
+          // that followed its activation.
+          const events = build(usedOnceActivated(inLifecycleOrder(specs as Spec[])), gaps)
           const end = Date.parse(String(events[events.length - 1].occurredAt)) + 400 * DAY
           let lifecycleReadAt = -Infinity
           const arrival = events

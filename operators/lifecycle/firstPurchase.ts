@@ -44,7 +44,10 @@ export interface FirstPurchaseState {
   done?: true
 }
 
-/** Purchases within the allowed lateness of each other before the activation arrives; more is a burst. */
+/**
+ * Early purchases kept at most: those not yet passed by the watermark, so with a lateness of
+ * seconds rarely more than one; a longer burst before the activation arrives keeps its newest.
+ */
 const EARLY_KEPT = 16
 /** Fires once the watermark has passed the earliest pending purchase. */
 const EARLY = 'early'
@@ -67,7 +70,7 @@ export const firstPurchase: Operator<FirstPurchaseState, Params> = {
       const p = purchase(event, at)
       if (state.activatedAt === undefined) {
         const early = [...(state.early ?? []), p].sort(byTime).slice(-EARLY_KEPT)
-        return { state: { ...state, early }, effects: pruneTimer(state.early, early) }
+        return { state: { ...state, early }, effects: pruneTimer(early) }
       }
       if (at < state.activatedAt || (state.candidate && !byTimeBefore(p, state.candidate))) return { state }
       return { state: { ...state, candidate: p }, effects: [{ kind: 'setTimer', key: TIMER, at }] }
@@ -91,7 +94,7 @@ export const firstPurchase: Operator<FirstPurchaseState, Params> = {
       // Every event before timer.at has arrived: an activation still to come is at or after it.
       if (state.done || !state.early) return { state }
       const early = state.early.filter((p) => p.at >= timer.at)
-      return { state: early.length ? { ...state, early } : without(state, 'early'), effects: pruneTimer(undefined, early) }
+      return { state: early.length ? { ...state, early } : without(state, 'early'), effects: pruneTimer(early) }
     }
     const c = state.candidate
     if (state.done || !c || c.at > timer.at) return { state }
@@ -121,14 +124,12 @@ export const firstPurchase: Operator<FirstPurchaseState, Params> = {
 }
 
 /**
- * The timer that drops the earliest early purchase once the watermark is past it: at 1 ms after
- * it, since an activation at exactly the purchase time may still arrive (the watermark itself is
- * not late) and would count it. Re-armed only when the earliest one changed.
+ * The timer that drops the earliest early purchase once the watermark is past it: 1 ms after it,
+ * since an activation at exactly the purchase time may still arrive (an event at the watermark is
+ * not late) and would count it. Set on every change, so an `early` list never lacks its timer.
  */
-function pruneTimer(before: Purchase[] | undefined, after: Purchase[]): Effect[] {
-  const first = after[0]
-  if (!first) return []
-  return before?.[0] === first ? [] : [{ kind: 'setTimer', key: EARLY, at: first.at + 1 }]
+function pruneTimer(early: Purchase[]): Effect[] {
+  return early.length ? [{ kind: 'setTimer', key: EARLY, at: early[0].at + 1 }] : []
 }
 
 function purchase(e: TransactionEvent, at: number): Purchase {
