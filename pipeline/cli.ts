@@ -18,6 +18,7 @@ function commonOptions(cmd: Command): Command {
   return cmd
     .addOption(opt('--http-port <port>', 'HTTP port for the dashboard, /healthz and /metrics (default 8080)', 'HTTP_PORT'))
     .addOption(opt('--catalog-file <file>', 'trigger catalogue (YAML or JSON); default: the shipped catalogue', 'CATALOG_FILE'))
+    .addOption(opt('--catalog <file>', 'the same as --catalog-file'))
     .addOption(opt('--clickhouse-url <url>', 'ClickHouse server, e.g. http://127.0.0.1:8123; default: embedded chDB', 'CLICKHOUSE_URL'))
     .addOption(opt('--clickhouse-database <name>', 'ClickHouse database (default cardpulse)', 'CLICKHOUSE_DATABASE'))
     .addOption(opt('--allowed-lateness <duration>', 'how late an event may arrive and still be applied; decisions wait this long for stragglers (default 30s)', 'ALLOWED_LATENESS'))
@@ -37,6 +38,8 @@ const log = createLogger(process.env.LOG_LEVEL)
 function action<T>(fn: (opts: T) => Promise<void>) {
   return async (opts: T) => {
     try {
+      const given = opts as Record<string, unknown>
+      if (given.catalog !== undefined) given.catalogFile ??= given.catalog
       await fn(opts)
     } catch (e) {
       const err = e as Error & { retriable?: boolean }

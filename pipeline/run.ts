@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { Kafka, logLevel, CompressionTypes, type Consumer, type Producer, type Admin, type EachBatchPayload, type LogEntry } from 'kafkajs'
+import { Kafka, logLevel, CompressionTypes, type Admin, type EachBatchPayload, type LogEntry } from 'kafkajs'
 import type { RunConfig } from './config.ts'
 import { webhookEndpoints } from './config.ts'
 import { CatalogHolder, DEFAULT_CATALOG_FILE } from './catalog/index.ts'
@@ -179,7 +179,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
   state.on(state.events.GROUP_JOIN, (e) => {
     owned = (e.payload.memberAssignment[config.eventsTopic] ?? []).slice().sort((a, b) => a - b)
     // State may have moved while another consumer owned a partition: reload it from Redis.
-    for (const [partition, p] of processors) p.reset()
+    for (const p of processors.values()) p.reset()
     // A partition with no batch since the assignment counts as idle once IDLE_ADVANCE has passed.
     for (const partition of owned) {
       lastActivity.set(partition, Date.now())

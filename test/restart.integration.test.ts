@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import type { Admin, Producer } from 'kafkajs'
 import { StoreKeys } from '../pipeline/store/keys.ts'
-import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
 /**
  * Crash safety: `cardpulse run` is killed with SIGKILL after it has written state; a second
@@ -17,13 +17,14 @@ import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, kafka, testCata
 const HOUR = 3_600_000
 const CLI = fileURLToPath(new URL('../bin/cardpulse.js', import.meta.url))
 const id = uniqueId()
+const t = freshTopics(`r-${id}`)
 const topics = {
-  TRANSACTIONS_TOPIC: `r-${id}.transactions`,
-  APP_EVENTS_TOPIC: `r-${id}.app-events`,
-  LIFECYCLE_TOPIC: `r-${id}.lifecycle`,
-  DLQ_TOPIC: `r-${id}.dlq`,
-  ALERT_TOPIC: `r-${id}.alerts`,
-  EVENTS_TOPIC: `r-${id}.events`,
+  TRANSACTIONS_TOPIC: t.transactionsTopic,
+  APP_EVENTS_TOPIC: t.appEventsTopic,
+  LIFECYCLE_TOPIC: t.lifecycleTopic,
+  DLQ_TOPIC: t.dlqTopic,
+  ALERT_TOPIC: t.alertTopic,
+  EVENTS_TOPIC: t.eventsTopic,
 }
 const prefix = `cp-restart-${id}`
 const dir = mkdtempSync(join(tmpdir(), 'cardpulse-restart-'))

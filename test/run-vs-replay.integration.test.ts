@@ -13,7 +13,7 @@ import { simulateBank, fraudScenarios } from '../simulator/bank.ts'
 import type { Decision } from '../schemas/decision.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
 import type { InputEvent } from '../schemas/events.ts'
-import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, kafka, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
 /**
  * The same events through `cardpulse run` (real Kafka, Redis, ClickHouse engine) and through the
@@ -27,14 +27,7 @@ const DAY = 86_400_000
 // customer reach the pipeline up to a day out of order across streams, within this lateness.
 const LATENESS_DAYS = 2
 const id = uniqueId()
-const topics = {
-  transactionsTopic: `v-${id}.transactions`,
-  appEventsTopic: `v-${id}.app-events`,
-  lifecycleTopic: `v-${id}.lifecycle`,
-  dlqTopic: `v-${id}.dlq`,
-  alertTopic: `v-${id}.alerts`,
-  eventsTopic: `v-${id}.events`,
-}
+const topics = freshTopics(`v-${id}`)
 const dir = mkdtempSync(join(tmpdir(), 'cardpulse-vs-'))
 const catalogFile = join(dir, 'catalog.yaml')
 

@@ -6,20 +6,13 @@ import type { Admin, Producer } from 'kafkajs'
 import { startPipeline, type RunningPipeline } from '../pipeline/run.ts'
 import { RunConfig, parseConfig } from '../pipeline/config.ts'
 import { createLogger } from '../pipeline/log.ts'
-import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
 /** The live pipeline on the real Kafka broker, Redis and embedded ClickHouse, end to end. */
 
 const HOUR = 3_600_000
 const id = uniqueId()
-const topics = {
-  transactionsTopic: `t-${id}.transactions`,
-  appEventsTopic: `t-${id}.app-events`,
-  lifecycleTopic: `t-${id}.lifecycle`,
-  dlqTopic: `t-${id}.dlq`,
-  alertTopic: `t-${id}.alerts`,
-  eventsTopic: `t-${id}.events`,
-}
+const topics = freshTopics(`t-${id}`)
 const dir = mkdtempSync(join(tmpdir(), 'cardpulse-it-'))
 const catalogFile = join(dir, 'catalog.yaml')
 writeFileSync(catalogFile, testCatalogYaml())

@@ -13,6 +13,18 @@ export const WEBHOOK_SECRET = 'integration-test-secret-0123456789'
 /** A fresh name per test, so suites can run again on a dirty machine. */
 export const uniqueId = () => `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`
 
+/** Fresh topic names for one suite, keyed like the pipeline's settings. */
+export function freshTopics(prefix: string) {
+  return {
+    transactionsTopic: `${prefix}.transactions`,
+    appEventsTopic: `${prefix}.app-events`,
+    lifecycleTopic: `${prefix}.lifecycle`,
+    dlqTopic: `${prefix}.dlq`,
+    alertTopic: `${prefix}.alerts`,
+    eventsTopic: `${prefix}.events`,
+  }
+}
+
 export function kafka() {
   return new Kafka({ clientId: 'cardpulse-test', brokers: KAFKA_BROKERS.split(','), logLevel: logLevel.NOTHING })
 }
