@@ -261,7 +261,8 @@ describe('signWebhook / verifyWebhook', () => {
     const s = sender({ urls: { default: `${server.url}/hook` } })
     expect((await s.send(decision())).outcome).toBe('delivered')
     const [req] = server.received
-    const now = Date.now()
+    // Relative to the signed (whole-second) timestamp, so the stale bounds never straddle a second.
+    const now = Number(req.headers['x-cardpulse-timestamp']) * 1000
 
     expect(verifyWebhook(SECRET, req.headers, req.body, { now })).toMatchObject({ ok: true })
     expect(verifyWebhook(SECRET, new Headers(req.headers as Record<string, string>), req.body, { now })).toMatchObject({ ok: true })
