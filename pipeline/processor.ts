@@ -36,7 +36,7 @@ export interface ProcessorOptions {
   partition: number
   store: StateStore
   catalog: () => Catalog
-  /** Events older than the watermark by more than this are late: dead-lettered, not applied. */
+  /** Events older than the newest event by more than this are late: dead-lettered, not applied. */
   allowedLateness: number
   /** `replay` decides at event time; `run` at wall-clock time. */
   mode: 'run' | 'replay'
@@ -62,8 +62,15 @@ export interface BatchOutput {
 
 const NO_WATERMARK = -8.64e15
 const TIMER_SEPARATOR = '|'
-/** The decide timer's operator name: '~' sorts after every operator name. */
+/**
+ * The runtime's own timers. '!' sorts before every operator name and '~' after, so at one instant
+ * a customer's events are applied first, then the operators' timers fire (as in Flink, where a
+ * watermark at t follows the elements at t), then the moments of that instant are decided together.
+ */
+const APPLY = '!apply'
 const DECIDE = '~decide'
+/** At one instant, a card's lifecycle change applies before app events and transactions. */
+const STREAM_RANK: Record<InputEvent['type'], number> = { lifecycle: 0, app: 1, transaction: 2 }
 
 export class PartitionProcessor {
   private readonly cache = new Map<string, CustomerRecord>()
@@ -99,7 +106,7 @@ export class PartitionProcessor {
       maxEventTime = Math.max(maxEventTime, Date.parse(m.event.occurredAt))
       customerIds.push(m.event.customerId)
     }
-    const batch = await this.begin(customerIds, Math.max(this.wm, maxEventTime - this.opts.allowedLateness))
+    const batch = await this.begin(customerIds, Math.max(this.wm, watermarkAfter(maxEventTime, this.opts.allowedLateness)))
     for (const m of messages) {
       if (this.appliedOffset !== null && BigInt(m.offset) <= BigInt(this.appliedOffset)) {
         batch.out.skipped++
@@ -250,6 +257,13 @@ class Batch {
     for (const t of due) this.timers.set(t.member, t.at)
   }
 
+  /**
+   * Takes an event in: checks it is new and not late, then holds it in the customer's inbox
+   * until the watermark passes its event time. Operators therefore see each customer's events
+   * and timers in event-time order whatever order they arrived in within the allowed lateness
+   * (the sort-by-watermark of Flink's CEP library); the price is that effects lag events by that
+   * lateness, which decisions already did.
+   */
   applyEvent(m: EventMessage) {
     const { event } = m
     const opts = this.p.options
@@ -259,7 +273,7 @@ class Batch {
       return
     }
     const at = Date.parse(event.occurredAt)
-    if (at < this.p.watermark) {
+    if (at <= this.p.watermark) {
       this.out.late++
       const reason = `event time ${event.occurredAt} is behind the watermark ${new Date(this.p.watermark).toISOString()} by more than the allowed lateness`
       this.out.deadLetters.push(deadLetter(Buffer.from(JSON.stringify(event)), m.source, 'late_event', reason, '$.occurredAt', opts.mode === 'run' ? (opts.clock ?? Date.now)() : null))
@@ -269,10 +283,34 @@ class Batch {
     this.countVolume(event, at, m.offset)
     // An id need only be remembered while its event could still be applied: a repeat older than
     // the watermark is late, and dead-lettered as such, so it is never applied twice either.
-    const keepFrom = this.p.watermark
-    if (rec.seen.some(([, t]) => t < keepFrom)) rec.seen = rec.seen.filter(([, t]) => t >= keepFrom)
+    const wm = this.p.watermark
+    if (rec.seen.some(([, t]) => t <= wm)) rec.seen = rec.seen.filter(([, t]) => t > wm)
     rec.seen.push([event.eventId, at])
     if (rec.seen.length > (opts.seenPerCustomer ?? 64)) rec.seen.shift()
+    this.changed.add(event.customerId)
+    const inbox = (rec.inbox ??= [])
+    let i = inbox.length
+    while (i > 0 && inboxOrder(inbox[i - 1], event) > 0) i--
+    inbox.splice(i, 0, event)
+    this.arm(event.customerId, APPLY, Date.parse(inbox[0].occurredAt))
+    this.p.setWatermark(watermarkAfter(at, opts.allowedLateness))
+    this.fireTimers(this.p.watermark)
+  }
+
+  /** Applies the customer's held events of instant `at` to the facts and every operator. */
+  private applyDue(customerId: string, at: number) {
+    const rec = this.p.record(customerId)
+    const inbox = rec.inbox ?? []
+    let n = 0
+    while (n < inbox.length && Date.parse(inbox[n].occurredAt) <= at) n++
+    const due = inbox.splice(0, n)
+    if (inbox.length) this.arm(customerId, APPLY, Date.parse(inbox[0].occurredAt))
+    else delete rec.inbox
+    for (const event of due) this.applyNow(event, rec)
+  }
+
+  private applyNow(event: InputEvent, rec: CustomerRecord) {
+    const at = Date.parse(event.occurredAt)
     rec.profile = foldProfile(rec.profile, event)
     rec.facts = foldFacts(rec.facts, event, at)
     this.changed.add(event.customerId)
@@ -287,8 +325,6 @@ class Batch {
       this.effects(op, event.customerId, rec, result.effects, moments, event.eventId)
     }
     this.queue(event.customerId, rec, moments)
-    this.p.setWatermark(at - opts.allowedLateness)
-    this.fireTimers(this.p.watermark)
   }
 
   /** Fires every timer due by `upTo`, earliest first; timers may set new ones that are due too. */
@@ -301,6 +337,10 @@ class Batch {
       const rest = t.member.slice(customerId.length + 1)
       const opName = rest.slice(0, rest.indexOf(':'))
       const key = rest.slice(opName.length + 1)
+      if (opName === APPLY) {
+        this.applyDue(customerId, t.at)
+        continue
+      }
       if (opName === DECIDE) {
         this.decideDue(customerId, t.at)
         continue
@@ -333,9 +373,11 @@ class Batch {
   }
 
   private armDecide(customerId: string, rec: CustomerRecord) {
-    const member = `${customerId}${TIMER_SEPARATOR}${DECIDE}:`
-    if (!rec.pending?.length) return
-    const at = Math.min(...rec.pending.map((m) => m.eventTime))
+    if (rec.pending?.length) this.arm(customerId, DECIDE, Math.min(...rec.pending.map((m) => m.eventTime)))
+  }
+
+  private arm(customerId: string, name: string, at: number) {
+    const member = `${customerId}${TIMER_SEPARATOR}${name}:`
     this.timers.set(member, at)
     this.timerChanges.set(member, at)
   }
@@ -393,9 +435,16 @@ class Batch {
         this.out.alerts.push(alert)
         rec.facts = recordAlert(rec.facts, e.eventTime, severity)
         if (severity === 'high' || severity === 'critical') {
-          // Holds marketing from the alerting event on, including moments that event itself caused.
+          // Holds marketing from the alerting event on, including moments that event itself caused;
+          // an alert inside a running hold extends it, one after it starts a new one.
           const until = e.eventTime + catalog.policy.riskHold
-          rec.policy = { ...rec.policy, riskHoldFrom: Math.min(rec.policy.riskHoldFrom ?? e.eventTime, e.eventTime), riskHoldUntil: Math.max(rec.policy.riskHoldUntil ?? 0, until) }
+          const { riskHoldFrom: from, riskHoldUntil: to } = rec.policy
+          const extends_ = to !== undefined && e.eventTime < to
+          rec.policy = {
+            ...rec.policy,
+            riskHoldFrom: extends_ ? Math.min(from ?? e.eventTime, e.eventTime) : e.eventTime,
+            riskHoldUntil: extends_ ? Math.max(to, until) : until,
+          }
         }
       }
     }
@@ -446,6 +495,19 @@ function keepState(rec: CustomerRecord, name: string, state: unknown) {
 function isEmpty(o: object): boolean {
   for (const _ in o) return false
   return true
+}
+
+/**
+ * The watermark says every event at or before it has arrived; timers at or before it fire. Events
+ * up to `allowedLateness` older than the newest are still accepted, so it trails by one more ms
+ * (Flink's bounded-out-of-orderness watermark).
+ */
+function watermarkAfter(eventTime: number, allowedLateness: number) {
+  return eventTime - allowedLateness - 1
+}
+
+function inboxOrder(a: InputEvent, b: InputEvent): number {
+  return Date.parse(a.occurredAt) - Date.parse(b.occurredAt) || STREAM_RANK[a.type] - STREAM_RANK[b.type] || (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0)
 }
 
 function customerOf(member: string): string {

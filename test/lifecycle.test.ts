@@ -3,7 +3,7 @@ import fc from 'fast-check'
 import { PipelineHarness, defaultCatalogForTests, lifecycle, transaction, app } from './helpers/harness.ts'
 import { LIFECYCLE_OPERATORS } from '../operators/lifecycle/index.ts'
 import { firstSwipe } from '../operators/lifecycle/firstSwipe.ts'
-import { firstPurchase, type FirstPurchaseState } from '../operators/lifecycle/firstPurchase.ts'
+import { firstPurchase } from '../operators/lifecycle/firstPurchase.ts'
 import { crossBorderOffer } from '../operators/lifecycle/crossBorder.ts'
 import { birthdayGreeting, nextBirthday } from '../operators/lifecycle/birthday.ts'
 import { initialFacts } from '../operators/facts.ts'
@@ -242,13 +242,15 @@ describe('first_purchase_reward', () => {
     expect(of(h, 'first_purchase_reward').map((d) => d.eventTime)).toEqual([at(0)])
   })
 
-  it('forgets a purchase before any activation once the watermark has passed it', async () => {
+  it('keeps nothing for a purchase before any activation once the watermark has passed it', async () => {
     const h = harness(MINUTE)
     await h.send(transaction('c', at(0), 10), transaction('c', at(SECOND), 20))
     const held = (await h.store.load(0, ['c'], -Infinity)).customers.get('c')!
-    expect((held.ops.first_purchase as FirstPurchaseState).early?.map((p) => p.at)).toEqual([T0, T0 + SECOND])
+    // Held by the runtime, in event-time order, until the watermark passes them.
+    expect(held.inbox?.map((e) => e.eventId)).toHaveLength(2)
     await h.send(app('c', 'login', at(MINUTE + SECOND + 1)))
     const after = (await h.store.load(0, ['c'], -Infinity)).customers.get('c')!
+    expect(after.inbox?.map((e) => e.occurredAt)).toEqual([at(MINUTE + SECOND + 1)])
     expect(after.ops.first_purchase).toBeUndefined()
     // An activation now comes after both: neither counts.
     await h.send(lifecycle('c', 'activated', at(2 * MINUTE)))
@@ -256,21 +258,23 @@ describe('first_purchase_reward', () => {
     expect(of(h, 'first_purchase_reward')).toEqual([])
   })
 
-  it('is decided in the same step as the purchase when there is no allowed lateness', async () => {
+  it('is decided as soon as the watermark reaches the purchase', async () => {
     const h = harness()
     await h.send(lifecycle('c', 'activated', at(0)))
-    const out = await h.send(transaction('c', at(HOUR), 10))
+    // Another event of that very millisecond may still come: the purchase waits for it.
+    expect((await h.send(transaction('c', at(HOUR), 10))).decisions).toEqual([])
+    const out = await h.send(app('c', 'login', new Date(T0 + HOUR + 1).toISOString()))
     expect(out.decisions.map((d) => d.trigger)).toEqual(['first_purchase_reward'])
   })
 
   it('keeps only a flag once rewarded', () => {
     const ctx: OperatorContext<{}> = { customerId: 'c', profile: initialProfile(), facts: initialFacts(), params: {} }
     const s1 = firstPurchase.onEvent(firstPurchase.initial(), lifecycle('c', 'activated', at(0)) as InputEvent, T0, ctx).state
+    expect(s1).toEqual({ activatedAt: T0 })
     const r2 = firstPurchase.onEvent(s1, transaction('c', at(HOUR), 10) as InputEvent, T0 + HOUR, ctx)
-    expect(r2.effects).toEqual([{ kind: 'setTimer', key: 'first', at: T0 + HOUR }])
-    const r3 = firstPurchase.onTimer!(r2.state, { key: 'first', at: T0 + HOUR }, ctx)
-    expect(r3.state).toEqual({ done: true })
-    expect(r3.effects).toEqual([expect.objectContaining({ trigger: 'first_purchase_reward', occurrence: 'first', eventTime: T0 + HOUR })])
+    expect(r2.state).toEqual({ done: true })
+    expect(r2.effects).toEqual([expect.objectContaining({ trigger: 'first_purchase_reward', occurrence: 'first', eventTime: T0 + HOUR })])
+    expect(firstPurchase.onEvent(r2.state, transaction('c', at(2 * HOUR), 10) as InputEvent, T0 + 2 * HOUR, ctx).effects).toBeUndefined()
   })
 })
 

@@ -1,21 +1,16 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { PipelineHarness, defaultCatalogForTests, lifecycle, transaction, app } from './helpers/harness.ts'
-import { LIFECYCLE_OPERATORS } from '../operators/lifecycle/index.ts'
 import { nextBirthday } from '../operators/lifecycle/birthday.ts'
-import type { Decision } from '../schemas/decision.ts'
 
 /**
  * The live pipeline reads three topics (transactions, app events, lifecycle). Each customer's
  * events arrive in order within a topic, but the topics interleave with up to the allowed lateness
  * of disorder: a purchase made two hours after an activation may arrive before it, a `bound`
  * after a later purchase, a profile change after a later login. Whatever the interleaving, the
- * decisions must be those of the same events sorted by time.
- *
- * The operators are the card-lifecycle ones. Risk, spend and activation_reminder operators are
- * left out: at this lateness some of them still depend on arrival order (profile and facts read
- * when a transaction arrives, windows pruned by the newest event of any topic, a close after the
- * reminder's due time that cancels it only if it arrives before the watermark passes that time).
+ * decisions and alerts must be those of the same events sorted by time — for every trigger and
+ * signal of the default catalogue, with profile corrections (time zone, home country, credit
+ * limit) that may arrive after the transactions they precede.
  */
 
 const SECOND = 1000
@@ -29,7 +24,7 @@ const L = 2 * DAY
 type Ev = Record<string, unknown>
 const timeOf = (e: Ev) => Date.parse(String(e.occurredAt))
 const iso = (ms: number) => new Date(ms).toISOString()
-const byId = (ds: Decision[]) => [...ds].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+const byId = <T extends { id: string }>(ds: T[]) => [...ds].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
 
 /** Durations on every scale, so that events fall both within and beyond the lateness of each other. */
 const span = (max: number) =>
@@ -61,6 +56,8 @@ const customerArb = fc.record({
     fc.record({
       birthDate: fc.option(fc.constantFrom(...BIRTHDATES), { nil: undefined }),
       timezone: fc.option(fc.constantFrom(...ZONES), { nil: undefined }),
+      homeCountry: fc.option(fc.constantFrom('CN', 'JP'), { nil: undefined }),
+      creditLimit: fc.option(fc.constantFrom(300, 20_000), { nil: undefined }),
       nearBirthday: fc.option(signedSpan(L), { nil: undefined }),
     }),
     { freq: 3, nil: undefined },
@@ -95,9 +92,10 @@ function customerEvents(id: string, c: CustomerSpec): Ev[] {
   const profile = defined(c.profile)
   stage('approved', approvedAt, main, Object.keys(profile).length ? { profile } : {})
   const issuedAt = approvedAt + 1 + c.toIssue
-  const change = c.change && defined({ birthDate: c.change.birthDate, timezone: c.change.timezone })
+  const change = c.change && defined({ birthDate: c.change.birthDate, timezone: c.change.timezone, homeCountry: c.change.homeCountry })
   const changeOnIssued = change && Object.keys(change).length && c.change?.nearBirthday === undefined
-  stage('issued', issuedAt, main, changeOnIssued ? { profile: change } : {})
+  const limit = c.change?.creditLimit === undefined ? {} : { creditLimit: c.change.creditLimit }
+  stage('issued', issuedAt, main, changeOnIssued ? { profile: change, ...limit } : limit)
   // The first greeting's due time, as armed from the approval's profile.
   const birthday = c.profile.birthDate ? nextBirthday(c.profile.birthDate, c.profile.timezone ?? 'Asia/Shanghai', '09:00', approvedAt) : approvedAt
   if (change && Object.keys(change).length && c.change?.nearBirthday !== undefined)
@@ -149,7 +147,7 @@ function arrivalOrder(sorted: Ev[], delays: number[]): Ev[] {
 }
 
 async function decisionsOf(events: Ev[], end: number) {
-  const h = new PipelineHarness(defaultCatalogForTests(), { allowedLateness: L, operators: [...LIFECYCLE_OPERATORS] })
+  const h = new PipelineHarness(defaultCatalogForTests(), { allowedLateness: L })
   for (const e of events) await h.send(e)
   await h.advanceTo(end)
   return h
@@ -170,6 +168,7 @@ describe('topics interleaved within the allowed lateness', () => {
           expect(inOrder.deadLetters).toEqual([])
           expect(interleaved.deadLetters).toEqual([])
           expect(byId(interleaved.decisions)).toEqual(byId(inOrder.decisions))
+          expect(byId(interleaved.alerts)).toEqual(byId(inOrder.alerts))
         },
       ),
       { numRuns: 200 },

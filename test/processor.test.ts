@@ -11,10 +11,11 @@ describe('watermarks, lateness and deduplication', () => {
   it('applies events within the allowed lateness and dead-letters later ones', async () => {
     const h = new PipelineHarness(undefined, { allowedLateness: 10 * 60_000 })
     await h.send(app('c', 'login', at(10)))
-    expect(h.watermark).toBe(T0 + 10 * HOUR - 10 * 60_000)
-    const within = await h.send(app('c', 'login', at(9.9)))
-    expect(within.applied).toBe(1)
-    const late = await h.send(app('c', 'login', at(9)))
+    // Every event at or before the watermark has arrived: it trails the newest by the lateness and 1 ms.
+    expect(h.watermark).toBe(T0 + 10 * HOUR - 10 * 60_000 - 1)
+    const within = await h.send(app('c', 'login', at(9.9)), app('c', 'login', new Date(T0 + 10 * HOUR - 10 * 60_000).toISOString()))
+    expect(within.applied).toBe(2)
+    const late = await h.send(app('c', 'login', new Date(T0 + 10 * HOUR - 10 * 60_000 - 1).toISOString()))
     expect(late.late).toBe(1)
     expect(h.deadLetters).toHaveLength(1)
     expect(h.deadLetters[0].error).toMatchObject({ code: 'late_event', path: '$.occurredAt' })
@@ -59,6 +60,9 @@ describe('watermarks, lateness and deduplication', () => {
   it('commits the pending timer so a new processor on the same store fires it', async () => {
     const h = new PipelineHarness()
     await h.send(lifecycle('c', 'approved', at(0)))
+    // Held until the watermark reaches it: the event waits on the runtime's own timer.
+    expect((await h.store.load(0, [], Infinity)).timers).toEqual([{ member: 'c|!apply:', at: T0 }])
+    await h.advanceTo(at(0))
     const loaded = await h.store.load(0, [], Infinity)
     expect(loaded.timers).toEqual([{ member: 'c|activation:tok_c', at: T0 + 72 * HOUR }])
   })

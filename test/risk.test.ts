@@ -25,8 +25,9 @@ const SHANGHAI = { lat: 31.2304, lon: 121.4737 }
 const BEIJING = { lat: 39.9042, lon: 116.4074 }
 
 const created: PipelineHarness[] = []
-function harness(catalog: Catalog = defaultCatalogForTests(), opts: { allowedLateness?: number; operators?: readonly Operator<any, any>[] } = {}) {
-  const h = new PipelineHarness(catalog, { operators: RISK_OPERATORS, ...opts })
+/** Settled after each send unless events may arrive out of order (see PipelineHarness). */
+function harness(catalog: Catalog = defaultCatalogForTests(), opts: { allowedLateness?: number; settle?: boolean; operators?: readonly Operator<any, any>[] } = {}) {
+  const h = new PipelineHarness(catalog, { operators: RISK_OPERATORS, settle: !opts.allowedLateness, ...opts })
   created.push(h)
   return h
 }
@@ -272,6 +273,7 @@ describe('new_device_large_amount', () => {
     await sorted.send(reg, big)
     const swapped = harness(defaultCatalogForTests(), { allowedLateness: 5 * MIN })
     await swapped.send(big, reg)
+    await swapped.finish()
     expect(sorted.alerts).toHaveLength(1)
     expect(swapped.alerts).toEqual(sorted.alerts)
   })
@@ -401,9 +403,11 @@ describe('out-of-order events within the allowed lateness', () => {
     const events = [tx('o', atMin(0), 1), tx('o', atMin(2), 1), tx('o', atMin(4), 1)]
     const sorted = harness(defaultCatalogForTests(), { allowedLateness: lateness })
     await sorted.send(...events)
+    await sorted.finish()
     for (const order of [[0, 2, 1], [1, 2, 0], [2, 1, 0]]) {
       const shuffled = harness(defaultCatalogForTests(), { allowedLateness: lateness })
       await shuffled.send(...order.map((i) => events[i]))
+      await shuffled.finish()
       expect(shuffled.alerts).toEqual(sorted.alerts)
     }
     expect(sorted.alerts).toHaveLength(1)
@@ -415,8 +419,10 @@ describe('out-of-order events within the allowed lateness', () => {
     const late = tx('o', atMin(5), 1)
     const sorted = harness(defaultCatalogForTests(), { allowedLateness: lateness })
     await sorted.send(...early, late, later)
+    await sorted.finish()
     const arrived = harness(defaultCatalogForTests(), { allowedLateness: lateness })
     await arrived.send(...early, later, late)
+    await arrived.finish()
     expect(sorted.alerts).toHaveLength(1)
     expect(arrived.alerts).toEqual(sorted.alerts)
   })
@@ -488,14 +494,16 @@ describe('determinism', () => {
                 : transaction(r.customer, time, r.amount, { merchant: r.merchant, status: r.status, cardPresent: r.cardPresent })
             return { ...e, eventId: `e${n++}` }
           })
-        const whole = harness()
+        const whole = harness(undefined, { settle: false })
         await whole.send(...events)
-        const cut = harness()
+        await whole.finish()
+        const cut = harness(undefined, { settle: false })
         for (let i = 0, c = 0; i < events.length; ) {
           const size = cuts[c++ % cuts.length]
           await cut.send(...events.slice(i, i + size))
           i += size
         }
+        await cut.finish()
         expect(cut.alerts).toEqual(whole.alerts)
         expect(cut.decisions).toEqual(whole.decisions)
       }),

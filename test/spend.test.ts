@@ -17,7 +17,7 @@ const iso = (ms: number) => new Date(ms).toISOString()
 const SH = 'Asia/Shanghai'
 const profile = { timezone: SH, homeCountry: 'CN', consent: {} }
 
-const harness = () => new PipelineHarness(defaultCatalogForTests(), { operators: [...SPEND_OPERATORS] })
+const harness = () => new PipelineHarness(defaultCatalogForTests(), { operators: [...SPEND_OPERATORS], settle: true })
 const of = (h: PipelineHarness, trigger: string) => h.decisions.filter((d) => d.trigger === trigger)
 
 function ctx<P>(params: P, facts: CustomerFacts = initialFacts()): OperatorContext<P> {

@@ -3,6 +3,7 @@ import type { RiskAlert } from '../../schemas/alert.ts'
 import type { CustomerProfile, Moment } from '../../operators/types.ts'
 import type { CustomerFacts } from '../../operators/facts.ts'
 import type { PolicyState } from '../policy.ts'
+import type { InputEvent } from '../../schemas/events.ts'
 
 /**
  * Durable keyed state, owned by partition. One implementation keeps it in Redis (the live pipeline),
@@ -16,6 +17,8 @@ export interface CustomerRecord {
   profile: CustomerProfile
   facts: CustomerFacts
   policy: PolicyState
+  /** Events taken in but not yet applied: held, in event-time order, until the watermark passes them. */
+  inbox?: InputEvent[]
   /** Moments waiting for the watermark to pass their event time before they are decided. */
   pending?: Moment[]
   /** Each operator's own state, by operator name. */

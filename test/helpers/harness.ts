@@ -21,11 +21,24 @@ export class PipelineHarness {
   readonly outputs: BatchOutput[] = []
   private readonly processor: PartitionProcessor
   private offset = 0
+  private latest = -Infinity
+  private readonly settle: boolean
 
   constructor(
     catalog: Catalog = parseCatalog(testCatalogYaml(), 'test catalogue'),
-    opts: { allowedLateness?: number; mode?: 'run' | 'replay'; clock?: () => number; operators?: readonly Operator<any, any>[] } = {},
+    opts: {
+      allowedLateness?: number
+      mode?: 'run' | 'replay'
+      clock?: () => number
+      operators?: readonly Operator<any, any>[]
+      /**
+       * After each send, move the watermark to its newest event, as if the input ended there: what
+       * was sent is then applied and decided at once; a later send at an earlier or equal time is late.
+       */
+      settle?: boolean
+    } = {},
   ) {
+    this.settle = opts.settle ?? false
     this.processor = new PartitionProcessor({
       partition: 0,
       store: this.store,
@@ -40,12 +53,19 @@ export class PipelineHarness {
 
   /** Feeds events (validated like the edge does) as one batch. */
   async send(...events: Record<string, unknown>[]): Promise<BatchOutput> {
+    for (const e of events) this.latest = Math.max(this.latest, Date.parse(String(e.occurredAt)))
     const messages = events.map((e) => ({
       offset: String(++this.offset),
       event: InputEvent.parse(e),
       source: { topic: 'test', partition: 0, offset: String(this.offset) },
     }))
-    return this.collect(await this.processor.process(messages))
+    const out = this.collect(await this.processor.process(messages))
+    return this.settle ? merge(out, await this.finish()) : out
+  }
+
+  /** End of input, as replay does it: the watermark moves to the latest event time sent. */
+  async finish(): Promise<BatchOutput> {
+    return this.advanceTo(this.latest)
   }
 
   async advanceTo(time: string | number): Promise<BatchOutput> {
@@ -110,3 +130,16 @@ export const app = (customerId: string, name: string, occurredAt: string, extra:
   name,
   ...extra,
 })
+
+function merge(a: BatchOutput, b: BatchOutput): BatchOutput {
+  return {
+    decisions: [...a.decisions, ...b.decisions],
+    alerts: [...a.alerts, ...b.alerts],
+    deadLetters: [...a.deadLetters, ...b.deadLetters],
+    applied: a.applied + b.applied,
+    skipped: a.skipped + b.skipped,
+    duplicates: a.duplicates + b.duplicates,
+    late: a.late + b.late,
+    timersFired: a.timersFired + b.timersFired,
+  }
+}
