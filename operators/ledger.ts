@@ -36,40 +36,43 @@ export function addSpend(ledger: SpendLedger, at: number, amount: number): Spend
     const d = l.d.slice()
     while (d.length <= age) d.push(0)
     d[age] += yuan
-    return { ...l, d }
+    return { day: l.day, d, block: l.block, b: l.b }
   }
   return addToBlock(l, day, yuan)
 }
 
 /** Moves the newest day forward, folding days that leave the daily window into their blocks. */
 function shiftTo(l: SpendLedger, day: number): SpendLedger {
-  let out: SpendLedger = { ...l, day, d: [] }
+  const shift = day - l.day
+  const kept = Math.max(0, Math.min(l.d.length, DAILY - shift))
+  let out: SpendLedger = l
+  for (let i = l.d.length - 1; i >= kept; i--) if (l.d[i]) out = addToBlock(out, l.day - i, l.d[i])
+  let last = kept - 1
+  while (last >= 0 && l.d[last] === 0) last--
   const d: number[] = []
-  for (let i = 0; i < l.d.length; i++) {
-    const entryDay = l.day - i
-    const age = day - entryDay
-    if (age < DAILY) d[age] = l.d[i]
-    else if (l.d[i]) out = addToBlock(out, entryDay, l.d[i])
+  if (last >= 0) {
+    for (let i = 0; i < shift; i++) d.push(0)
+    for (let i = 0; i <= last; i++) d.push(l.d[i])
   }
-  out.d = Array.from({ length: d.length }, (_, i) => d[i] ?? 0)
-  while (out.d.length && out.d[out.d.length - 1] === 0) out.d.pop()
-  return out
+  return { day, d, block: out.block, b: out.b }
 }
 
 function addToBlock(l: SpendLedger, day: number, yuan: number): SpendLedger {
   const block = Math.floor(day / BLOCK)
-  let b = l.b.slice()
-  let head = l.block
-  if (!b.length) head = block
+  let head = l.b.length ? l.block : block
+  let b: number[]
   if (block > head) {
-    b = [...new Array(block - head).fill(0), ...b]
+    b = new Array<number>(block - head).fill(0)
+    for (const x of l.b) b.push(x)
     head = block
-  }
+  } else b = l.b.slice()
   const j = head - block
-  if (j >= BLOCKS) return { ...l, block: head, b: b.slice(0, BLOCKS) } // beyond the horizon
-  while (b.length <= j) b.push(0)
-  b[j] += yuan
-  return { ...l, block: head, b: b.slice(0, BLOCKS) }
+  if (j < BLOCKS) {
+    while (b.length <= j) b.push(0)
+    b[j] += yuan
+  } // else beyond the horizon
+  if (b.length > BLOCKS) b.length = BLOCKS
+  return { day: l.day, d: l.d, block: head, b }
 }
 
 /**

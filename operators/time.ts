@@ -36,24 +36,31 @@ function formattedOffset(ms: number, timeZone: string): number {
 }
 
 // Intl formatting is slow, and a zone's offset changes a few times a year at most, on the hour
-// or half hour: cache the offset per zone and half hour (bounded, oldest dropped first).
-const offsets = new Map<string, number>()
+// or half hour: cache the offset per zone and half hour, numerically keyed (bounded per zone).
 const HALF_HOUR = 1_800_000
+const SLOTS_KEPT = 100_000
 
-const lastSlot = new Map<string, { slot: number; offset: number }>()
+interface ZoneOffsets {
+  /** The slot asked for last, and its offset: consecutive calls mostly ask for the same one. */
+  slot: number
+  offset: number
+  bySlot: Map<number, number>
+}
+const zones = new Map<string, ZoneOffsets>()
 
 function offsetAt(ms: number, timeZone: string): number {
   const slot = Math.floor(ms / HALF_HOUR)
-  const last = lastSlot.get(timeZone)
-  if (last?.slot === slot) return last.offset
-  const key = `${timeZone}|${slot}`
-  let offset = offsets.get(key)
+  let z = zones.get(timeZone)
+  if (!z) zones.set(timeZone, (z = { slot: NaN, offset: 0, bySlot: new Map() }))
+  if (z.slot === slot) return z.offset
+  let offset = z.bySlot.get(slot)
   if (offset === undefined) {
     offset = formattedOffset(slot * HALF_HOUR, timeZone)
-    if (offsets.size >= 100_000) offsets.delete(offsets.keys().next().value!)
-    offsets.set(key, offset)
+    if (z.bySlot.size >= SLOTS_KEPT) z.bySlot.clear()
+    z.bySlot.set(slot, offset)
   }
-  lastSlot.set(timeZone, { slot, offset })
+  z.slot = slot
+  z.offset = offset
   return offset
 }
 

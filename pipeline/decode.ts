@@ -27,13 +27,14 @@ const SCHEMAS: Record<EventType, z.ZodType<InputEvent>> = {
  * @param expected the type the stream carries, or undefined for a mixed stream (NDJSON replay files).
  */
 export function decode(bytes: Buffer | string, source: SourceCoordinates, expected?: EventType, now: number | null = Date.now()): Decoded {
-  const buf = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes
   const fail = (code: DeadLetterCode, message: string, path = '$'): Decoded => ({
     ok: false,
-    deadLetter: deadLetter(buf, source, code, message, path, now),
+    deadLetter: deadLetter(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes, source, code, message, path, now),
   })
-  if (buf.length > MAX_MESSAGE_BYTES) return fail('too_large', `message is ${buf.length} bytes; the limit is ${MAX_MESSAGE_BYTES}`)
-  const text = buf.toString('utf8')
+  // A UTF-16 unit is at most 3 UTF-8 bytes: most lines need no byte count.
+  const size = typeof bytes !== 'string' ? bytes.length : bytes.length * 3 > MAX_MESSAGE_BYTES ? Buffer.byteLength(bytes) : 0
+  if (size > MAX_MESSAGE_BYTES) return fail('too_large', `message is ${size} bytes; the limit is ${MAX_MESSAGE_BYTES}`)
+  const text = typeof bytes === 'string' ? bytes : bytes.toString('utf8')
   if (containsPan(text)) return fail('pan_detected', 'a card number (PAN) must never be sent; use a card token in cardId')
   let value: unknown
   try {

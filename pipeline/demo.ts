@@ -7,7 +7,7 @@ import type { DemoConfig } from './config.ts'
 import { webhookEndpoints } from './config.ts'
 import { CatalogHolder, DEFAULT_CATALOG_FILE } from './catalog/index.ts'
 import { EmbeddedPipeline } from './embedded.ts'
-import { readNdjson, totalBytes } from './sources/ndjson.ts'
+import { readNdjsonBatches, totalBytes } from './sources/ndjson.ts'
 import { createMetrics } from './metrics.ts'
 import { countBatch, countDeadLetter } from './observe.ts'
 import { startHttp, json } from './http.ts'
@@ -117,9 +117,12 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   bar.start()
   let n = 0
   try {
-    for await (const item of readNdjson(input, { onBytes: (b) => bar.bytes(b), now: Date.now() })) {
-      await engine.push(item)
-      if (++n % 20 === 0) {
+    for await (const batch of readNdjsonBatches(input, { onBytes: (b) => bar.bytes(b), now: Date.now() })) {
+      // Small steps, so that the dashboard fills in as the sample plays.
+      for (let i = 0; i < batch.length; i += 20) {
+        const step = batch.slice(i, i + 20)
+        await engine.pushAll(step)
+        n += step.length
         bar.events(applied)
         await drain()
       }

@@ -2,7 +2,7 @@ import type { Catalog } from '../schemas/catalog.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import type { SourceItem } from './sources/ndjson.ts'
 import { MemoryStore } from './store/memory.ts'
-import { PartitionProcessor, type BatchOutput, type StreamMessage } from './processor.ts'
+import { PartitionProcessor, type BatchOutput, type ProcessorOptions, type StreamMessage } from './processor.ts'
 import { partitionOf } from './partitioner.ts'
 
 /**
@@ -17,6 +17,8 @@ export interface EmbeddedOptions {
   batchSize?: number
   /** Outbox kinds kept in the store for sinks (demo drains webhooks and rows; replay writes files). */
   outbox: { webhooks: boolean; alerts: boolean; rows: boolean }
+  /** The default operators unless given (benchmarks measure subsets). */
+  operators?: ProcessorOptions['operators']
   /** Receives every batch's output in order. */
   onOutput: (output: BatchOutput) => void | Promise<void>
   /** Receives input that failed decoding, in order with the batches. */
@@ -42,6 +44,7 @@ export class EmbeddedPipeline {
           allowedLateness: opts.allowedLateness,
           mode: 'replay',
           outbox: opts.outbox,
+          operators: opts.operators,
         }),
     )
     this.pending = this.processors.map(() => [])
@@ -54,14 +57,22 @@ export class EmbeddedPipeline {
   }
 
   async push(item: SourceItem) {
-    if (!item.ok) {
-      await this.opts.onDeadLetter(item.deadLetter)
-      return
+    await this.pushAll([item])
+  }
+
+  /** Takes items in order; awaits only when a partition's batch is full (no promise per event). */
+  async pushAll(items: SourceItem[]) {
+    const batchSize = this.opts.batchSize ?? 500
+    for (const item of items) {
+      if (!item.ok) {
+        await this.opts.onDeadLetter(item.deadLetter)
+        continue
+      }
+      const p = this.processors.length === 1 ? 0 : partitionOf(item.event.customerId, this.processors.length)
+      if (item.at > this.maxEventTime) this.maxEventTime = item.at
+      this.pending[p].push({ offset: String(++this.sequence[p]), event: item.event, source: item.source })
+      if (this.pending[p].length >= batchSize) await this.flush(p)
     }
-    const p = partitionOf(item.event.customerId, this.processors.length)
-    this.maxEventTime = Math.max(this.maxEventTime, item.at)
-    this.pending[p].push({ offset: String(++this.sequence[p]), event: item.event, source: item.source })
-    if (this.pending[p].length >= (this.opts.batchSize ?? 500)) await this.flush(p)
   }
 
   /** Notes an event time of input that another shard processes: the end of input is shared. */

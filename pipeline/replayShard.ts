@@ -4,7 +4,7 @@ import type { DeadLetter } from '../schemas/deadLetter.ts'
 import { loadCatalogFile } from './catalog/index.ts'
 import { EmbeddedPipeline } from './embedded.ts'
 import { partitionOf } from './partitioner.ts'
-import { readNdjson } from './sources/ndjson.ts'
+import { readNdjsonBatches } from './sources/ndjson.ts'
 
 /**
  * One shard of a replay: every shard reads all of the input, and processes the customers of the
@@ -52,14 +52,18 @@ export async function runShard(opts: ShardOptions): Promise<ShardResult> {
       result.deadLetters.push(...o.deadLetters)
     },
   })
-  for await (const item of readNdjson(opts.input, { onBytes: opts.onBytes })) {
-    if (!item.ok) {
-      if (opts.shard === 0) await engine.push(item) // bad input is reported once, by the first shard
-    } else if (partitionOf(item.event.customerId, REPLAY_PARTITIONS) % opts.shards === opts.shard) {
-      await engine.push(item)
-    } else {
-      engine.observe(item.at)
+  for await (const batch of readNdjsonBatches(opts.input, { onBytes: opts.onBytes })) {
+    if (opts.shards === 1) {
+      await engine.pushAll(batch)
+      continue
     }
+    const mine = batch.filter((item) => {
+      if (!item.ok) return opts.shard === 0 // bad input is reported once, by the first shard
+      if (partitionOf(item.event.customerId, REPLAY_PARTITIONS) % opts.shards === opts.shard) return true
+      engine.observe(item.at)
+      return false
+    })
+    await engine.pushAll(mine)
   }
   await engine.finish()
   return result

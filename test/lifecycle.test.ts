@@ -490,11 +490,13 @@ describe('cross_border_offer', () => {
     expect(of(again, 'cross_border_offer').map((d) => d.eventTime)).toEqual([at(0), at(31 * DAY)])
   })
 
-  it('keeps just the last cross-border time between steps', () => {
+  it('keeps just the last cross-border time', () => {
     const ctx = { customerId: 'c', profile: initialProfile(), facts: initialFacts(), params: { window: 30 * DAY } }
     const r1 = crossBorderOffer.onEvent(crossBorderOffer.initial(), abroad('c', 0) as InputEvent, T0, ctx)
-    const r2 = crossBorderOffer.onTimer!(r1.state, { key: 'settle', at: T0 }, ctx)
-    expect(r2.state).toEqual({ last: T0 })
+    expect(r1.state).toEqual({ last: T0 })
+    expect(r1.effects).toEqual([expect.objectContaining({ trigger: 'cross_border_offer', eventTime: T0 })])
+    const r2 = crossBorderOffer.onEvent(r1.state, abroad('c', DAY) as InputEvent, T0 + DAY, ctx)
+    expect(r2).toEqual({ state: { last: T0 + DAY } })
   })
 })
 

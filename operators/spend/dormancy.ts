@@ -9,7 +9,8 @@ import type { Effect, Moment, Operator } from '../types.ts'
  * "Active" means the customer has made at least one approved transaction: only an approved
  * purchase starts the clock, so someone who never bought is never dormant (first_swipe_incentive
  * covers them). One timer per customer, at the next unfired step of the current quiet spell; every
- * approved purchase starts a new spell and moves it. Each step fires once per spell.
+ * approved purchase starts a new spell, which the timer catches up with when it fires. Each step
+ * fires once per spell.
  */
 
 export interface DormancyState {
@@ -39,28 +40,37 @@ export const dormancyWakeup: Operator<DormancyState, Params> = {
 
   onEvent(state, event, at, { params }) {
     if (event.type !== 'transaction' || event.status !== 'approved') return { state }
-    // A late purchase older than the latest one does not change the spell.
     if (state.last !== undefined && at <= state.last) return { state }
-    // Steps of the old spell due strictly before this purchase whose timer has not fired yet (an
-    // event is applied before the timers it overtakes): they held as of their due times.
-    const { moments } = dueSteps(state, params.after, at - 1)
     const next: DormancyState = { last: at, fired: 0 }
-    const effects: Effect[] = [...moments]
-    if (params.after.length) effects.push({ kind: 'setTimer', key: TIMER, at: at + params.after[0] })
-    return { state: next, effects }
+    // Most purchases come while the timer of the spell they end is still ahead: it is left to
+    // fire and re-arm for the new spell then (one timer write per spell, not per purchase).
+    const armed = dueOf(state, params.after)
+    const due = dueOf(next, params.after)
+    return { state: next, effects: due !== undefined && (armed === undefined || armed > due) ? [{ kind: 'setTimer', key: TIMER, at: due }] : [] }
   },
 
   onTimer(state, timer, { params }) {
     if (state.last === undefined) return { state }
+    const due = dueOf(state, params.after)
+    // A purchase since this timer was set moved the spell on: wait for its own next step.
+    if (due !== undefined && due > timer.at) return { state, effects: [{ kind: 'setTimer', key: TIMER, at: due }] }
     // Evaluated as of the timer's due time: every step of this spell due by then and not yet fired.
     const { moments, fired } = dueSteps(state, params.after, timer.at)
     const next: DormancyState = { last: state.last, fired }
     const effects: Effect[] = [...moments]
     // The fired key is consumed: re-arm at the next step of the spell, if any.
-    const step = params.after.find((s) => s > fired)
-    if (step !== undefined) effects.push({ kind: 'setTimer', key: TIMER, at: state.last + step })
+    const after = dueOf(next, params.after)
+    if (after !== undefined) effects.push({ kind: 'setTimer', key: TIMER, at: after })
     return { state: fired === (state.fired ?? 0) ? state : next, effects }
   },
+}
+
+/** Due time of the spell's next unfired step; undefined when all have fired or no spell is open. */
+function dueOf(state: DormancyState, steps: number[]): number | undefined {
+  if (state.last === undefined) return undefined
+  const fired = state.fired ?? 0
+  const step = steps.find((s) => s > fired)
+  return step === undefined ? undefined : state.last + step
 }
 
 /** The spell's unfired steps due by `upTo` (inclusive), as moments at their own due times. */
