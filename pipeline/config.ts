@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { z } from 'zod'
 import { Duration } from '../schemas/duration.ts'
 import { Channel } from '../schemas/events.ts'
@@ -50,15 +51,18 @@ export const RunConfig = CommonConfig.extend({
 export type RunConfig = z.infer<typeof RunConfig>
 export type CommonConfig = z.infer<typeof CommonConfig>
 
+/** NDJSON input paths (`-` is stdin); a missing file is a setting to fix, found before any work starts. */
+const InputFile = z.string().refine((path) => path === '-' || existsSync(path), { error: (issue) => `names a file that does not exist: ${String(issue.input)}` })
+
 export const DemoConfig = CommonConfig.extend({
-  input: z.array(z.string()).optional(),
+  input: z.array(InputFile).optional(),
   serve: z.boolean().default(true),
   webhookSecret: z.string().min(16).default('cardpulse-demo-secret-0000'),
 })
 export type DemoConfig = z.infer<typeof DemoConfig>
 
 export const ReplayConfig = CommonConfig.extend({
-  input: z.array(z.string()).min(1, 'give at least one NDJSON file (or - for stdin)'),
+  input: z.array(InputFile).min(1, 'give at least one NDJSON file (or - for stdin)'),
   out: z.string().min(1),
   progress: z.boolean().default(true),
   threads: z.coerce.number().int().min(1).max(64).optional(),

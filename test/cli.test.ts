@@ -38,6 +38,9 @@ describe('cardpulse command line', () => {
     expect(r.stderr.trim()).toBe('cardpulse: KAFKA_BROKERS (--kafka-brokers) must be host:port[,host:port…]')
     const missing = cardpulse(['run'], { REDIS_URL: 'redis://127.0.0.1:6379', WEBHOOK_SECRET: 'x'.repeat(20) })
     expect(missing.stderr.trim()).toMatch(/^cardpulse: KAFKA_BROKERS \(--kafka-brokers\) is required/)
+    const noFile = cardpulse(['replay', '--input', '/nonexistent/transactions.ndjson', '--out', '/tmp/cardpulse-never'])
+    expect(noFile.code).toBe(2)
+    expect(noFile.stderr.trim()).toBe('cardpulse: INPUT (--input) names a file that does not exist: /nonexistent/transactions.ndjson')
   })
 
   it('answers an unreachable server with one line, not a stack trace', () => {
