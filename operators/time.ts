@@ -78,6 +78,16 @@ export function zonedInstant(year: number, month: number, day: number, hour: num
   return instant
 }
 
+const DAY = 86_400_000
+
+/** The same local wall-clock time one calendar day after `ms`: 24 hours later, or 23 or 25 across a DST change. */
+export function nextLocalDay(ms: number, timeZone: string): number {
+  if (offsetAt(ms, timeZone) === offsetAt(ms + DAY, timeZone)) return ms + DAY
+  const t = localTime(ms, timeZone)
+  const d = new Date(Date.UTC(t.year, t.month - 1, t.day + 1))
+  return zonedInstant(d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), t.hour, t.minute, timeZone)
+}
+
 const clocks = new Map<string, number>()
 
 export function minutesOfDay(clock: string): number {

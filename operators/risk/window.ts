@@ -32,7 +32,7 @@ export interface HitWindow {
 
 export const emptyWindow = (): HitWindow => ({})
 
-/** Counts in the catalogue are capped so that state stays bounded (lists hold at most 2 × count). */
+/** Counts in the catalogue are capped so that state stays bounded (lists hold at most `count` hits). */
 export const Count = z.number().int().min(1).max(50)
 /** A window or delay that must be longer than zero. */
 export const Window = Duration.refine((ms) => ms > 0, 'must be longer than 0')
@@ -60,14 +60,13 @@ export function addHit(w: HitWindow, hit: Hit, count: number, window: number): {
 }
 
 /**
- * Drops what no future event can pair with. Hits are kept for twice the window behind the newest
- * time rather than once: a late event (within the allowed lateness, assumed ≤ the window) can then
- * still pair with every hit that sorted input would have paired it with.
+ * Drops what no future event can pair with: the runtime hands events over in event-time order, so
+ * nothing older than one window behind the newest can share a window with what comes next.
  */
 export function pruneWindow(w: HitWindow, at: number, window: number, count: number): HitWindow {
-  const from = at - 2 * window
+  const from = at - window
   const h = w.h ?? []
-  const stale = (h.length > 0 && h[0].t < from) || (w.c !== undefined && w.c < from) || h.length > 2 * count
+  const stale = (h.length > 0 && h[0].t < from) || (w.c !== undefined && w.c < from) || h.length > count
   return stale ? retain(h, w.c, at, window, count) : w
 }
 
@@ -78,8 +77,8 @@ export const isEmptyWindow = (w: HitWindow) => !w.h?.length && w.c === undefined
 export const newestIn = (w: HitWindow) => Math.max(w.h?.length ? w.h[w.h.length - 1].t : -Infinity, w.c ?? -Infinity)
 
 function retain(hits: Hit[], c: number | undefined, newest: number, window: number, count: number): HitWindow {
-  const from = newest - 2 * window
-  const h = hits.filter((x) => x.t >= from).slice(-2 * count)
+  const from = newest - window
+  const h = hits.filter((x) => x.t >= from).slice(-count)
   return { ...(h.length ? { h } : {}), ...(c !== undefined && c >= from ? { c } : {}) }
 }
 

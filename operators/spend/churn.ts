@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { Duration, DAY } from '../../schemas/duration.ts'
 import { epochDay, spendBetween, type SpendLedger } from '../ledger.ts'
-import { localTime, zonedInstant } from '../time.ts'
+import { localTime, nextLocalDay, zonedInstant } from '../time.ts'
 import type { Effect, Moment, Operator } from '../types.ts'
 
 /**
@@ -136,7 +136,7 @@ function runDueChecks(state: ChurnState, spend: SpendLedger, p: Params, tz: stri
  * spent, or undefined when it never would: one timer per drop instead of one per day.
  */
 function projectDrop(spend: SpendLedger, after: number, p: Params, tz: string, until = Infinity): number | undefined {
-  for (let t = nextCheck(after, tz), i = 0; i < MAX_CATCH_UP && t <= until; t = nextCheck(t, tz), i++) {
+  for (let t = nextCheck(after, tz), i = 0; i < MAX_CATCH_UP && t <= until; t = nextLocalDay(t, tz), i++) {
     const f = churnFigures(spend, epochDay(t), p)
     if (f.dropped) return t
     if (!f.watch) return undefined
