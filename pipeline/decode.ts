@@ -27,33 +27,38 @@ const SCHEMAS: Record<EventType, z.ZodType<InputEvent>> = {
  * @param expected the type the stream carries, or undefined for a mixed stream (NDJSON replay files).
  */
 export function decode(bytes: Buffer | string, source: SourceCoordinates, expected?: EventType, now: number | null = Date.now()): Decoded {
-  const fail = (code: DeadLetterCode, message: string, path = '$'): Decoded => ({
-    ok: false,
-    deadLetter: deadLetter(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes, source, code, message, path, now),
-  })
+  const error = check(bytes, expected)
+  if ('event' in error) return { ok: true, event: error.event }
+  const buf = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes
+  return { ok: false, deadLetter: deadLetter(buf, source, error.code, error.message, error.path ?? '$', now) }
+}
+
+type Check = { event: InputEvent } | { code: DeadLetterCode; message: string; path?: string }
+
+function check(bytes: Buffer | string, expected: EventType | undefined): Check {
   // A UTF-16 unit is at most 3 UTF-8 bytes: most lines need no byte count.
   const size = typeof bytes !== 'string' ? bytes.length : bytes.length * 3 > MAX_MESSAGE_BYTES ? Buffer.byteLength(bytes) : 0
-  if (size > MAX_MESSAGE_BYTES) return fail('too_large', `message is ${size} bytes; the limit is ${MAX_MESSAGE_BYTES}`)
+  if (size > MAX_MESSAGE_BYTES) return { code: 'too_large', message: `message is ${size} bytes; the limit is ${MAX_MESSAGE_BYTES}` }
   const text = typeof bytes === 'string' ? bytes : bytes.toString('utf8')
-  if (containsPan(text)) return fail('pan_detected', 'a card number (PAN) must never be sent; use a card token in cardId')
+  if (containsPan(text)) return { code: 'pan_detected', message: 'a card number (PAN) must never be sent; use a card token in cardId' }
   let value: unknown
   try {
     value = JSON.parse(text)
   } catch (e) {
-    return fail('invalid_json', `not valid JSON: ${(e as Error).message}`)
+    return { code: 'invalid_json', message: `not valid JSON: ${(e as Error).message}` }
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail('not_an_object', 'a message must be one JSON object')
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { code: 'not_an_object', message: 'a message must be one JSON object' }
   const type = (value as { type?: unknown }).type
   if (type !== 'transaction' && type !== 'app' && type !== 'lifecycle')
-    return fail('unknown_type', `unknown type ${JSON.stringify(type) ?? 'undefined'}; expected transaction, app or lifecycle`, '$.type')
-  if (expected && type !== expected) return fail('wrong_stream', `a ${type} event on the ${expected} stream`, '$.type')
+    return { code: 'unknown_type', message: `unknown type ${JSON.stringify(type) ?? 'undefined'}; expected transaction, app or lifecycle`, path: '$.type' }
+  if (expected && type !== expected) return { code: 'wrong_stream', message: `a ${type} event on the ${expected} stream`, path: '$.type' }
   const parsed = SCHEMAS[type].safeParse(value)
   if (!parsed.success) {
     const issue = parsed.error.issues[0]
     const path = '$' + issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')
-    return fail('schema_violation', `${path}: ${issue.message}`, path)
+    return { code: 'schema_violation', message: `${path}: ${issue.message}`, path }
   }
-  return { ok: true, event: parsed.data }
+  return { event: parsed.data }
 }
 
 export function deadLetter(
