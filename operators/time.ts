@@ -1,3 +1,5 @@
+import { DAY } from '../schemas/duration.ts'
+
 /** Local-time arithmetic in a customer's IANA time zone, on plain epoch milliseconds. */
 
 const formatters = new Map<string, Intl.DateTimeFormat>()
@@ -77,8 +79,6 @@ export function zonedInstant(year: number, month: number, day: number, hour: num
   if (corrected !== instant) instant = corrected // crossed a DST change
   return instant
 }
-
-const DAY = 86_400_000
 
 /** The same local wall-clock time one calendar day after `ms`: 24 hours later, or 23 or 25 across a DST change. */
 export function nextLocalDay(ms: number, timeZone: string): number {

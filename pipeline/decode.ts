@@ -27,10 +27,10 @@ const SCHEMAS: Record<EventType, z.ZodType<InputEvent>> = {
  * @param expected the type the stream carries, or undefined for a mixed stream (NDJSON replay files).
  */
 export function decode(bytes: Buffer | string, source: SourceCoordinates, expected?: EventType, now: number | null = Date.now()): Decoded {
-  const error = check(bytes, expected)
-  if ('event' in error) return { ok: true, event: error.event }
+  const checked = check(bytes, expected)
+  if ('event' in checked) return { ok: true, event: checked.event }
   const buf = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes
-  return { ok: false, deadLetter: deadLetter(buf, source, error.code, error.message, error.path ?? '$', now) }
+  return { ok: false, deadLetter: deadLetter(buf, source, checked.code, checked.message, checked.path ?? '$', now) }
 }
 
 type Check = { event: InputEvent } | { code: DeadLetterCode; message: string; path?: string }

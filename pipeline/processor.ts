@@ -292,7 +292,7 @@ class Batch {
     let i = inbox.length
     while (i > 0 && inboxOrder(inbox[i - 1], event) > 0) i--
     inbox.splice(i, 0, event)
-    this.arm(event.customerId, APPLY, Date.parse(inbox[0].occurredAt))
+    this.arm(event.customerId, APPLY, i === 0 ? at : Date.parse(inbox[0].occurredAt))
     this.p.setWatermark(watermarkAfter(at, opts.allowedLateness))
     this.fireTimers(this.p.watermark)
   }
@@ -301,16 +301,16 @@ class Batch {
   private applyDue(customerId: string, at: number) {
     const rec = this.p.record(customerId)
     const inbox = rec.inbox ?? []
+    const times = inbox.map((e) => Date.parse(e.occurredAt))
     let n = 0
-    while (n < inbox.length && Date.parse(inbox[n].occurredAt) <= at) n++
+    while (n < inbox.length && times[n] <= at) n++
     const due = inbox.splice(0, n)
-    if (inbox.length) this.arm(customerId, APPLY, Date.parse(inbox[0].occurredAt))
+    if (inbox.length) this.arm(customerId, APPLY, times[n])
     else delete rec.inbox
-    for (const event of due) this.applyNow(event, rec)
+    for (let i = 0; i < due.length; i++) this.applyNow(due[i], times[i], rec)
   }
 
-  private applyNow(event: InputEvent, rec: CustomerRecord) {
-    const at = Date.parse(event.occurredAt)
+  private applyNow(event: InputEvent, at: number, rec: CustomerRecord) {
     rec.profile = foldProfile(rec.profile, event)
     rec.facts = foldFacts(rec.facts, event, at)
     this.changed.add(event.customerId)
