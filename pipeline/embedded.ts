@@ -80,11 +80,6 @@ export class EmbeddedPipeline {
     this.maxEventTime = Math.max(this.maxEventTime, at)
   }
 
-  async run(items: AsyncIterable<SourceItem>) {
-    for await (const item of items) await this.push(item)
-    await this.finish()
-  }
-
   /** End of input: apply what is buffered and fire the timers due by the last event time. */
   async finish() {
     for (let p = 0; p < this.processors.length; p++) await this.flush(p)
