@@ -1,4 +1,4 @@
-import { readFileSync, watchFile, unwatchFile } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import YAML from 'yaml'
 import type { z } from 'zod'
@@ -49,18 +49,22 @@ export function describeIssues(error: z.ZodError): string {
 /** The catalogue in force; a reload that fails validation leaves the old one in force. */
 export class CatalogHolder {
   private catalog: Catalog
-  private watching = false
+  /** The file's size and modification time when it was last read. */
+  private readStamp: string
+  private poller?: NodeJS.Timeout
 
   constructor(
     readonly file: string,
     private readonly onChange: (event: { ok: true; version: string } | { ok: false; error: string }) => void = () => {},
   ) {
+    this.readStamp = stampOf(file)
     this.catalog = loadCatalogFile(file)
   }
 
   readonly current = (): Catalog => this.catalog
 
   reload(): { ok: true; version: string } | { ok: false; error: string } {
+    this.readStamp = stampOf(this.file) // before reading: a write after it is seen by the next poll
     try {
       this.catalog = loadCatalogFile(this.file)
       const result = { ok: true as const, version: this.catalog.version }
@@ -73,17 +77,30 @@ export class CatalogHolder {
     }
   }
 
-  /** Reloads when the file changes on disk (polling: works on every file system and in containers). */
+  /**
+   * Reloads when the file changes on disk (polling: works on every file system and in
+   * containers). Each poll compares with the file as last read, so a change made while watching
+   * starts is not missed, as it can be with fs.watchFile, whose baseline is taken asynchronously.
+   */
   watch(intervalMs = 1000) {
-    if (this.watching) return
-    this.watching = true
-    watchFile(this.file, { interval: intervalMs }, (cur, prev) => {
-      if (cur.mtimeMs !== prev.mtimeMs) this.reload()
-    })
+    if (this.poller) return
+    this.poller = setInterval(() => {
+      if (stampOf(this.file) !== this.readStamp) this.reload()
+    }, intervalMs)
+    this.poller.unref()
   }
 
   close() {
-    if (this.watching) unwatchFile(this.file)
-    this.watching = false
+    clearInterval(this.poller)
+    this.poller = undefined
+  }
+}
+
+function stampOf(file: string): string {
+  try {
+    const s = statSync(file)
+    return `${s.size}:${s.mtimeMs}:${s.ino}`
+  } catch {
+    return 'missing'
   }
 }
