@@ -75,16 +75,13 @@ export class EmbeddedPipeline {
     }
   }
 
-  /** Notes an event time of input that another shard processes: the end of input is shared. */
-  observe(at: number) {
-    this.maxEventTime = Math.max(this.maxEventTime, at)
-  }
-
-  /** End of input: apply what is buffered and fire the timers due by the last event time. */
-  async finish() {
+  /**
+   * End of input: apply what is buffered and fire the timers due by the last event time (of the
+   * whole input, when other shards processed part of it).
+   */
+  async finish(lastEventTime = this.maxEventTime) {
     for (let p = 0; p < this.processors.length; p++) await this.flush(p)
-    if (this.maxEventTime > -Infinity)
-      for (const processor of this.processors) await this.opts.onOutput(await processor.advanceTo(this.maxEventTime))
+    if (lastEventTime > -Infinity) for (const processor of this.processors) await this.opts.onOutput(await processor.advanceTo(lastEventTime))
   }
 
   private async flush(p: number) {

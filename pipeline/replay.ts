@@ -29,20 +29,33 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
   mkdirSync(config.out, { recursive: true })
   const total = config.progress ? totalBytes(config.input) : undefined
   const bar = progressBar('replay', total)
-  // Every shard reads the whole input, so stdin (readable once) runs as one shard. One thread by
-  // default: where vCPUs share a physical core, a second thread only adds the duplicated reading.
-  const shards = config.input.includes('-') ? 1 : Math.max(1, Math.min(config.threads ?? 1, REPLAY_PARTITIONS, availableParallelism()))
+  // Every shard reads the whole input, so stdin (readable once) runs as one shard.
+  const shards = config.input.includes('-') ? 1 : Math.max(1, Math.min(config.threads ?? availableParallelism(), REPLAY_PARTITIONS))
   const started = Date.now()
   bar.start()
   let results: ShardResult[]
   try {
     const base = { input: config.input, shards, catalogFile: config.catalogFile, allowedLateness: config.allowedLateness }
     const read = new Array(shards).fill(0)
-    const onBytes = (shard: number) => (bytes: number) => {
-      read[shard] = bytes
-      bar.bytes(Math.min(...read))
+    // Every shard ends at the whole input's last event time, known once all have read their share.
+    const ended: { worker: Worker; lastEventTime: number }[] = []
+    const onEnd = (worker: Worker, lastEventTime: number) => {
+      ended.push({ worker, lastEventTime })
+      if (ended.length < shards) return
+      const last = Math.max(...ended.map((e) => e.lastEventTime))
+      for (const e of ended) e.worker.postMessage({ lastEventTime: last })
     }
-    results = await Promise.all(Array.from({ length: shards }, (_, shard) => inWorker({ ...base, shard }, onBytes(shard))))
+    results = await Promise.all(
+      Array.from({ length: shards }, (_, shard) =>
+        inWorker({ ...base, shard }, {
+          onBytes(bytes) {
+            read[shard] = bytes
+            bar.bytes(Math.min(...read))
+          },
+          onEnd,
+        }),
+      ),
+    )
   } finally {
     bar.stop()
   }
@@ -91,7 +104,10 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
 const YOUNG_GENERATION_MB = 384
 
 /** Runs a shard on its own thread, whose heap can be sized for the work (the main thread's cannot). */
-function inWorker(options: Omit<ShardOptions, 'onBytes'>, onBytes: (bytes: number) => void): Promise<ShardResult> {
+function inWorker(
+  options: Omit<ShardOptions, 'onBytes' | 'lastEventTime'>,
+  on: { onBytes: (bytes: number) => void; onEnd: (worker: Worker, lastEventTime: number) => void },
+): Promise<ShardResult> {
   return new Promise((resolve, reject) => {
     const fromStdin = options.input.includes('-')
     const worker = new Worker(new URL('./replayWorker.js', import.meta.url), {
@@ -100,7 +116,11 @@ function inWorker(options: Omit<ShardOptions, 'onBytes'>, onBytes: (bytes: numbe
       resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
     })
     if (fromStdin) process.stdin.pipe(worker.stdin!)
-    worker.on('message', (m: { bytes?: number; result?: ShardResult }) => (m.result ? resolve(m.result) : onBytes(m.bytes!)))
+    worker.on('message', (m: { bytes?: number; lastEventTime?: number; result?: ShardResult }) => {
+      if (m.result) resolve(m.result)
+      else if (m.lastEventTime !== undefined) on.onEnd(worker, m.lastEventTime)
+      else on.onBytes(m.bytes!)
+    })
     worker.once('error', reject)
     worker.once('exit', (code) => code !== 0 && reject(new Error(`replay thread ${options.shard} stopped with exit code ${code}`)))
   })

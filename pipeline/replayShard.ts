@@ -7,9 +7,10 @@ import { partitionOf } from './partitioner.ts'
 import { readNdjsonBatches } from './sources/ndjson.ts'
 
 /**
- * One shard of a replay: every shard reads all of the input, and processes the customers of the
- * replay partitions it owns. The partition count is fixed, so the results do not depend on how
- * many shards (threads) share the work.
+ * One shard of a replay: every shard reads all of the input, and decodes and processes the lines
+ * of the customers of the replay partitions it owns. The partition count is fixed, and each
+ * partition sees its events in the order one reader would give them, so the results do not depend
+ * on how many shards (threads) share the work.
  */
 
 export const REPLAY_PARTITIONS = 4
@@ -21,6 +22,8 @@ export interface ShardOptions {
   catalogFile?: string
   allowedLateness: number
   onBytes?: (bytes: number) => void
+  /** With several shards: takes this shard's last event time, gives the whole input's. */
+  lastEventTime?: (own: number) => Promise<number>
 }
 
 export interface ShardResult {
@@ -52,19 +55,9 @@ export async function runShard(opts: ShardOptions): Promise<ShardResult> {
       result.deadLetters.push(...o.deadLetters)
     },
   })
-  for await (const batch of readNdjsonBatches(opts.input, { onBytes: opts.onBytes })) {
-    if (opts.shards === 1) {
-      await engine.pushAll(batch)
-      continue
-    }
-    const mine = batch.filter((item) => {
-      if (!item.ok) return opts.shard === 0 // bad input is reported once, by the first shard
-      if (partitionOf(item.event.customerId, REPLAY_PARTITIONS) % opts.shards === opts.shard) return true
-      engine.observe(item.at)
-      return false
-    })
-    await engine.pushAll(mine)
-  }
-  await engine.finish()
+  const shard =
+    opts.shards === 1 ? undefined : { owns: (customerId: string) => partitionOf(customerId, REPLAY_PARTITIONS) % opts.shards === opts.shard, first: opts.shard === 0 }
+  for await (const batch of readNdjsonBatches(opts.input, { onBytes: opts.onBytes, shard })) await engine.pushAll(batch)
+  await engine.finish(opts.lastEventTime ? await opts.lastEventTime(engine.eventTime) : undefined)
   return result
 }
