@@ -29,8 +29,9 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
   mkdirSync(config.out, { recursive: true })
   const total = config.progress ? totalBytes(config.input) : undefined
   const bar = progressBar('replay', total)
-  // Every shard reads the whole input, so stdin (readable once) runs as one shard.
-  const shards = config.input.includes('-') ? 1 : Math.max(1, Math.min(config.threads ?? availableParallelism(), REPLAY_PARTITIONS))
+  // Every shard reads the whole input, so stdin (readable once) runs as one shard. By default one
+  // per core up to four, which bounds memory: each thread has its own young generation (below).
+  const shards = config.input.includes('-') ? 1 : Math.max(1, Math.min(config.threads ?? Math.min(availableParallelism(), 4), REPLAY_PARTITIONS))
   const started = Date.now()
   bar.start()
   let results: ShardResult[]
