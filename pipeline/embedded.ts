@@ -70,7 +70,7 @@ export class EmbeddedPipeline {
       }
       const p = this.processors.length === 1 ? 0 : partitionOf(item.event.customerId, this.processors.length)
       if (item.at > this.maxEventTime) this.maxEventTime = item.at
-      this.pending[p].push({ offset: String(++this.sequence[p]), event: item.event, source: item.source })
+      this.pending[p].push({ offset: String(++this.sequence[p]), event: item.event, at: item.at, source: item.source })
       if (this.pending[p].length >= batchSize) await this.flush(p)
     }
   }

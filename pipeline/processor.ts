@@ -24,6 +24,8 @@ export type StreamMessage =
       /** Position in this partition's stream; strictly increasing. */
       offset: string
       event: InputEvent
+      /** `event.occurredAt` in epoch ms. */
+      at: number
       /** Where the event was first read, for dead letters of late events. */
       source: SourceCoordinates
     }
@@ -77,7 +79,7 @@ export class PartitionProcessor {
   private appliedOffset: string | null = null
   private wm = NO_WATERMARK
   private loaded = false
-  private paramsFor?: { catalog: Catalog; params: Map<Operator, { value: unknown }> }
+  private paramsFor?: { catalog: Catalog; params: readonly unknown[] }
   private readonly operators: readonly Operator<any, any>[]
 
   constructor(private readonly opts: ProcessorOptions) {
@@ -103,15 +105,19 @@ export class PartitionProcessor {
     const customerIds: string[] = []
     for (const m of messages) {
       if (!('event' in m)) continue
-      maxEventTime = Math.max(maxEventTime, Date.parse(m.event.occurredAt))
+      if (m.at > maxEventTime) maxEventTime = m.at
       customerIds.push(m.event.customerId)
     }
     const batch = await this.begin(customerIds, Math.max(this.wm, watermarkAfter(maxEventTime, this.opts.allowedLateness)))
-    for (const m of messages) {
-      if (this.appliedOffset !== null && BigInt(m.offset) <= BigInt(this.appliedOffset)) {
-        batch.out.skipped++
-        continue
-      }
+    // Offsets increase, so what was applied before (a batch redelivered after a crash) is a prefix.
+    let first = 0
+    if (this.appliedOffset !== null) {
+      const applied = BigInt(this.appliedOffset)
+      while (first < messages.length && BigInt(messages[first].offset) <= applied) first++
+    }
+    batch.out.skipped = first
+    for (let i = first; i < messages.length; i++) {
+      const m = messages[i]
       if ('event' in m) batch.applyEvent(m)
       else batch.out.deadLetters.push(m.deadLetter)
     }
@@ -220,18 +226,29 @@ export class PartitionProcessor {
     return this.operators
   }
 
-  /** The operator's params from the catalogue in force, or undefined when its entry is disabled or absent. */
-  params(op: Operator): unknown {
+  /**
+   * Each operator's params (by index) from the catalogue in force, or undefined where its entry is
+   * disabled or absent. Parsed once per catalogue version.
+   */
+  params(): readonly unknown[] {
     const catalog = this.opts.catalog()
-    if (this.paramsFor?.catalog !== catalog) this.paramsFor = { catalog, params: new Map() }
-    let p = this.paramsFor.params.get(op)
-    if (p === undefined) {
-      const entry = catalog.triggers[op.uses] ?? catalog.signals[op.uses]
-      p = { value: entry && entry.enabled ? op.parseParams(entry.params) : undefined }
-      this.paramsFor.params.set(op, p)
-    }
-    return p.value
+    if (this.paramsFor?.catalog !== catalog)
+      this.paramsFor = {
+        catalog,
+        params: this.operators.map((op) => {
+          const entry = catalog.triggers[op.uses] ?? catalog.signals[op.uses]
+          return entry && entry.enabled ? op.parseParams(entry.params) : undefined
+        }),
+      }
+    return this.paramsFor.params
   }
+
+  /** The index of the operator that owns a timer. */
+  indexOf(name: string): number {
+    return (this.byName ??= new Map(this.operators.map((op, i) => [op.name, i]))).get(name) ?? -1
+  }
+
+  private byName?: Map<string, number>
 
   /** The operator's initial state, made once: operators never change the state they are given. */
   initial(index: number): unknown {
@@ -272,7 +289,7 @@ class Batch {
       this.out.duplicates++
       return
     }
-    const at = Date.parse(event.occurredAt)
+    const { at } = m
     if (at <= this.p.watermark) {
       this.out.late++
       const reason = `event time ${event.occurredAt} is behind the watermark ${new Date(this.p.watermark).toISOString()} by more than the allowed lateness`
@@ -290,7 +307,7 @@ class Batch {
     this.changed.add(event.customerId)
     const inbox = (rec.inbox ??= [])
     let i = inbox.length
-    while (i > 0 && inboxOrder(inbox[i - 1], event) > 0) i--
+    while (i > 0 && inboxOrder(inbox[i - 1], event, at) > 0) i--
     inbox.splice(i, 0, event)
     this.arm(event.customerId, APPLY, i === 0 ? at : Date.parse(inbox[0].occurredAt))
     this.p.setWatermark(watermarkAfter(at, opts.allowedLateness))
@@ -316,10 +333,11 @@ class Batch {
     this.changed.add(event.customerId)
     const moments: Moment[] = []
     const ops = this.p.ops
+    const params = this.p.params()
     for (let i = 0; i < ops.length; i++) {
+      if (params[i] === undefined) continue
       const op = ops[i]
-      const ctx = this.context(op, event.customerId, rec)
-      if (!ctx) continue
+      const ctx = this.context(event.customerId, rec, params[i])
       const result = op.onEvent(rec.ops[op.name] ?? this.p.initial(i), event, at, ctx)
       keepState(rec, op.name, result.state)
       this.effects(op, event.customerId, rec, result.effects, moments, event.eventId)
@@ -345,12 +363,13 @@ class Batch {
         this.decideDue(customerId, t.at)
         continue
       }
-      const op = this.p.ops.find((o) => o.name === opName)
-      if (!op?.onTimer) continue
+      const i = this.p.indexOf(opName)
+      const op = this.p.ops[i]
+      const params = this.p.params()[i]
+      if (!op?.onTimer || params === undefined) continue
       const rec = this.p.record(customerId)
-      const ctx = this.context(op, customerId, rec)
-      if (!ctx) continue
-      const result = op.onTimer(rec.ops[op.name] ?? op.initial(), { key, at: t.at }, ctx)
+      const ctx = this.context(customerId, rec, params)
+      const result = op.onTimer(rec.ops[op.name] ?? this.p.initial(i), { key, at: t.at }, ctx)
       keepState(rec, op.name, result.state)
       this.changed.add(customerId)
       const moments: Moment[] = []
@@ -392,9 +411,7 @@ class Batch {
     this.armDecide(customerId, rec)
   }
 
-  private context(op: Operator, customerId: string, rec: CustomerRecord): OperatorContext | undefined {
-    const params = this.p.params(op)
-    if (params === undefined) return undefined
+  private context(customerId: string, rec: CustomerRecord, params: unknown): OperatorContext {
     rec.facts ??= initialFacts() // records written before facts existed
     // One object per batch, refilled per call: operators must not keep the context (as in Flink).
     const ctx = this.ctx
@@ -506,8 +523,8 @@ function watermarkAfter(eventTime: number, allowedLateness: number) {
   return eventTime - allowedLateness - 1
 }
 
-function inboxOrder(a: InputEvent, b: InputEvent): number {
-  return Date.parse(a.occurredAt) - Date.parse(b.occurredAt) || STREAM_RANK[a.type] - STREAM_RANK[b.type] || (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0)
+function inboxOrder(a: InputEvent, b: InputEvent, bAt: number): number {
+  return Date.parse(a.occurredAt) - bAt || STREAM_RANK[a.type] - STREAM_RANK[b.type] || (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0)
 }
 
 function customerOf(member: string): string {

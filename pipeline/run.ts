@@ -195,7 +195,9 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       if (!isRunning() || isStale() || !batch.messages.length) return
       const messages: StreamMessage[] = batch.messages.map((m) => {
         const value = JSON.parse(m.value!.toString('utf8'))
-        return value.event ? { offset: m.offset, event: value.event, source: value.source } : { offset: m.offset, deadLetter: value.deadLetter }
+        return value.event
+          ? { offset: m.offset, event: value.event, at: Date.parse(value.event.occurredAt), source: value.source }
+          : { offset: m.offset, deadLetter: value.deadLetter }
       })
       const end = metrics.batchSeconds.startTimer()
       await withPartition(batch.partition, async () => {

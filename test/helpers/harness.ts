@@ -54,11 +54,10 @@ export class PipelineHarness {
   /** Feeds events (validated like the edge does) as one batch. */
   async send(...events: Record<string, unknown>[]): Promise<BatchOutput> {
     for (const e of events) this.latest = Math.max(this.latest, Date.parse(String(e.occurredAt)))
-    const messages = events.map((e) => ({
-      offset: String(++this.offset),
-      event: InputEvent.parse(e),
-      source: { topic: 'test', partition: 0, offset: String(this.offset) },
-    }))
+    const messages = events.map((e) => {
+      const event = InputEvent.parse(e)
+      return { offset: String(++this.offset), event, at: Date.parse(event.occurredAt), source: { topic: 'test', partition: 0, offset: String(this.offset) } }
+    })
     const out = this.collect(await this.processor.process(messages))
     return this.settle ? merge(out, await this.finish()) : out
   }
