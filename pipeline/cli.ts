@@ -14,14 +14,20 @@ const opt = (flags: string, description: string, env?: string) => {
   return env ? o.env(env) : o
 }
 
-function commonOptions(cmd: Command): Command {
+function pipelineOptions(cmd: Command): Command {
   return cmd
-    .addOption(opt('--http-port <port>', 'HTTP port for the dashboard, /healthz and /metrics (default 8080)', 'HTTP_PORT'))
     .addOption(opt('--catalog-file <file>', 'trigger catalogue (YAML or JSON); default: the shipped catalogue', 'CATALOG_FILE'))
     .addOption(opt('--catalog <file>', 'the same as --catalog-file'))
+    .addOption(opt('--allowed-lateness <duration>', 'how late an event may arrive and still be applied; decisions wait this long for stragglers (default 30s)', 'ALLOWED_LATENESS'))
+    .addOption(opt('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)', 'LOG_LEVEL'))
+}
+
+/** Options of the commands that deliver: the dashboard's port, ClickHouse, webhooks. */
+function commonOptions(cmd: Command): Command {
+  return pipelineOptions(cmd)
+    .addOption(opt('--http-port <port>', 'HTTP port for the dashboard, /healthz and /metrics (default 8080)', 'HTTP_PORT'))
     .addOption(opt('--clickhouse-url <url>', 'ClickHouse server, e.g. http://127.0.0.1:8123; default: embedded chDB', 'CLICKHOUSE_URL'))
     .addOption(opt('--clickhouse-database <name>', 'ClickHouse database (default cardpulse)', 'CLICKHOUSE_DATABASE'))
-    .addOption(opt('--allowed-lateness <duration>', 'how late an event may arrive and still be applied; decisions wait this long for stragglers (default 30s)', 'ALLOWED_LATENESS'))
     .addOption(opt('--webhook-url <url>', 'webhook endpoint for every channel', 'WEBHOOK_URL'))
     .addOption(opt('--webhook-url-sms <url>', 'webhook endpoint for SMS', 'WEBHOOK_URL_SMS'))
     .addOption(opt('--webhook-url-push <url>', 'webhook endpoint for push', 'WEBHOOK_URL_PUSH'))
@@ -29,7 +35,6 @@ function commonOptions(cmd: Command): Command {
     .addOption(opt('--webhook-url-app-banner <url>', 'webhook endpoint for app banners', 'WEBHOOK_URL_APP_BANNER'))
     .addOption(opt('--webhook-secret <secret>', 'HMAC secret that signs webhooks (at least 16 characters)', 'WEBHOOK_SECRET'))
     .addOption(opt('--webhook-timeout <duration>', 'webhook HTTP timeout (default 10s)', 'WEBHOOK_TIMEOUT'))
-    .addOption(opt('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)', 'LOG_LEVEL'))
 }
 
 const log = createLogger(process.env.LOG_LEVEL)
@@ -89,7 +94,7 @@ commonOptions(program.command('demo').description('everything on embedded defaul
     }),
   )
 
-commonOptions(program.command('replay').description('the pipeline in event time over NDJSON files; writes decisions, alerts, dead letters and a summary'))
+pipelineOptions(program.command('replay').description('the pipeline in event time over NDJSON files; writes decisions, alerts, dead letters and a summary'))
   .requiredOption('--input <files...>', 'NDJSON files of input events, any mix of the three types; - for stdin')
   .requiredOption('--out <dir>', 'output folder for decisions.ndjson, alerts.ndjson, dlq.ndjson, summary.json')
   .addOption(new Option('--no-progress', 'no progress bar'))

@@ -11,12 +11,18 @@ import { Channel } from '../schemas/events.ts'
 const hostPort = /^[^\s:,]+:\d{1,5}$/
 const url = (what: string) => z.string().regex(/^https?:\/\/\S+$/, `must be an http(s) URL for ${what}`)
 
-export const CommonConfig = z.object({
-  httpPort: z.coerce.number().int().min(0).max(65535).default(8080),
+/** What every command that runs the pipeline takes. */
+export const PipelineConfig = z.object({
   catalogFile: z.string().optional(),
+  allowedLateness: Duration.prefault('30s'),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+})
+
+/** What the commands that deliver (run, demo) take besides. */
+export const CommonConfig = PipelineConfig.extend({
+  httpPort: z.coerce.number().int().min(0).max(65535).default(8080),
   clickhouseUrl: url('the ClickHouse server').optional(),
   clickhouseDatabase: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('cardpulse'),
-  allowedLateness: Duration.prefault('30s'),
   webhookUrl: url('webhooks').optional(),
   webhookUrlSms: url('SMS webhooks').optional(),
   webhookUrlPush: url('push webhooks').optional(),
@@ -24,7 +30,6 @@ export const CommonConfig = z.object({
   webhookUrlAppBanner: url('app-banner webhooks').optional(),
   webhookSecret: z.string().min(16, 'must be at least 16 characters').optional(),
   webhookTimeout: Duration.prefault('10s'),
-  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 
 export const RunConfig = CommonConfig.extend({
@@ -61,7 +66,7 @@ export const DemoConfig = CommonConfig.extend({
 })
 export type DemoConfig = z.infer<typeof DemoConfig>
 
-export const ReplayConfig = CommonConfig.extend({
+export const ReplayConfig = PipelineConfig.extend({
   input: z.array(InputFile).min(1, 'give at least one NDJSON file (or - for stdin)'),
   out: z.string().min(1),
   progress: z.boolean().default(true),
