@@ -6,6 +6,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Decision } from '../schemas/decision.ts'
 import { DeadLetter } from '../schemas/deadLetter.ts'
+import { partitionOf } from '../pipeline/partitioner.ts'
+import { REPLAY_PARTITIONS } from '../pipeline/replayShard.ts'
 
 /** The command line as a user runs it: `npx cardpulse …` through bin/cardpulse.js. */
 
@@ -78,6 +80,31 @@ describe('cardpulse command line', () => {
     expect(summary.input.events).toBe(lines)
     expect(summary.input.applied + summary.input.duplicates + summary.input.deadLetters).toBe(lines)
     expect(summary.decisions.byTrigger.activation_reminder.send).toBe(decisions.filter((d) => d.trigger === 'activation_reminder' && d.outcome === 'send').length)
+  })
+
+  it('ends every thread at the last event time of the whole input, not of its own customers', () => {
+    // `early` (first thread) goes quiet long before `late` (second thread) sends its last event:
+    // its activation reminder, due 72 h after approval, falls between the two.
+    const ids = Array.from({ length: 50 }, (_, i) => `c${i}`)
+    const [early, late] = [0, 1].map((shard) => ids.find((c) => partitionOf(c, REPLAY_PARTITIONS) % 2 === shard)!)
+    const dir = mkdtempSync(join(tmpdir(), 'cardpulse-ends-'))
+    const input = join(dir, 'events.ndjson')
+    const lifecycle = (customerId: string, occurredAt: string) => ({ type: 'lifecycle', eventId: `${customerId}-approved`, occurredAt, customerId, cardId: `${customerId}-card`, stage: 'approved' })
+    const events = [
+      lifecycle(early, '2026-03-01T02:00:00Z'),
+      lifecycle(late, '2026-03-01T03:00:00Z'),
+      { type: 'lifecycle', eventId: `${late}-activated`, occurredAt: '2026-03-02T03:00:00Z', customerId: late, cardId: `${late}-card`, stage: 'activated' },
+      { type: 'app', eventId: `${late}-login`, occurredAt: '2026-03-06T00:00:00Z', customerId: late, name: 'login' },
+    ]
+    writeFileSync(input, events.map((e) => JSON.stringify(e)).join('\n') + '\n')
+    const outputs = [1, 2].map((threads) => {
+      const out = join(dir, `out-${threads}`)
+      expect(cardpulse(['replay', '--input', input, '--out', out, '--threads', String(threads)]).code).toBe(0)
+      return readFileSync(join(out, 'decisions.ndjson'), 'utf8')
+    })
+    expect(outputs[1]).toEqual(outputs[0])
+    const reminders = outputs[1].trim().split('\n').map((l) => JSON.parse(l)).filter((d) => d.trigger === 'activation_reminder')
+    expect(reminders.map((d) => [d.customerId, d.eventTime])).toEqual([[early, '2026-03-04T02:00:00.000Z']])
   })
 
   it('reads NDJSON from stdin with -', () => {
