@@ -5,8 +5,9 @@ import { Kafka, logLevel, CompressionTypes, type Admin, type EachBatchPayload, t
 import type { RunConfig } from './config.ts'
 import { webhookEndpoints } from './config.ts'
 import { CatalogHolder, DEFAULT_CATALOG_FILE } from './catalog/index.ts'
-import { decode } from './decode.ts'
+import { decode, type Decoded, type SourceCoordinates } from './decode.ts'
 import { PartitionProcessor, type StreamMessage } from './processor.ts'
+import { InputAlignment, type Released } from './alignment.ts'
 import { RedisStore } from './store/redis.ts'
 import { FencedError } from './store/types.ts'
 import { createMetrics } from './metrics.ts'
@@ -75,7 +76,6 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     await store.close()
     throw new StartupError(`cannot reach Kafka at ${config.kafkaBrokers.join(',')} (${(e as Error).message}): start Kafka or set KAFKA_BROKERS`)
   }
-  await admin.disconnect()
 
   let clickhouse: ClickHouseSink
   try {
@@ -85,6 +85,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     )
     await clickhouse.ensureSchema()
   } catch (e) {
+    await admin.disconnect()
     await store.close()
     throw new StartupError((e as Error).message)
   }
@@ -92,48 +93,142 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false })
   await producer.connect()
 
-  // ——— ingest: decode and validate, re-key by customer ———
+  // ——— ingest: decode and validate, re-key by customer, align the streams in event time ———
   const topicTypes = new Map<string, EventType>([
     [config.transactionsTopic, 'transaction'],
     [config.appEventsTopic, 'app'],
     [config.lifecycleTopic, 'lifecycle'],
   ])
-  const ingest = kafka.consumer({ groupId: `${config.groupId}-ingest`, allowAutoTopicCreation: false, maxBytesPerPartition: 1 << 20, sessionTimeout: config.sessionTimeout })
+  const ingestGroup = `${config.groupId}-ingest`
+  // Offsets are committed as events are forwarded, not as they are fetched: a fetched batch may
+  // wait in the alignment, and what waits must be fetched again after a crash.
+  const ingest = kafka.consumer({ groupId: ingestGroup, allowAutoTopicCreation: false, maxBytesPerPartition: 1 << 20, sessionTimeout: config.sessionTimeout })
+  // Half the allowed lateness for streams running apart, half for disorder within a stream.
+  const alignment = new InputAlignment<{ source: SourceCoordinates; decoded: Decoded }>(config.allowedLateness / 2)
+  const topicPartition = (key: string) => ({ topic: key.slice(0, key.lastIndexOf('|')), partitions: [Number(key.slice(key.lastIndexOf('|') + 1))] })
+  /** Forwarding is one step at a time: batches, the grace ticker and rebalances take turns. */
+  let forwarding: Promise<unknown> = Promise.resolve()
+  const inTurn = <T>(fn: () => Promise<T>): Promise<T> => {
+    const next = forwarding.catch(() => {}).then(fn)
+    forwarding = next
+    return next
+  }
+  /**
+   * Sends what the alignment releases, commits the input offsets it covers, and fetches again the
+   * partitions it emptied. What fails to go stays held and goes on a later batch or tick.
+   */
+  const forward = async () => {
+    const released = alignment.release()
+    if (!released.length) return
+    try {
+      await publish(released)
+    } catch (e) {
+      alignment.restore(released)
+      log.warn({ err: (e as Error).message }, 'ingest.forward_failed: will retry')
+      return
+    }
+    const emptied = [...new Set(released.map((r) => r.key))].filter((key) => !alignment.holding(key))
+    if (emptied.length) ingest.resume(emptied.map(topicPartition))
+  }
+  /**
+   * Re-publishes released input to the internal topic (bad input to the dead-letter topic too), in
+   * requests well under Kafka's default 1 MiB message limit, then commits the input offsets it covers.
+   */
+  const publish = async (released: Released<{ source: SourceCoordinates; decoded: Decoded }>[]) => {
+    let events: { key: string; value: string }[] = []
+    let deadLetters: { key: string; value: string }[] = []
+    let bytes = 0
+    const send = async () => {
+      const topicMessages = [
+        { topic: config.eventsTopic, messages: events },
+        { topic: config.dlqTopic, messages: deadLetters },
+      ].filter((t) => t.messages.length)
+      if (topicMessages.length) await producer.sendBatch({ acks: -1, compression: CompressionTypes.None, topicMessages })
+      events = []
+      deadLetters = []
+      bytes = 0
+    }
+    const offsets = new Map<string, string>()
+    for (const { key, item } of released) {
+      const { source, decoded } = item
+      offsets.set(key, source.offset)
+      if (decoded.ok) {
+        events.push({ key: decoded.event.customerId, value: JSON.stringify({ event: decoded.event, source }) })
+      } else {
+        const q = decoded.deadLetter
+        deadLetters.push({ key: `${q.source.topic}:${q.source.partition}:${q.source.offset}`, value: JSON.stringify(q) })
+        // Its ClickHouse row travels with the state stage's outbox, like every other row.
+        events.push({ key: `${source.topic}:${source.partition}`, value: JSON.stringify({ deadLetter: q }) })
+        bytes += deadLetters[deadLetters.length - 1].value.length
+      }
+      bytes += events[events.length - 1].value.length
+      if (bytes >= PUBLISH_BYTES) await send()
+    }
+    await send()
+    await ingest.commitOffsets(
+      [...offsets].map(([key, offset]) => {
+        const { topic, partitions } = topicPartition(key)
+        return { topic, partition: partitions[0], offset: String(BigInt(offset) + 1n) }
+      }),
+    )
+    for (const { item } of released) {
+      if (item.decoded.ok) metrics.events.inc({ type: item.decoded.event.type, result: 'valid' })
+      else countDeadLetter(metrics, item.decoded.deadLetter)
+    }
+  }
+  ingest.on(ingest.events.GROUP_JOIN, (e) => {
+    const assignment = e.payload.memberAssignment as Record<string, number[]>
+    void inTurn(async () => {
+      // What was held is fetched again from the committed offsets: start with nothing paused.
+      ingest.resume(Object.entries(assignment).map(([topic, partitions]) => ({ topic, partitions })))
+      const committed = new Map<string, bigint>(
+        (await admin.fetchOffsets({ groupId: ingestGroup, topics: Object.keys(assignment) })).flatMap(({ topic, partitions }) =>
+          partitions.map((p) => [`${topic}|${p.partition}`, BigInt(p.offset)] as const),
+        ),
+      )
+      const positions: { key: string; backlog: boolean }[] = []
+      for (const [topic, partitions] of Object.entries(assignment)) {
+        const ends = await admin.fetchTopicOffsets(topic)
+        for (const partition of partitions) {
+          const key = `${topic}|${partition}`
+          const end = ends.find((o) => o.partition === partition)
+          const from = committed.get(key) ?? -1n
+          positions.push({ key, backlog: end !== undefined && BigInt(end.high) > (from < 0n ? BigInt(end.low) : from) })
+        }
+      }
+      alignment.assign(positions)
+    }).catch((err) => {
+      // Without the backlog figures, every partition counts as having one until its first batch.
+      alignment.assign([])
+      log.warn({ err: (err as Error).message }, 'ingest.backlog_unknown')
+    })
+  })
   await ingest.connect()
   await ingest.subscribe({ topics: [...topicTypes.keys()], fromBeginning: true })
   await ingest.run({
+    autoCommit: false,
     eachBatchAutoResolve: false,
-    eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }: EachBatchPayload) => {
+    eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale, pause }: EachBatchPayload) => {
       if (!isRunning() || isStale()) return
       const expected = topicTypes.get(batch.topic)
-      const events: { key: string; value: string }[] = []
-      const deadLetters: DeadLetter[] = []
-      for (const m of batch.messages) {
+      const held = batch.messages.map((m) => {
         const source = { topic: batch.topic, partition: batch.partition, offset: m.offset }
         const decoded = decode(m.value ?? Buffer.alloc(0), source, expected)
-        if (decoded.ok) {
-          metrics.events.inc({ type: decoded.event.type, result: 'valid' })
-          events.push({ key: decoded.event.customerId, value: JSON.stringify({ event: decoded.event, source }) })
-        } else {
-          countDeadLetter(metrics, decoded.deadLetter)
-          deadLetters.push(decoded.deadLetter)
-          // Its ClickHouse row travels with the state stage's outbox, like every other row.
-          events.push({ key: `${batch.topic}:${batch.partition}`, value: JSON.stringify({ deadLetter: decoded.deadLetter }) })
-        }
-      }
-      await producer.sendBatch({
-        acks: -1,
-        compression: CompressionTypes.None,
-        topicMessages: [
-          { topic: config.eventsTopic, messages: events },
-          { topic: config.dlqTopic, messages: deadLetters.map((q) => ({ key: `${q.source.topic}:${q.source.partition}:${q.source.offset}`, value: JSON.stringify(q) })) },
-        ].filter((t) => t.messages.length),
+        return { at: decoded.ok ? Date.parse(decoded.event.occurredAt) : undefined, item: { source, decoded } }
       })
-      resolveOffset(batch.lastOffset())
-      await commitOffsetsIfNecessary()
+      const key = `${batch.topic}|${batch.partition}`
+      await inTurn(async () => {
+        alignment.add(key, held, BigInt(batch.lastOffset()) + 1n >= BigInt(batch.highWatermark))
+        // Fetching goes on from after this batch, once all of it has gone.
+        resolveOffset(batch.lastOffset())
+        await forward()
+        if (alignment.holding(key)) pause()
+      })
       await heartbeat()
     },
   })
+  // A partition that never sends its first batch stops holding the others after a grace period.
+  const alignmentTicker = setInterval(() => void inTurn(forward).catch((err) => log.error({ err }, 'ingest.forward_failed')), 1000)
 
   // ——— state stage: operators, decisions, atomic commit to Redis ———
   const processors = new Map<number, PartitionProcessor>()
@@ -218,11 +313,12 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
   })
 
   // An idle partition's event time follows the wall clock, so timers still fire. Only a partition
-  // that has caught up counts as idle: one still working through a backlog keeps its own clock.
+  // that has caught up counts as idle, and only while the input has no backlog either: one still
+  // working through a backlog keeps its own clock.
   const idleTicker = setInterval(() => {
     const now = Date.now()
     for (const partition of owned) {
-      if (now - (lastActivity.get(partition) ?? 0) < config.idleAdvance || caughtUp.get(partition) === false) continue
+      if (now - (lastActivity.get(partition) ?? 0) < config.idleAdvance || caughtUp.get(partition) === false || !alignment.caughtUp()) continue
       lastActivity.set(partition, now)
       withPartition(partition, async () => {
         try {
@@ -300,6 +396,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     async stop() {
       consuming = false
       clearInterval(idleTicker)
+      clearInterval(alignmentTicker)
       clearInterval(sinkTicker)
       await ingest.disconnect()
       await state.disconnect()
@@ -307,6 +404,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       await dispatcher.stop()
       await drainRows(store, owned, clickhouse).catch(() => {})
       await producer.disconnect()
+      await admin.disconnect()
       await sender.close()
       catalog.close()
       await new Promise((r) => server.close(r))
@@ -315,6 +413,9 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     },
   }
 }
+
+/** Bytes of re-published events per produce request: a quarter of Kafka's default message size limit. */
+const PUBLISH_BYTES = 256 * 1024
 
 /** The CLI entry: runs until SIGINT/SIGTERM, then stops cleanly. */
 export async function runPipeline(config: RunConfig, log: Logger) {

@@ -1,12 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import type { Admin, Producer } from 'kafkajs'
+import YAML from 'yaml'
 import { StoreKeys } from '../pipeline/store/keys.ts'
+import { DEFAULT_CATALOG_FILE, loadCatalogFile } from '../pipeline/catalog/index.ts'
+import { EmbeddedPipeline } from '../pipeline/embedded.ts'
+import { simulateBank } from '../simulator/bank.ts'
 import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
 /**
@@ -27,6 +31,15 @@ const topics = {
   EVENTS_TOPIC: t.eventsTopic,
 }
 const prefix = `cp-restart-${id}`
+const c = freshTopics(`rc-${id}`)
+const catchUpTopics = {
+  TRANSACTIONS_TOPIC: c.transactionsTopic,
+  APP_EVENTS_TOPIC: c.appEventsTopic,
+  LIFECYCLE_TOPIC: c.lifecycleTopic,
+  DLQ_TOPIC: c.dlqTopic,
+  ALERT_TOPIC: c.alertTopic,
+  EVENTS_TOPIC: c.eventsTopic,
+}
 const dir = mkdtempSync(join(tmpdir(), 'cardpulse-restart-'))
 writeFileSync(join(dir, 'catalog.yaml'), testCatalogYaml())
 
@@ -36,7 +49,7 @@ let redis: Redis
 let receiver: Awaited<ReturnType<typeof webhookReceiver>>
 const children: ChildProcess[] = []
 
-function startPipeline(): Promise<{ child: ChildProcess; port: number }> {
+function startPipeline(env: Record<string, string> = {}): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(process.execPath, [CLI, 'run'], {
     env: {
       ...process.env,
@@ -57,6 +70,7 @@ function startPipeline(): Promise<{ child: ChildProcess; port: number }> {
       DATA_DIR: join(dir, 'data'),
       LOG_FORMAT: 'json',
       LOG_LEVEL: 'info',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -82,7 +96,7 @@ const approved = (customerId: string, at: number) => ({
 beforeAll(async () => {
   admin = kafka().admin()
   await admin.connect()
-  await createTopics(admin, Object.values(topics), 2)
+  await createTopics(admin, [...Object.values(topics), ...Object.values(catchUpTopics)], 2)
   producer = kafka().producer()
   await producer.connect()
   redis = new Redis(REDIS_URL)
@@ -93,8 +107,10 @@ afterAll(async () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
   await producer?.disconnect()
   await admin?.disconnect()
-  const keys = await redis.keys(new StoreKeys(prefix).pattern())
-  if (keys.length) await redis.del(...keys)
+  for (const p of [prefix, `${prefix}-c`]) {
+    const keys = await redis.keys(new StoreKeys(p).pattern())
+    if (keys.length) await redis.del(...keys)
+  }
   redis?.disconnect()
   await receiver?.close()
 })
@@ -146,4 +162,67 @@ describe('a pipeline killed with SIGKILL', () => {
     second.child.kill('SIGTERM')
     expect(await new Promise((r) => second.child.once('exit', r))).toBe(0)
   })
+})
+
+describe('a pipeline killed with SIGKILL while catching up on a backlog', () => {
+  it('ends with every decision the replay makes, and any webhook sent twice carries the same id', async () => {
+    // A month of a small bank waits in the topics; the first process is killed a third of the way in.
+    const simulated = simulateBank({ customers: 800, days: 30, start: new Date(0), seed: 5 })
+    const shift = Date.now() - 60_000 - Date.parse(simulated[simulated.length - 1].occurredAt)
+    const events = simulated.map((e) => ({ ...e, occurredAt: new Date(Date.parse(e.occurredAt) + shift).toISOString() }))
+    const lastEventTime = Date.parse(events[events.length - 1].occurredAt)
+    const raw = YAML.parse(readFileSync(DEFAULT_CATALOG_FILE, 'utf8'))
+    raw.policy = { ...raw.policy, ttl: '1000d', quietHours: null }
+    const catalogFile = join(dir, 'catch-up.yaml')
+    writeFileSync(catalogFile, YAML.stringify(raw))
+
+    const expected: string[] = []
+    const catalog = loadCatalogFile(catalogFile)
+    const engine = new EmbeddedPipeline({
+      catalog: () => catalog,
+      allowedLateness: 30_000,
+      outbox: { webhooks: false, alerts: false, rows: false },
+      onOutput: (o) => void expected.push(...o.decisions.filter((d) => d.outcome === 'send').map((d) => d.id)),
+      onDeadLetter: () => {},
+    })
+    for (const event of events) await engine.push({ ok: true, event, at: Date.parse(event.occurredAt), source: { topic: 'replay', partition: 0, offset: '0' } })
+    await engine.finish()
+    expect(expected.length).toBeGreaterThan(50)
+
+    const topicOf = { transaction: catchUpTopics.TRANSACTIONS_TOPIC, app: catchUpTopics.APP_EVENTS_TOPIC, lifecycle: catchUpTopics.LIFECYCLE_TOPIC }
+    for (let i = 0; i < events.length; i += 2000) {
+      const chunk = events.slice(i, i + 2000)
+      await producer.sendBatch({
+        topicMessages: (['transaction', 'app', 'lifecycle'] as const).map((type) => ({
+          topic: topicOf[type],
+          messages: chunk.filter((e) => e.type === type).map((e) => ({ key: e.customerId, value: JSON.stringify(e) })),
+        })),
+      })
+    }
+    const received = receiver.received.length
+    const env = { ...catchUpTopics, REDIS_PREFIX: `${prefix}-c`, GROUP_ID: `gc-${id}`, CATALOG_FILE: catalogFile, ALLOWED_LATENESS: '30s', IDLE_ADVANCE: '2s', CLICKHOUSE_DATABASE: `cp_catchup_${id}` }
+    const applied = async (port: number) => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+      return Number(/cardpulse_events_total\{type="all",result="applied"\} (\d+)/.exec(text)?.[1] ?? 0)
+    }
+    const first = await startPipeline(env)
+    const appliedWhenKilled = await waitFor('a third of the events applied', async () => {
+      const n = await applied(first.port)
+      return n >= events.length / 3 && n
+    }, 60_000, 20)
+    first.child.kill('SIGKILL')
+    await new Promise((r) => first.child.once('exit', r))
+
+    const second = await startPipeline(env)
+    // Past the last event, the live pipeline's clock runs on (idle partitions follow the wall clock).
+    const ours = () => receiver.received.slice(received).filter((w) => Date.parse(w.body.eventTime as string) <= lastEventTime).map((w) => w.body.id as string)
+    await waitFor('every decision the replay sends', () => new Set(ours()).size >= expected.length, 120_000, 500)
+    await new Promise((r) => setTimeout(r, 3000)) // anything extra would arrive now
+    expect(appliedWhenKilled).toBeLessThan(events.length)
+    // A webhook in flight at the kill is sent again with its id (the Idempotency-Key): a repeat the receiver can drop.
+    expect([...new Set(ours())].sort()).toEqual([...expected].sort())
+    expect(receiver.received.slice(received).every((w) => w.verified)).toBe(true)
+    second.child.kill('SIGTERM')
+    expect(await new Promise((r) => second.child.once('exit', r))).toBe(0)
+  }, 240_000)
 })

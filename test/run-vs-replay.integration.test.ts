@@ -20,14 +20,11 @@ import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, ka
  * embedded replay must give the same decisions and alerts, with the same ids. The events arrive
  * at the live pipeline out of order (three topics, several partitions, an extra re-keying hop),
  * so this is also the proof that order within the allowed lateness does not change results.
+ * Two feeds: a day of event time at a time, and the whole history waiting in the topics before
+ * the pipeline starts (catching up on a backlog, where the streams must be aligned in event time).
  */
 
 const DAY = 86_400_000
-// The feed arrives a day of event time at a time, each stream on its own topic: events of one
-// customer reach the pipeline up to a day out of order across streams, within this lateness.
-const LATENESS_DAYS = 2
-const id = uniqueId()
-const topics = freshTopics(`v-${id}`)
 const dir = mkdtempSync(join(tmpdir(), 'cardpulse-vs-'))
 const catalogFile = join(dir, 'catalog.yaml')
 
@@ -50,15 +47,26 @@ const lastEventTime = Date.parse(events[events.length - 1].occurredAt)
 let admin: Admin
 let producer: Producer
 let receiver: Awaited<ReturnType<typeof webhookReceiver>>
-let pipeline: RunningPipeline
+let pipeline: RunningPipeline | undefined
 
 beforeAll(async () => {
   admin = kafka().admin()
   await admin.connect()
-  await createTopics(admin, Object.values(topics), 3)
   producer = kafka().producer()
   await producer.connect()
   receiver = await webhookReceiver()
+})
+
+afterAll(async () => {
+  await pipeline?.stop()
+  await producer?.disconnect()
+  await admin?.disconnect()
+  await receiver?.close()
+})
+
+/** A live pipeline on its own topics, Redis keys and ClickHouse database; the previous one stops. */
+async function startLive(id: string, topics: ReturnType<typeof freshTopics>, allowedLateness: string) {
+  await pipeline?.stop()
   pipeline = await startPipeline(
     parseConfig(RunConfig, {
       kafkaBrokers: KAFKA_BROKERS,
@@ -70,115 +78,144 @@ beforeAll(async () => {
       catalogFile,
       webhookUrl: `${receiver.url}/hooks`,
       webhookSecret: WEBHOOK_SECRET,
-      allowedLateness: `${LATENESS_DAYS}d`,
+      allowedLateness,
       idleAdvance: '1000d',
       clickhouseDatabase: `cp_vs_${id}`,
+      // embedded ClickHouse keeps one data folder per process; each test has its own database
       dataDir: join(dir, 'data'),
     }),
     createLogger('warn'),
   )
-})
+  return pipeline
+}
 
-afterAll(async () => {
-  await pipeline?.stop()
-  await producer?.disconnect()
-  await admin?.disconnect()
-  await receiver?.close()
-})
+const topicOf = (topics: ReturnType<typeof freshTopics>) => ({ transaction: topics.transactionsTopic, app: topics.appEventsTopic, lifecycle: topics.lifecycleTopic })
+
+/** Each stream on its own topic, keyed by customer. */
+async function produce(topics: ReturnType<typeof freshTopics>, chunk: InputEvent[]) {
+  await producer.sendBatch({
+    topicMessages: (['transaction', 'app', 'lifecycle'] as const).map((type) => ({
+      topic: topicOf(topics)[type],
+      messages: chunk.filter((e) => e.type === type).map((e) => ({ key: e.customerId, value: JSON.stringify(e) })),
+    })),
+  })
+}
+
+/** The end of input: an app event per partition of the internal topic, one lateness after the last event. */
+async function endOfInput(topics: ReturnType<typeof freshTopics>, latenessMs: number) {
+  const partitioner = Partitioners.DefaultPartitioner()
+  const partitionMetadata = [0, 1, 2].map((partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }))
+  const ticks = new Map<number, string>()
+  for (let n = 0; ticks.size < 3; n++) ticks.set(partitioner({ topic: topics.eventsTopic, partitionMetadata, message: { key: `tick_${n}`, value: null } }), `tick_${n}`)
+  await producer.send({
+    topic: topics.appEventsTopic,
+    messages: [...ticks.values()].map((customerId) => ({
+      key: customerId,
+      value: JSON.stringify({ type: 'app', eventId: `${customerId}-end`, occurredAt: new Date(lastEventTime + latenessMs + 1).toISOString(), customerId, name: 'login' }),
+    })),
+  })
+}
+
+function replayed(latenessMs: number) {
+  const out = { decisions: [] as Decision[], alerts: [] as RiskAlert[] }
+  const engine = new EmbeddedPipeline({
+    catalog: () => catalog,
+    allowedLateness: latenessMs,
+    outbox: { webhooks: false, alerts: false, rows: false },
+    onOutput: (o) => {
+      out.decisions.push(...o.decisions)
+      out.alerts.push(...o.alerts)
+    },
+    onDeadLetter: () => {},
+  })
+  return (async () => {
+    for (const event of events) await engine.push({ ok: true, event, at: Date.parse(event.occurredAt), source: { topic: 'replay', partition: 0, offset: '0' } })
+    await engine.finish()
+    return out
+  })()
+}
+
+const counted = async (pipeline: RunningPipeline, result: string) => {
+  const m = (await pipeline.metrics.events.get()).values
+  return m.filter((v) => v.labels.result === result).reduce((n, v) => n + v.value, 0)
+}
 
 const comparable = (d: Decision) => ({ id: d.id, trigger: d.trigger, customerId: d.customerId, cardId: d.cardId, outcome: d.outcome, suppressedBy: d.suppressedBy, channel: d.channel, eventTime: d.eventTime, reason: d.reason })
 const byId = <T extends { id: string }>(list: T[]) => [...list].sort((a, b) => (a.id < b.id ? -1 : 1))
 
-describe('cardpulse run and cardpulse replay', () => {
-  it('make the same decisions and alerts, with the same ids', async () => {
-    // Replay, in process.
-    const replayed = { decisions: [] as Decision[], alerts: [] as RiskAlert[] }
-    const engine = new EmbeddedPipeline({
-      catalog: () => catalog,
-      allowedLateness: LATENESS_DAYS * DAY,
-      outbox: { webhooks: false, alerts: false, rows: false },
-      onOutput: (o) => {
-        replayed.decisions.push(...o.decisions)
-        replayed.alerts.push(...o.alerts)
-      },
-      onDeadLetter: () => {},
-    })
-    for (const event of events) await engine.push({ ok: true, event, at: Date.parse(event.occurredAt), source: { topic: 'replay', partition: 0, offset: '0' } })
-    await engine.finish()
-    expect(replayed.decisions.length).toBeGreaterThan(20)
+/** Waits for the live decisions the replay made, then compares decisions and alerts. */
+async function expectSameAsReplay(pipeline: RunningPipeline, expected: { decisions: Decision[]; alerts: RiskAlert[] }) {
+  const db = pipeline.clickhouse.database
+  const live = await waitFor(
+    'the live decisions',
+    async () => {
+      const rows = await pipeline.clickhouse.query<{ n: string }>(`SELECT count() AS n FROM ${db}.decisions FINAL WHERE event_time <= fromUnixTimestamp64Milli(${lastEventTime})`)
+      return Number(rows[0].n) >= expected.decisions.length && rows
+    },
+    180_000,
+    1000,
+  )
+  expect(live).toBeTruthy()
+  await new Promise((r) => setTimeout(r, 2000)) // anything extra would land now
 
-    // Live, through Kafka: each stream on its own topic, keyed by customer, a day at a time.
-    const counted = async (result: string) => {
-      const m = (await pipeline.metrics.events.get()).values
-      return m.filter((v) => v.labels.result === result).reduce((n, v) => n + v.value, 0)
-    }
-    const topicOf = { transaction: topics.transactionsTopic, app: topics.appEventsTopic, lifecycle: topics.lifecycleTopic }
+  const liveDecisions = (await pipeline.clickhouse.query<Record<string, string>>(`SELECT * FROM ${db}.decisions FINAL WHERE event_time <= fromUnixTimestamp64Milli(${lastEventTime})`)).map((r) => ({
+    id: r.id,
+    trigger: r.trigger,
+    customerId: r.customer_id,
+    cardId: r.card_id || undefined,
+    outcome: r.outcome,
+    suppressedBy: r.suppressed_by || undefined,
+    channel: r.channel || undefined,
+    eventTime: new Date(r.event_time.replace(' ', 'T') + 'Z').toISOString(),
+    reason: JSON.parse(r.reason),
+  }))
+  expect(byId(liveDecisions)).toEqual(byId(expected.decisions.map(comparable)))
+
+  const liveAlerts = await pipeline.clickhouse.query<{ id: string; kind: string; customer_id: string; evidence: string }>(`SELECT id, kind, customer_id, evidence FROM ${db}.alerts FINAL`)
+  expect(byId(liveAlerts.map((a) => ({ id: a.id, kind: a.kind, customerId: a.customer_id, evidence: JSON.parse(a.evidence) })))).toEqual(
+    byId(expected.alerts.map((a) => ({ id: a.id, kind: a.kind, customerId: a.customerId, evidence: a.evidence }))),
+  )
+}
+
+describe('cardpulse run and cardpulse replay', () => {
+  it('make the same decisions and alerts, with the same ids, on a feed that arrives a day at a time', async () => {
+    // Events of one customer reach the pipeline up to a day out of order across streams, within this lateness.
+    const lateness = 2 * DAY
+    const expected = await replayed(lateness)
+    expect(expected.decisions.length).toBeGreaterThan(20)
+    const id = uniqueId()
+    const topics = freshTopics(`v-${id}`)
+    await createTopics(admin, Object.values(topics), 3)
+    const live = await startLive(id, topics, '2d')
+
     let sent = 0
     while (sent < events.length) {
       const dayEnd = Date.parse(events[sent].occurredAt) + DAY
       let end = sent
       while (end < events.length && Date.parse(events[end].occurredAt) < dayEnd) end++
-      const chunk = events.slice(sent, end)
-      await producer.sendBatch({
-        topicMessages: (['transaction', 'app', 'lifecycle'] as const).map((type) => ({
-          topic: topicOf[type],
-          messages: chunk.filter((e) => e.type === type).map((e) => ({ key: e.customerId, value: JSON.stringify(e) })),
-        })),
-      })
+      await produce(topics, events.slice(sent, end))
       sent = end
-      await waitFor(`events up to ${sent} applied`, async () => (await counted('applied')) + (await counted('late')) >= sent, 60_000, 50)
+      await waitFor(`events up to ${sent} applied`, async () => (await counted(live, 'applied')) + (await counted(live, 'late')) >= sent, 60_000, 50)
     }
+    expect(await counted(live, 'late')).toBe(0)
+    await endOfInput(topics, lateness)
+    await expectSameAsReplay(live, expected)
+  }, 240_000)
 
-    expect(await counted('late')).toBe(0)
+  it('make the same decisions and alerts when catching up on 45 days waiting in the topics, with 30 s of lateness', async () => {
+    // Fetched as it comes, the sparse lifecycle stream would run weeks ahead of the transactions
+    // and make them late; the ingest stage aligns the streams in event time instead.
+    const lateness = 30_000
+    const expected = await replayed(lateness)
+    const id = uniqueId()
+    const topics = freshTopics(`b-${id}`)
+    await createTopics(admin, Object.values(topics), 3)
+    for (let i = 0; i < events.length; i += 2000) await produce(topics, events.slice(i, i + 2000))
+    await endOfInput(topics, lateness)
+    const live = await startLive(id, topics, '30s')
 
-    // The end of input: an app event per partition of the internal topic, one lateness later.
-    const partitioner = Partitioners.DefaultPartitioner()
-    const partitionMetadata = [0, 1, 2].map((partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }))
-    const ticks = new Map<number, string>()
-    for (let n = 0; ticks.size < 3; n++) ticks.set(partitioner({ topic: topics.eventsTopic, partitionMetadata, message: { key: `tick_${n}`, value: null } }), `tick_${n}`)
-    await producer.send({
-      topic: topics.appEventsTopic,
-      messages: [...ticks.values()].map((customerId) => ({
-        key: customerId,
-        value: JSON.stringify({ type: 'app', eventId: `${customerId}-end`, occurredAt: new Date(lastEventTime + LATENESS_DAYS * DAY + 1).toISOString(), customerId, name: 'login' }),
-      })),
-    })
-
-    const db = pipeline.clickhouse.database
-    const expectedDecisions = replayed.decisions.length
-    const live = await waitFor(
-      'the live decisions',
-      async () => {
-        const rows = await pipeline.clickhouse.query<{ n: string }>(`SELECT count() AS n FROM ${db}.decisions FINAL WHERE event_time <= fromUnixTimestamp64Milli(${lastEventTime})`)
-        if (process.env.DEBUG_VS) {
-          console.log('live decisions', rows[0].n, 'of', expectedDecisions)
-          const m = await pipeline.metrics.registry.getMetricsAsJSON()
-          console.log(JSON.stringify(m.filter((x) => /events_total|decisions_total|dead_letters|timers_fired/.test(x.name)).map((x) => [x.name, (x as any).values])))
-        }
-        return Number(rows[0].n) >= expectedDecisions && rows
-      },
-      180_000,
-      1000,
-    )
-    expect(live).toBeTruthy()
-    await new Promise((r) => setTimeout(r, 2000)) // anything extra would land now
-
-    const liveDecisions = (await pipeline.clickhouse.query<Record<string, string>>(`SELECT * FROM ${db}.decisions FINAL WHERE event_time <= fromUnixTimestamp64Milli(${lastEventTime})`)).map((r) => ({
-      id: r.id,
-      trigger: r.trigger,
-      customerId: r.customer_id,
-      cardId: r.card_id || undefined,
-      outcome: r.outcome,
-      suppressedBy: r.suppressed_by || undefined,
-      channel: r.channel || undefined,
-      eventTime: new Date(r.event_time.replace(' ', 'T') + 'Z').toISOString(),
-      reason: JSON.parse(r.reason),
-    }))
-    expect(byId(liveDecisions)).toEqual(byId(replayed.decisions.map(comparable)))
-
-    const liveAlerts = await pipeline.clickhouse.query<{ id: string; kind: string; customer_id: string; evidence: string }>(`SELECT id, kind, customer_id, evidence FROM ${db}.alerts FINAL`)
-    expect(byId(liveAlerts.map((a) => ({ id: a.id, kind: a.kind, customerId: a.customer_id, evidence: JSON.parse(a.evidence) })))).toEqual(
-      byId(replayed.alerts.map((a) => ({ id: a.id, kind: a.kind, customerId: a.customerId, evidence: a.evidence }))),
-    )
+    await waitFor('every event applied', async () => (await counted(live, 'applied')) + (await counted(live, 'late')) >= events.length + 3, 120_000, 200)
+    expect(await counted(live, 'late')).toBe(0)
+    await expectSameAsReplay(live, expected)
   }, 240_000)
 })
