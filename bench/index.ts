@@ -8,6 +8,7 @@ import { replay } from '../pipeline/replay.ts'
 import { ReplayConfig, parseConfig } from '../pipeline/config.ts'
 import { createLogger } from '../pipeline/log.ts'
 import { benchStateSize } from './stateSize.ts'
+import { benchLive } from './live.ts'
 
 /**
  * `npm run bench`: replay throughput on a simulated bank, and the size of per-customer state in
@@ -22,6 +23,9 @@ const program = new Command()
   .option('--seed <n>', 'simulation seed', '1')
   .option('--redis-url <url>', 'also measure state bytes in this Redis', process.env.REDIS_URL ?? 'redis://127.0.0.1:6379')
   .option('--threads <n>', 'replay threads (default: one per core, at most 4)')
+  .option('--live', 'also measure `cardpulse run` catching up on the bank through Kafka (first --live-days days)')
+  .option('--live-days <n>', 'days of the bank for --live', '30')
+  .option('--kafka-brokers <list>', 'Kafka for --live', process.env.KAFKA_BROKERS ?? '127.0.0.1:19092')
   .parse()
 const opts = program.opts()
 const customers = Number(opts.customers)
@@ -44,6 +48,10 @@ const summary = await replay(parseConfig(ReplayConfig, { input: inputs, out: joi
 const seconds = Number(process.hrtime.bigint() - started) / 1e9
 const events = summary.input.events
 
+const live = opts.live
+  ? await benchLive({ customers, days: Number(opts.liveDays), seed: Number(opts.seed), brokers: opts.kafkaBrokers, redisUrl: opts.redisUrl, partitions: 6 })
+  : undefined
+
 const size = await benchStateSize({ customers: Math.min(customers, 2000), days, seed: Number(opts.seed), redisUrl: opts.redisUrl })
 
 const rows: [string, string][] = [
@@ -54,6 +62,9 @@ const rows: [string, string][] = [
   ['decisions, alerts', `${summary.decisions.total.toLocaleString('en-US')}, ${summary.alerts.total.toLocaleString('en-US')}`],
   ['state per active customer, JSON', `median ${size.json.median} B, p90 ${size.json.p90} B, max ${size.json.max} B`],
   ['state per active customer, as stored (deflate + dictionary)', `median ${size.stored.median} B, p90 ${size.stored.p90} B, max ${size.stored.max} B`],
+  ...(live
+    ? ([['`cardpulse run`, one process, catching up through Kafka (6 partitions per topic)', `${live.events.toLocaleString('en-US')} events (${customers} customers, ${opts.liveDays} days) in ${live.seconds.toFixed(1)} s: ${Math.round(live.events / live.seconds).toLocaleString('en-US')} events/s, ${live.late} late`]] as [string, string][])
+    : []),
   ...(size.redis ? ([['Redis memory per active customer (MEMORY USAGE of the hash / customers)', `${size.redis.perCustomer} B`]] as [string, string][]) : []),
 ]
 console.log('\n| measure | figure |\n|---|---|')
