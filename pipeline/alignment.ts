@@ -73,6 +73,13 @@ export class InputAlignment<T> {
     return !!p && p.next < p.held.length
   }
 
+  /** Events fetched and not yet released. */
+  heldCount(): number {
+    let n = 0
+    for (const p of this.partitions.values()) n += p.held.length - p.next
+    return n
+  }
+
   /** Whether no input partition has a backlog or holds anything: what is read now is new. */
   caughtUp(): boolean {
     const now = this.clock()

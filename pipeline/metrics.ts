@@ -13,6 +13,7 @@ export function createMetrics() {
     deadLetters: new Counter({ name: 'cardpulse_dead_letters_total', help: 'Dead-lettered input messages by error code', labelNames: ['code'], registers: [registry] }),
     timersFired: new Counter({ name: 'cardpulse_timers_fired_total', help: 'Event-time timers fired', registers: [registry] }),
     batchSeconds: new Histogram({ name: 'cardpulse_batch_duration_seconds', help: 'Time to process and commit one batch', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] }),
+    ingestHeld: new Gauge({ name: 'cardpulse_ingest_held_events', help: 'Input events fetched and held back to keep the input streams aligned in event time', registers: [registry] }),
     watermarkLag: new Gauge({ name: 'cardpulse_watermark_lag_seconds', help: 'Wall clock minus the partition watermark', labelNames: ['partition'], registers: [registry] }),
     webhooks: createWebhookMetrics(registry),
     outboxRows: new Counter({ name: 'cardpulse_clickhouse_rows_total', help: 'Rows written to ClickHouse by table', labelNames: ['table'], registers: [registry] }),

@@ -127,6 +127,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       log.warn({ err: (e as Error).message }, 'ingest.forward_failed: will retry')
       return
     }
+    metrics.ingestHeld.set(alignment.heldCount())
     const emptied = [...new Set(released.map((r) => r.key))].filter((key) => !alignment.holding(key))
     if (emptied.length) ingest.resume(emptied.map(topicPartition))
   }
@@ -219,6 +220,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       const key = `${batch.topic}|${batch.partition}`
       await inTurn(async () => {
         alignment.add(key, held, BigInt(batch.lastOffset()) + 1n >= BigInt(batch.highWatermark))
+        metrics.ingestHeld.set(alignment.heldCount())
         // Fetching goes on from after this batch, once all of it has gone.
         resolveOffset(batch.lastOffset())
         await forward()

@@ -18,7 +18,9 @@ describe('InputAlignment', () => {
     expect(a.release()).toEqual([])
     // The sparse stream's batch spans days: what the dense one has reached goes, merged by time.
     a.add('life', batch(500, 10_000, DAY, 2 * DAY), true)
+    expect(a.heldCount()).toBe(7)
     expect(items(a.release())).toEqual([0, 500, 1000, 2000, 10_000])
+    expect(a.heldCount()).toBe(2)
     expect([a.holding('tx'), a.holding('life')]).toEqual([false, true])
     // The dense stream's next batch reaches the sparse stream's next event, less the drift.
     a.add('tx', batch(DAY - 20_000, DAY - 10_000), false)
