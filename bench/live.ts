@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { Kafka, logLevel } from 'kafkajs'
 import { Redis } from 'ioredis'
 import { simulateBank } from '../simulator/bank.ts'
+import { produceStreams } from '../simulator/produce.ts'
 import { startPipeline } from '../pipeline/run.ts'
 import { RunConfig, parseConfig } from '../pipeline/config.ts'
 import { createLogger } from '../pipeline/log.ts'
@@ -33,16 +34,7 @@ export async function benchLive(opts: { customers: number; days: number; seed: n
   const events = simulateBank({ customers: opts.customers, days: opts.days, start: new Date(Date.UTC(2025, 9, 1)), seed: opts.seed })
   const producer = kafka.producer()
   await producer.connect()
-  const topicOf = { transaction: topics.transactionsTopic, app: topics.appEventsTopic, lifecycle: topics.lifecycleTopic }
-  for (let i = 0; i < events.length; i += 2000) {
-    const chunk = events.slice(i, i + 2000)
-    await producer.sendBatch({
-      topicMessages: (['transaction', 'app', 'lifecycle'] as const).map((type) => ({
-        topic: topicOf[type],
-        messages: chunk.filter((e) => e.type === type).map((e) => ({ key: e.customerId, value: JSON.stringify(e) })),
-      })),
-    })
-  }
+  await produceStreams(producer, { transaction: topics.transactionsTopic, app: topics.appEventsTopic, lifecycle: topics.lifecycleTopic }, events)
   await producer.disconnect()
 
   const receiver = createServer((req, res) => req.resume().on('end', () => res.end('ok')))

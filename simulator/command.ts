@@ -3,6 +3,7 @@ import { Kafka, logLevel } from 'kafkajs'
 import { parseConfig } from '../pipeline/config.ts'
 import { simulateBank } from './bank.ts'
 import { writeStreams } from './write.ts'
+import { produceStreams } from './produce.ts'
 import type { Logger } from '../pipeline/log.ts'
 import { progressBar } from '../pipeline/progress.ts'
 
@@ -36,17 +37,10 @@ export async function simulateCommand(raw: Record<string, unknown>, log: Logger)
   const bar = progressBar('simulate', events.length)
   bar.start()
   try {
-    for (let i = 0; i < events.length; i += 1000) {
-      const chunk = events.slice(i, i + 1000)
-      await producer.sendBatch({
-        topicMessages: (Object.keys(topics) as (keyof typeof topics)[]).map((type) => ({
-          topic: topics[type],
-          messages: chunk.filter((e) => e.type === type).map((e) => ({ key: e.customerId, value: JSON.stringify(e) })),
-        })),
-      })
-      bar.events(i + chunk.length)
-      bar.bytes(i + chunk.length)
-    }
+    await produceStreams(producer, topics, events, (sent) => {
+      bar.events(sent)
+      bar.bytes(sent)
+    })
   } finally {
     bar.stop()
     await producer.disconnect()

@@ -11,6 +11,7 @@ import { StoreKeys } from '../pipeline/store/keys.ts'
 import { DEFAULT_CATALOG_FILE, loadCatalogFile } from '../pipeline/catalog/index.ts'
 import { EmbeddedPipeline } from '../pipeline/embedded.ts'
 import { simulateBank } from '../simulator/bank.ts'
+import { produceStreams } from '../simulator/produce.ts'
 import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
 /**
@@ -21,25 +22,21 @@ import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, ka
 const HOUR = 3_600_000
 const CLI = fileURLToPath(new URL('../bin/cardpulse.js', import.meta.url))
 const id = uniqueId()
-const t = freshTopics(`r-${id}`)
-const topics = {
-  TRANSACTIONS_TOPIC: t.transactionsTopic,
-  APP_EVENTS_TOPIC: t.appEventsTopic,
-  LIFECYCLE_TOPIC: t.lifecycleTopic,
-  DLQ_TOPIC: t.dlqTopic,
-  ALERT_TOPIC: t.alertTopic,
-  EVENTS_TOPIC: t.eventsTopic,
+/** Fresh topics, as the environment of `cardpulse run`. */
+function topicsEnv(prefix: string) {
+  const t = freshTopics(prefix)
+  return {
+    TRANSACTIONS_TOPIC: t.transactionsTopic,
+    APP_EVENTS_TOPIC: t.appEventsTopic,
+    LIFECYCLE_TOPIC: t.lifecycleTopic,
+    DLQ_TOPIC: t.dlqTopic,
+    ALERT_TOPIC: t.alertTopic,
+    EVENTS_TOPIC: t.eventsTopic,
+  }
 }
+const topics = topicsEnv(`r-${id}`)
+const catchUpTopics = topicsEnv(`rc-${id}`)
 const prefix = `cp-restart-${id}`
-const c = freshTopics(`rc-${id}`)
-const catchUpTopics = {
-  TRANSACTIONS_TOPIC: c.transactionsTopic,
-  APP_EVENTS_TOPIC: c.appEventsTopic,
-  LIFECYCLE_TOPIC: c.lifecycleTopic,
-  DLQ_TOPIC: c.dlqTopic,
-  ALERT_TOPIC: c.alertTopic,
-  EVENTS_TOPIC: c.eventsTopic,
-}
 const dir = mkdtempSync(join(tmpdir(), 'cardpulse-restart-'))
 writeFileSync(join(dir, 'catalog.yaml'), testCatalogYaml())
 
@@ -189,16 +186,7 @@ describe('a pipeline killed with SIGKILL while catching up on a backlog', () => 
     await engine.finish()
     expect(expected.length).toBeGreaterThan(50)
 
-    const topicOf = { transaction: catchUpTopics.TRANSACTIONS_TOPIC, app: catchUpTopics.APP_EVENTS_TOPIC, lifecycle: catchUpTopics.LIFECYCLE_TOPIC }
-    for (let i = 0; i < events.length; i += 2000) {
-      const chunk = events.slice(i, i + 2000)
-      await producer.sendBatch({
-        topicMessages: (['transaction', 'app', 'lifecycle'] as const).map((type) => ({
-          topic: topicOf[type],
-          messages: chunk.filter((e) => e.type === type).map((e) => ({ key: e.customerId, value: JSON.stringify(e) })),
-        })),
-      })
-    }
+    await produceStreams(producer, { transaction: catchUpTopics.TRANSACTIONS_TOPIC, app: catchUpTopics.APP_EVENTS_TOPIC, lifecycle: catchUpTopics.LIFECYCLE_TOPIC }, events)
     const received = receiver.received.length
     const env = { ...catchUpTopics, REDIS_PREFIX: `${prefix}-c`, GROUP_ID: `gc-${id}`, CATALOG_FILE: catalogFile, ALLOWED_LATENESS: '30s', IDLE_ADVANCE: '2s', CLICKHOUSE_DATABASE: `cp_catchup_${id}` }
     const applied = async (port: number) => {

@@ -10,6 +10,7 @@ import { createLogger } from '../pipeline/log.ts'
 import { DEFAULT_CATALOG_FILE, loadCatalogFile } from '../pipeline/catalog/index.ts'
 import { EmbeddedPipeline } from '../pipeline/embedded.ts'
 import { simulateBank, fraudScenarios } from '../simulator/bank.ts'
+import { produceStreams } from '../simulator/produce.ts'
 import type { Decision } from '../schemas/decision.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
 import type { InputEvent } from '../schemas/events.ts'
@@ -89,17 +90,9 @@ async function startLive(id: string, topics: ReturnType<typeof freshTopics>, all
   return pipeline
 }
 
-const topicOf = (topics: ReturnType<typeof freshTopics>) => ({ transaction: topics.transactionsTopic, app: topics.appEventsTopic, lifecycle: topics.lifecycleTopic })
-
 /** Each stream on its own topic, keyed by customer. */
-async function produce(topics: ReturnType<typeof freshTopics>, chunk: InputEvent[]) {
-  await producer.sendBatch({
-    topicMessages: (['transaction', 'app', 'lifecycle'] as const).map((type) => ({
-      topic: topicOf(topics)[type],
-      messages: chunk.filter((e) => e.type === type).map((e) => ({ key: e.customerId, value: JSON.stringify(e) })),
-    })),
-  })
-}
+const produce = (topics: ReturnType<typeof freshTopics>, events: InputEvent[]) =>
+  produceStreams(producer, { transaction: topics.transactionsTopic, app: topics.appEventsTopic, lifecycle: topics.lifecycleTopic }, events)
 
 /** The end of input: an app event per partition of the internal topic, one lateness after the last event. */
 async function endOfInput(topics: ReturnType<typeof freshTopics>, latenessMs: number) {
@@ -210,7 +203,7 @@ describe('cardpulse run and cardpulse replay', () => {
     const id = uniqueId()
     const topics = freshTopics(`b-${id}`)
     await createTopics(admin, Object.values(topics), 3)
-    for (let i = 0; i < events.length; i += 2000) await produce(topics, events.slice(i, i + 2000))
+    await produce(topics, events)
     await endOfInput(topics, lateness)
     const live = await startLive(id, topics, '30s')
 
