@@ -109,7 +109,7 @@ async function endOfInput(topics: ReturnType<typeof freshTopics>, latenessMs: nu
   })
 }
 
-function replayed(latenessMs: number) {
+async function replayed(latenessMs: number) {
   const out = { decisions: [] as Decision[], alerts: [] as RiskAlert[] }
   const engine = new EmbeddedPipeline({
     catalog: () => catalog,
@@ -121,11 +121,9 @@ function replayed(latenessMs: number) {
     },
     onDeadLetter: () => {},
   })
-  return (async () => {
-    for (const event of events) await engine.push({ ok: true, event, at: Date.parse(event.occurredAt), source: { topic: 'replay', partition: 0, offset: '0' } })
-    await engine.finish()
-    return out
-  })()
+  for (const event of events) await engine.push({ ok: true, event, at: Date.parse(event.occurredAt), source: { topic: 'replay', partition: 0, offset: '0' } })
+  await engine.finish()
+  return out
 }
 
 const counted = async (pipeline: RunningPipeline, result: string) => {
