@@ -20,8 +20,7 @@ import { Window, clamp01, round } from './window.ts'
  * bucket and the BUCKETS − 1 before it, whole, so it reaches back between (BUCKETS − 1) / BUCKETS
  * of the window and the whole window (75 to 90 days by default): purchases in the oldest bucket
  * leave the baseline together, up to window / BUCKETS before they are `window` old, never after.
- * A late purchase is checked against its own bucket and the ones before it as stored, so
- * purchases later than it in the same bucket are in its baseline.
+ * The runtime hands events over in event-time order, so a purchase always falls in the newest bucket.
  */
 
 /** One bucket: purchases, their sum in cents, and the sum of their squares in whole yuan². */
@@ -55,14 +54,11 @@ export const amountAnomaly: Operator<AnomalyState, Params> = {
     const width = Math.ceil(params.window / BUCKETS)
     const s = advance(state.w === width ? state : { w: width, b: 0, k: [] }, Math.floor(at / width))
     if (event.type !== 'transaction' || event.status !== 'approved') return { state: s }
-    const idx = Math.floor(at / width)
-    const offset = s.b - idx // > 0 only for a late purchase in an older bucket
-    if (offset >= BUCKETS) return { state: s } // older than anything kept
     let n = 0
     let cents = 0
     let squares = 0
-    for (let i = offset; i < s.k.length; i++) [n, cents, squares] = [n + s.k[i][0], cents + s.k[i][1], squares + s.k[i][2]]
-    const next = addTo(s, offset, event.amount)
+    for (const [bn, bc, bs] of s.k) [n, cents, squares] = [n + bn, cents + bc, squares + bs]
+    const next = addToNewest(s, event.amount)
     if (n < params.minPurchases) return { state: next }
     const sum = cents / 100
     const mean = sum / n
@@ -91,7 +87,7 @@ export const amountAnomaly: Operator<AnomalyState, Params> = {
             purchases: n,
             minPurchases: params.minPurchases,
             // From the start of the oldest bucket counted to the purchase.
-            baselineDays: round((at - (idx - (BUCKETS - 1)) * width) / 86_400_000, 1),
+            baselineDays: round((at - (s.b - (BUCKETS - 1)) * width) / 86_400_000, 1),
             windowMs: params.window,
           },
         },
@@ -109,12 +105,9 @@ function advance(s: AnomalyState, idx: number): AnomalyState {
   return { ...s, b: idx, k: trim(k) }
 }
 
-function addTo(s: AnomalyState, offset: number, amount: number): AnomalyState {
-  const k = s.k.slice()
-  while (k.length <= offset) k.push([0, 0, 0])
-  const [n, cents, squares] = k[offset]
-  k[offset] = [n + 1, cents + Math.round(amount * 100), squares + Math.round(amount * amount)]
-  return { ...s, k }
+function addToNewest(s: AnomalyState, amount: number): AnomalyState {
+  const [n, cents, squares] = s.k[0] ?? [0, 0, 0]
+  return { ...s, k: [[n + 1, cents + Math.round(amount * 100), squares + Math.round(amount * amount)], ...s.k.slice(1)] }
 }
 
 function trim(k: Bucket[]): Bucket[] {
