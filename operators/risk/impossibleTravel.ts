@@ -9,13 +9,11 @@ import { clamp01, round } from './window.ts'
  * 800 km/h does not fire. Two transactions at the same instant far apart have an infinite speed.
  * Transactions without coordinates, not card-present or not approved are not part of the chain.
  *
- * State: the latest such transaction only (by event time, not arrival). One alert per burst: the
- * transaction that completed a reported jump is marked (`r`), and the next one is not measured
- * against it, so a card alternating between two cities alerts on every other jump rather than on
- * each; a new alert always needs two fresh transactions, as for the count rules.
- *
- * A late transaction is measured against the latest one (earlier or later, by |Δt|); the later of
- * the two is the triggering event (alert time and occurrence), as with sorted input.
+ * State: the latest such transaction only (the runtime hands events over in event-time order).
+ * One alert per burst: the transaction that completed a reported jump is marked (`r`), and the
+ * next one is not measured against it, so a card alternating between two cities alerts on every
+ * other jump rather than on each; a new alert always needs two fresh transactions, as for the
+ * count rules.
  */
 
 export interface Fix {
@@ -55,12 +53,13 @@ export const impossibleTravel: Operator<TravelState, Params> = {
     const last = state.last
     const fix: Fix = { t: at, lat, lon, id: event.eventId }
     // Older than any jump fast enough to fire: nothing to measure against.
-    if (!last || last.r || Math.abs(at - last.t) > horizon(params)) return { state: { last: later(last, fix) } }
-    const [from, to] = last.t <= at ? [last, fix] : [fix, last]
+    if (!last || last.r || at - last.t > horizon(params)) return { state: { last: fix } }
+    const from = last
+    const to = fix
     const distanceKm = haversineKm(from.lat, from.lon, to.lat, to.lon)
     const hours = (to.t - from.t) / HOUR
     const speedKmh = hours > 0 ? distanceKm / hours : Infinity
-    if (!(distanceKm > params.minDistanceKm && speedKmh > params.minSpeedKmh)) return { state: { last: later(last, fix) } }
+    if (!(distanceKm > params.minDistanceKm && speedKmh > params.minSpeedKmh)) return { state: { last: fix } }
     return {
       state: { last: { ...to, r: 1 } },
       effects: [
@@ -100,10 +99,6 @@ export function haversineKm(lat1: number, lon1: number, lat2: number, lon2: numb
 
 /** How long a fix can matter: beyond it, even the farthest point is reached below the speed limit. */
 const horizon = (params: Params) => (MAX_DISTANCE_KM / params.minSpeedKmh) * HOUR
-
-function later(last: Fix | undefined, fix: Fix): Fix {
-  return !last || fix.t >= last.t ? fix : last
-}
 
 function prune(state: TravelState, at: number, params: Params): TravelState {
   return state.last && at - state.last.t > horizon(params) ? {} : state
