@@ -5,8 +5,8 @@ import type { Effect, Operator } from '../types.ts'
 /**
  * bind_wallet_nudge: a card `activated`, and not `bound` `delay` later. Bound in
  * [activatedAt, activatedAt + delay) — or before the activation — means no nudge; bound at exactly
- * the due time or later is a conversion, not a cancel. Evaluated as of the due time, so a `bound`
- * after it that arrives before the timer fires (allowed lateness) does not suppress it.
+ * the due time or later is a conversion, not a cancel: a `bound` at the due instant is applied
+ * before that instant's timers, and does not suppress the nudge. Events reach it in event-time order.
  */
 
 export interface WalletCard {
@@ -39,23 +39,16 @@ export const bindWallet: Operator<BindWalletState, Params> = {
 
     if (event.stage === 'bound') {
       if (card?.done) return { state }
-      if (card?.activatedAt === undefined) {
-        // Bound with no activation seen yet: the activation can only be later or arrive late
-        // (within the allowed lateness), so the card is bound by its due time either way.
-        return { state: withCard(state, event.cardId, { done: true }) }
-      }
+      // Bound before the activation: no nudge when it comes.
+      if (card?.activatedAt === undefined) return { state: withCard(state, event.cardId, { done: true }) }
       if (at >= card.activatedAt + params.delay) return { state } // too late to cancel: the nudge was due
       return { state: withCard(state, event.cardId, { done: true }), effects: [{ kind: 'cancelTimer', key: event.cardId }] }
     }
 
     if (event.stage === 'activated') {
-      if (card?.done) return { state }
-      const activatedAt = Math.min(card?.activatedAt ?? at, at)
-      if (activatedAt === card?.activatedAt) return { state }
-      return {
-        state: withCard(state, event.cardId, { activatedAt }),
-        effects: [{ kind: 'setTimer', key: event.cardId, at: activatedAt + params.delay }],
-      }
+      // A repeated activation keeps the first one's window.
+      if (card?.done || card?.activatedAt !== undefined) return { state }
+      return { state: withCard(state, event.cardId, { activatedAt: at }), effects: [{ kind: 'setTimer', key: event.cardId, at: at + params.delay }] }
     }
 
     if ((event.stage === 'closed' || event.stage === 'declined') && card) {

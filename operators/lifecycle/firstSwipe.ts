@@ -5,8 +5,8 @@ import type { Effect, Operator } from '../types.ts'
 /**
  * first_swipe_incentive: a card `activated`, and no approved transaction on any of the customer's
  * cards in the `delay` after it. The window is [activatedAt, activatedAt + delay): a purchase at
- * exactly the due time is already too late. Events after the due time that arrive before the timer
- * fires (allowed lateness) change nothing, so the outcome is the one of the sorted stream.
+ * exactly the due time is already too late (it is applied before that instant's timers, which is
+ * why the timer, not the purchase, decides). Events reach it in event-time order.
  */
 
 export interface SwipeCard {
@@ -33,7 +33,7 @@ export const firstSwipe: Operator<FirstSwipeState, Params> = {
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 
-  onEvent(state, event, at, { params, facts }) {
+  onEvent(state, event, at, { params }) {
     if (event.type === 'transaction') {
       if (event.status !== 'approved') return { state }
       // A purchase on any card resolves every card whose window holds it.
@@ -41,7 +41,7 @@ export const firstSwipe: Operator<FirstSwipeState, Params> = {
       const effects: Effect[] = []
       for (const [cardId, card] of Object.entries(state.cards ?? {})) {
         if (card.done || card.activatedAt === undefined) continue
-        if (at < card.activatedAt || at >= card.activatedAt + params.delay) continue
+        if (at >= card.activatedAt + params.delay) continue
         next = withCard(next, cardId, { done: true })
         effects.push({ kind: 'cancelTimer', key: cardId })
       }
@@ -51,18 +51,9 @@ export const firstSwipe: Operator<FirstSwipeState, Params> = {
     const card = state.cards?.[event.cardId]
 
     if (event.stage === 'activated') {
-      if (card?.done) return { state }
-      const activatedAt = Math.min(card?.activatedAt ?? at, at)
-      if (activatedAt === card?.activatedAt) return { state }
-      // A purchase already seen at or after the activation means the activation arrived late
-      // (within the allowed lateness, far shorter than the delay): the card is already swiped.
-      const last = facts.lastApprovedAt
-      if (last !== undefined && last >= activatedAt && last < activatedAt + params.delay)
-        return { state: withCard(state, event.cardId, { done: true }), effects: card ? [{ kind: 'cancelTimer', key: event.cardId }] : [] }
-      return {
-        state: withCard(state, event.cardId, { activatedAt }),
-        effects: [{ kind: 'setTimer', key: event.cardId, at: activatedAt + params.delay }],
-      }
+      // A repeated activation keeps the first one's window.
+      if (card?.done || card?.activatedAt !== undefined) return { state }
+      return { state: withCard(state, event.cardId, { activatedAt: at }), effects: [{ kind: 'setTimer', key: event.cardId, at: at + params.delay }] }
     }
 
     if ((event.stage === 'closed' || event.stage === 'declined') && card) {
