@@ -90,8 +90,8 @@ export const churnRetention: Operator<ChurnState, Params> = {
   onEvent(state, event, at, { params, facts, profile }) {
     if (event.type !== 'transaction' || event.status !== 'approved') return { state }
     const effects: Effect[] = []
-    // Daily checks due strictly before this purchase whose timer has not fired yet (an event is
-    // applied before the timers it overtakes) run first, as of their due times.
+    // Daily checks due before this purchase whose timer never ran (the runtime drops the timers of
+    // a trigger while the catalogue disables it) run first, as of their due times.
     let s = runDueChecks(state, facts.spend, params, profile.timezone, at - 1, effects)
     const f = churnFigures(facts.spend, epochDay(at), params)
     s = step(s, f, epochDay(at), at, effects)
