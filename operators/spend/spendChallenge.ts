@@ -50,12 +50,12 @@ export const spendThresholdChallenge: Operator<ChallengeState, Params> = {
     const effects: Effect[] = []
     let s: ChallengeState
     if (state.month !== undefined && month < state.month) {
-      // A late purchase from an earlier month: only last month's total can still matter.
+      // A purchase in an earlier local month (the time zone changed): only last month's total can still matter.
       if (month !== prevMonth(state.month)) return { state }
       s = { ...state, last: state.last + cents }
     } else {
-      // Checks due strictly before this purchase whose timer has not fired yet (an event is applied
-      // before the timers it overtakes) run first, on the totals as of their due times.
+      // Checks due before this purchase whose timer never ran (the runtime drops the timers of a
+      // trigger while the catalogue disables it) run first, on the totals as of their due times.
       s = advance(state, at, false, params, tz, effects)
       s = { ...s, mtd: s.mtd + cents }
     }
