@@ -98,7 +98,7 @@ pipelineOptions(program.command('replay').description('the pipeline in event tim
   .requiredOption('--input <files...>', 'NDJSON files of input events, any mix of the three types; - for stdin')
   .requiredOption('--out <dir>', 'output folder for decisions.ndjson, alerts.ndjson, dlq.ndjson, summary.json')
   .addOption(new Option('--no-progress', 'no progress bar'))
-  .addOption(opt('--threads <n>', 'threads sharing the work (default: one per core, at most 4); the output does not depend on it', 'REPLAY_THREADS'))
+  .addOption(opt('--threads <n>', 'threads sharing the work (default: one per core, up to 4; at most 12); the output does not depend on it', 'REPLAY_THREADS'))
   .action(
     action(async (raw: Record<string, unknown>) => {
       const config = parseConfig(ReplayConfig, raw)
