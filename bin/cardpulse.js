@@ -1,6 +1,22 @@
 #!/usr/bin/env node
-// Runs the TypeScript command line directly: no build step between a checkout and a running pipeline.
-import { register } from 'tsx/esm/api'
-
-register()
-await import('../pipeline/cli.ts')
+// In a checkout the TypeScript sources run directly through tsx (a dev dependency), so an edit
+// needs no build. An install without dev dependencies (the Docker image) runs the JavaScript that
+// `npm run build` compiled into dist/, on plain node.
+let tsx
+try {
+  tsx = await import('tsx/esm/api')
+} catch (e) {
+  if (e?.code !== 'ERR_MODULE_NOT_FOUND') throw e
+}
+if (tsx) {
+  tsx.register()
+  await import('../pipeline/cli.ts')
+} else {
+  try {
+    await import('../dist/pipeline/cli.js')
+  } catch (e) {
+    if (e?.code !== 'ERR_MODULE_NOT_FOUND' || !String(e.message).includes('dist/pipeline/cli.js')) throw e
+    process.stderr.write('cardpulse: no build in dist/ and no tsx to run the sources: run `npm ci` (with dev dependencies), or `npm run build`\n')
+    process.exit(2)
+  }
+}

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander'
-import { createLogger } from './log.ts'
-import { ConfigError, DemoConfig, ReplayConfig, RunConfig, parseConfig } from './config.ts'
+import type { z } from 'zod'
+import { createLogger, type Logger } from './log.ts'
+import { ConfigError, DemoConfig, LogConfig, ReplayConfig, RunConfig, parseConfig } from './config.ts'
 
 /** The command line: run, demo, replay, simulate. Every option has an environment twin. */
 
@@ -14,12 +15,17 @@ const opt = (flags: string, description: string, env?: string) => {
   return env ? o.env(env) : o
 }
 
-function pipelineOptions(cmd: Command): Command {
+function logOptions(cmd: Command): Command {
   return cmd
+    .addOption(opt('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)', 'LOG_LEVEL'))
+    .addOption(opt('--log-format <format>', 'pretty|json (default: pretty on a terminal, else json)', 'LOG_FORMAT'))
+}
+
+function pipelineOptions(cmd: Command): Command {
+  return logOptions(cmd)
     .addOption(opt('--catalog-file <file>', 'trigger catalogue (YAML or JSON); default: the shipped catalogue', 'CATALOG_FILE'))
     .addOption(opt('--catalog <file>', 'the same as --catalog-file'))
     .addOption(opt('--allowed-lateness <duration>', 'how late an event may arrive and still be applied; decisions wait this long for stragglers (default 30s)', 'ALLOWED_LATENESS'))
-    .addOption(opt('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)', 'LOG_LEVEL'))
 }
 
 /** Options of the commands that deliver: the dashboard's port, ClickHouse, webhooks. */
@@ -37,19 +43,23 @@ function commonOptions(cmd: Command): Command {
     .addOption(opt('--webhook-timeout <duration>', 'webhook HTTP timeout (default 10s)', 'WEBHOOK_TIMEOUT'))
 }
 
-const log = createLogger(process.env.LOG_LEVEL)
-
-/** Runs a command; expected failures end with one line that says what to fix. */
-function action<T>(fn: (opts: T) => Promise<void>) {
-  return async (opts: T) => {
+/**
+ * Runs a command: parses its settings, builds the one logger from them, and calls it. Expected
+ * failures end with one line that says what to fix.
+ */
+function action<S extends z.ZodType<LogConfig>>(schema: S, fn: (config: z.infer<S>, log: Logger, raw: Record<string, unknown>) => Promise<unknown>) {
+  return async (raw: Record<string, unknown>) => {
+    let log: Logger | undefined
     try {
-      const given = opts as Record<string, unknown>
-      if (given.catalog !== undefined) given.catalogFile ??= given.catalog
-      await fn(opts)
+      if (raw.catalog !== undefined) raw.catalogFile ??= raw.catalog
+      const config = parseConfig(schema, raw)
+      log = createLogger(config.logLevel, config.logFormat)
+      await fn(config, log, raw)
     } catch (e) {
-      const err = e as Error & { retriable?: boolean }
-      if (err instanceof ConfigError || err.retriable !== undefined || (err as { oneLine?: boolean }).oneLine) {
+      const err = e as Error & { retriable?: boolean; oneLine?: boolean }
+      if (err instanceof ConfigError || err.retriable !== undefined || err.oneLine || !log) {
         process.stderr.write(`cardpulse: ${err.message}\n`)
+        if (!log && !(err instanceof ConfigError)) process.stderr.write(`${err.stack}\n`)
       } else {
         log.fatal({ err }, err.message)
       }
@@ -76,8 +86,7 @@ commonOptions(program.command('run').description('the live pipeline: Kafka in; R
   .addOption(opt('--session-timeout <duration>', 'Kafka consumer session timeout: how soon a dead consumer\'s partitions move (default 30s)', 'SESSION_TIMEOUT'))
   .addOption(opt('--connect-timeout <duration>', 'give up connecting to Kafka/Redis/ClickHouse after this long (default 30s)', 'CONNECT_TIMEOUT'))
   .action(
-    action(async (raw: Record<string, unknown>) => {
-      const config = parseConfig(RunConfig, raw)
+    action(RunConfig, async (config, log) => {
       const { runPipeline } = await import('./run.ts')
       await runPipeline(config, log.child({ cmd: 'run' }))
     }),
@@ -87,8 +96,7 @@ commonOptions(program.command('demo').description('everything on embedded defaul
   .addOption(opt('--input <files...>', 'NDJSON event files to play instead of the bundled sample'))
   .addOption(new Option('--no-serve', 'exit after playing the events instead of serving the dashboard'))
   .action(
-    action(async (raw: Record<string, unknown>) => {
-      const config = parseConfig(DemoConfig, raw)
+    action(DemoConfig, async (config, log) => {
       const { runDemo } = await import('./demo.ts')
       await runDemo(config, log.child({ cmd: 'demo' }))
     }),
@@ -100,15 +108,13 @@ pipelineOptions(program.command('replay').description('the pipeline in event tim
   .addOption(new Option('--no-progress', 'no progress bar'))
   .addOption(opt('--threads <n>', 'threads sharing the work (default: one per core, up to 4; at most 12); the output does not depend on it', 'REPLAY_THREADS'))
   .action(
-    action(async (raw: Record<string, unknown>) => {
-      const config = parseConfig(ReplayConfig, raw)
+    action(ReplayConfig, async (config, log) => {
       const { replay } = await import('./replay.ts')
       await replay(config, log.child({ cmd: 'replay' }))
     }),
   )
 
-program
-  .command('simulate')
+logOptions(program.command('simulate'))
   .description('generate a bank\'s customers and their events, to NDJSON files or to Kafka; deterministic for a seed')
   .addOption(opt('--customers <n>', 'number of customers (default 1000)', 'SIM_CUSTOMERS'))
   .addOption(opt('--days <n>', 'length of the simulated period in days (default 90)', 'SIM_DAYS'))
@@ -120,7 +126,7 @@ program
   .addOption(opt('--app-events-topic <topic>', 'default cards.app-events', 'APP_EVENTS_TOPIC'))
   .addOption(opt('--lifecycle-topic <topic>', 'default cards.lifecycle', 'LIFECYCLE_TOPIC'))
   .action(
-    action(async (raw: Record<string, unknown>) => {
+    action(LogConfig, async (_config, log, raw) => {
       const { simulateCommand } = await import('../simulator/command.ts')
       await simulateCommand(raw, log.child({ cmd: 'simulate' }))
     }),

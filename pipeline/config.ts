@@ -11,11 +11,17 @@ import { Channel } from '../schemas/events.ts'
 const hostPort = /^[^\s:,]+:\d{1,5}$/
 const url = (what: string) => z.string().regex(/^https?:\/\/\S+$/, `must be an http(s) URL for ${what}`)
 
+/** What every command takes: how it logs. */
+export const LogConfig = z.object({
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  logFormat: z.enum(['pretty', 'json'], { message: 'must be pretty or json' }).optional(),
+})
+export type LogConfig = z.infer<typeof LogConfig>
+
 /** What every command that runs the pipeline takes. */
-export const PipelineConfig = z.object({
+export const PipelineConfig = LogConfig.extend({
   catalogFile: z.string().optional(),
   allowedLateness: Duration.prefault('30s'),
-  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 
 /** What the commands that deliver (run, demo) take besides. */

@@ -16,7 +16,8 @@ import type { Logger } from './log.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import { ClickHouseSink, connectClickHouse } from '../sinks/clickhouse.ts'
 import { drainRows } from '../sinks/outbox.ts'
-import { WebhookDispatcher, WebhookSender, verifyWebhook } from '../sinks/webhook.ts'
+import { WebhookDispatcher, WebhookSender } from '../sinks/webhook.ts'
+import { verifyWebhook } from '../sinks/webhookSignature.ts'
 import { DEFAULT_RETRY_POLICY } from '../sinks/retry.ts'
 
 /**

@@ -1,14 +1,17 @@
 import pino, { type Logger } from 'pino'
 
-/** JSON logs for machines; readable lines when a person watches a terminal. */
-export function createLogger(level = process.env.LOG_LEVEL ?? 'info'): Logger {
-  const pretty = process.stdout.isTTY && process.env.LOG_FORMAT !== 'json'
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+export type LogFormat = 'pretty' | 'json'
+
+/** JSON logs for machines; readable lines when a person watches a terminal (unless `json` is asked for). */
+export function createLogger(level: LogLevel = 'info', format: LogFormat | undefined = undefined): Logger {
+  const pretty = (format ?? (process.stdout.isTTY ? 'pretty' : 'json')) === 'pretty'
   return pino({
     level,
     base: { service: 'cardpulse' },
     // Card numbers never reach logs: events and bodies are never logged, and these paths are cut.
     redact: { paths: ['*.original', '*.body', '*.event'], censor: '[redacted]' },
-    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname,service', translateTime: 'HH:MM:ss' } } } : {}),
+    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: process.stdout.isTTY, ignore: 'pid,hostname,service', translateTime: 'HH:MM:ss' } } } : {}),
   })
 }
 

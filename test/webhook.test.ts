@@ -15,12 +15,11 @@ import {
   WebhookSender,
   createWebhookMetrics,
   parseRetryAfter,
-  signWebhook,
-  verifyWebhook,
   type DeliveryRow,
   type WebhookDispatcherOptions,
   type WebhookSenderOptions,
 } from '../sinks/webhook.ts'
+import { signWebhook, verifyWebhook } from '../sinks/webhookSignature.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
