@@ -53,6 +53,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     health: () => ({ ok: true, mode: 'demo' }),
     info: () => ({ mode: 'demo', catalogVersion: catalog.current().version, status, eventsApplied: applied, webhooksReceived: received.size }),
     reloadCatalog: () => catalog.reload(),
+    economics: () => catalog.current().economics,
     // The built-in marketing system: verifies signatures and deduplicates on Idempotency-Key.
     routes(req, res, body) {
       if (req.method !== 'POST' || !req.url?.startsWith('/demo/webhooks')) return false

@@ -4,6 +4,9 @@ import { createRequire } from 'node:module'
 import type { Metrics } from './metrics.ts'
 import type { ClickHouseSink } from '../sinks/clickhouse.ts'
 import type { Logger } from './log.ts'
+import { VIEWS, type ViewName } from './analytics/queries.ts'
+import { FilterError } from './analytics/filter.ts'
+import { Economics } from '../schemas/catalog.ts'
 
 /** The pipeline's HTTP face: the dashboard page, its API, health and Prometheus metrics. */
 
@@ -14,6 +17,8 @@ export interface HttpOptions {
   health: () => { ok: boolean; [k: string]: unknown }
   info: () => Record<string, unknown>
   reloadCatalog?: () => { ok: true; version: string } | { ok: false; error: string }
+  /** The catalogue's economics in force, for the ROI views (default: the catalogue defaults). */
+  economics?: () => Economics
   /** Extra routes, tried first; return true when handled. */
   routes?: (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<boolean> | boolean
   log: Logger
@@ -40,6 +45,20 @@ export async function startHttp(opts: HttpOptions): Promise<Server> {
         const sink = opts.clickhouse()
         if (!sink) return json(res, 503, { error: 'ClickHouse is not connected yet' })
         return json(res, 200, { ...opts.info(), ...(await summary(sink)) })
+      }
+      // The analytics views of pipeline/analytics/queries.ts: GET /api/analytics/roi?from=…&to=…&trigger=…&segment=…
+      const view = /^\/api\/analytics\/([A-Za-z]+)$/.exec(path)?.[1]
+      if (req.method === 'GET' && view) {
+        if (!Object.hasOwn(VIEWS, view)) return json(res, 404, { error: `no analytics view "${view}"; views: ${Object.keys(VIEWS).join(', ')}` })
+        const sink = opts.clickhouse()
+        if (!sink) return json(res, 503, { error: 'ClickHouse is not connected yet' })
+        const filter = new URL(req.url ?? '/', 'http://x').searchParams
+        try {
+          return json(res, 200, await VIEWS[view as ViewName](sink, filter, opts.economics?.() ?? Economics.parse({})))
+        } catch (e) {
+          if (e instanceof FilterError) return json(res, 400, { error: e.message })
+          throw e
+        }
       }
       if (req.method === 'POST' && path === '/api/catalog/reload' && opts.reloadCatalog) {
         const r = opts.reloadCatalog()

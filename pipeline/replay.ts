@@ -9,6 +9,8 @@ import { REPLAY_PARTITIONS, type ShardOptions, type ShardResult } from './replay
 import { NdjsonWriter } from '../sinks/files.ts'
 import { progressBar } from './progress.ts'
 import type { Logger } from './log.ts'
+import { roiFromRows, type ConversionRow } from './analytics/roiFromRows.ts'
+import type { RoiRow } from './analytics/queries.ts'
 
 /**
  * `cardpulse replay`: the pipeline in event time over NDJSON files, on embedded state, sharded by
@@ -22,6 +24,13 @@ export interface ReplaySummary {
   decisions: { total: number; byTrigger: Record<string, Record<string, number>>; suppressedBy: Record<string, number> }
   alerts: { total: number; byKind: Record<string, number> }
   timersFired: number
+  /**
+   * ROI per trigger (CONTRACT §3, §5), computed by embedded ClickHouse from the replay's decisions
+   * and conversion windows with the dashboards' query. A replay sends nothing, so every send
+   * decision counts as delivered: cost = channel cost per send decision + offer value of the
+   * converted treated decisions.
+   */
+  roi: RoiRow[]
 }
 
 export async function replay(config: ReplayConfig, log: Logger): Promise<ReplaySummary> {
@@ -78,6 +87,7 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
     decisions: { total: decisions.length, byTrigger: {}, suppressedBy: {} },
     alerts: { total: alerts.length, byKind: {} },
     timersFired: sum('timersFired'),
+    roi: [],
   }
   summary.input.events = summary.input.applied + summary.input.duplicates + summary.input.deadLetters
   for (const d of decisions) {
@@ -86,6 +96,9 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
     if (d.suppressedBy) summary.decisions.suppressedBy[d.suppressedBy] = (summary.decisions.suppressedBy[d.suppressedBy] ?? 0) + 1
   }
   for (const a of alerts) summary.alerts.byKind[a.kind] = (summary.alerts.byKind[a.kind] ?? 0) + 1
+  // The conversion windows, once the shards report them; until then every window counts as open.
+  const conversions = results.flatMap((r) => (r as ShardResult & { conversions?: ConversionRow[] }).conversions ?? [])
+  summary.roi = await roiFromRows({ decisions, conversions, catalog })
   writeFileSync(join(config.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n')
 
   const seconds = (Date.now() - started) / 1000

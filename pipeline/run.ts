@@ -383,6 +383,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       health: () => ({ ok: consuming, partitions: owned, clickhouse: clickhouseHealthy }),
       info: () => ({ mode: 'run', catalogVersion: catalog.current().version, status: `partitions ${owned.join(',') || 'none yet'}` }),
       reloadCatalog: () => catalog.reload(),
+      economics: () => catalog.current().economics,
     })
   } catch (e) {
     throw new StartupError((e as Error).message)

@@ -75,9 +75,32 @@ export const SignalConfig = z.strictObject({
 })
 export type SignalConfig = z.infer<typeof SignalConfig>
 
+/**
+ * What the decisions cost and earn, for ROI (CONTRACT §5): the cost of one delivered message per
+ * channel, and the interchange rate that turns incremental spend into margin. Offer values are
+ * the triggers' own (`offer.value`), as each decision records them.
+ */
+export const Economics = z.strictObject({
+  /** ISO 4217 code of every amount here, of offer values and of spend. */
+  currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code such as CNY').default('CNY'),
+  /** Margin earned per unit of approved spend, e.g. 0.006 = 0.6%. */
+  interchangeRate: z.number().min(0).max(1).default(0.006),
+  /** Cost of one delivered message, per channel. */
+  channelCost: z
+    .strictObject({
+      sms: z.number().nonnegative().default(0.05),
+      push: z.number().nonnegative().default(0),
+      call: z.number().nonnegative().default(3),
+      app_banner: z.number().nonnegative().default(0),
+    })
+    .prefault({}),
+})
+export type Economics = z.infer<typeof Economics>
+
 export const Catalog = z.strictObject({
   version: z.string().min(1, 'give the catalogue a version, e.g. "2026-11-28.1"'),
   policy: Policy.prefault({}),
+  economics: Economics.prefault({}),
   triggers: z.record(z.string(), TriggerConfig),
   signals: z.record(z.string(), SignalConfig).default({}),
 })

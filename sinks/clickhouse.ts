@@ -1,16 +1,15 @@
-import { readFileSync, mkdirSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import type { OutboxRow } from '../pipeline/store/types.ts'
 import type { Decision } from '../schemas/decision.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
+import { migrate, type MigrationReport } from './migrations.ts'
 
 /**
  * The analytics store: ClickHouse through @clickhouse/client, either a server (CLICKHOUSE_URL) or
  * the embedded chDB engine. The SQL is the same for both.
  */
-
-const SCHEMA_FILE = new URL('../dashboards/clickhouse/schema.sql', import.meta.url)
 
 export interface ClickHouseOptions {
   /** A server URL such as http://127.0.0.1:8123; absent for embedded chDB. */
@@ -44,10 +43,12 @@ export class ClickHouseSink {
     readonly database: string,
   ) {}
 
-  /** Creates the database, tables and views if missing. */
-  async ensureSchema() {
-    const sql = readFileSync(SCHEMA_FILE, 'utf8').replaceAll('{db}', this.database)
-    for (const statement of splitStatements(sql)) await this.client.command({ query: statement })
+  /**
+   * Brings the database to the current schema: applies the migrations in
+   * dashboards/clickhouse/migrations/ not yet recorded in `{db}.schema_migrations` (sinks/migrations.ts).
+   */
+  async ensureSchema(): Promise<MigrationReport> {
+    return migrate(this.client, this.database)
   }
 
   /** Inserts outbox rows, grouped per table. Safe to repeat: rows collapse on their ids. */
@@ -72,16 +73,6 @@ export class ClickHouseSink {
   async close() {
     await this.client.close()
   }
-}
-
-function splitStatements(sql: string): string[] {
-  return sql
-    .split('\n')
-    .filter((line) => !line.trim().startsWith('--'))
-    .join('\n')
-    .split(';')
-    .map((s) => s.trim())
-    .filter(Boolean)
 }
 
 const ts = (iso: string | undefined | null) => (iso ? iso.replace('T', ' ').replace('Z', '') : null)
@@ -150,10 +141,26 @@ const COLUMNS: Record<string, (row: any) => Record<string, unknown>> = {
     decision_id: r.decisionId,
     trigger: r.trigger,
     customer_id: r.customerId,
+    card_id: r.cardId ?? '',
     outcome: r.outcome,
-    event_id: r.eventId,
+    decision_time: ts(r.decisionTime),
+    window_end: ts(r.windowEnd),
+    converted: r.converted ? 1 : 0,
     converted_at: ts(r.convertedAt),
-    amount: r.amount ?? 0,
+    converting_event_id: r.convertingEventId ?? '',
+    engaged: r.engaged ? 1 : 0,
+    spend: r.spend ?? 0,
+    pre_spend: r.preSpend ?? 0,
+    final: r.final ? 1 : 0,
+    version: r.version,
+  }),
+  card_events: (r) => ({
+    customer_id: r.customerId,
+    card_id: r.cardId ?? '',
+    stage: r.stage,
+    event_time: ts(r.eventTime),
+    event_id: r.eventId,
+    segment: r.segment ?? '',
   }),
   event_volume: (r) => ({ id: r.id, hour: ts(r.hour)!.slice(0, 19), type: r.type, events: r.events }),
 }

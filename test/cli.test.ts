@@ -99,6 +99,13 @@ describe('cardpulse command line', () => {
     expect(summary.input.events).toBe(lines)
     expect(summary.input.applied + summary.input.duplicates + summary.input.deadLetters).toBe(lines)
     expect(summary.decisions.byTrigger.activation_reminder.send).toBe(decisions.filter((d) => d.trigger === 'activation_reminder' && d.outcome === 'send').length)
+    // ROI per trigger, computed by embedded ClickHouse: treated and control are the send and control decisions.
+    const assigned = Object.entries(summary.decisions.byTrigger as Record<string, Record<string, number>>).filter(([, o]) => o.send + o.control > 0)
+    expect(summary.roi.map((r: { trigger: string }) => r.trigger)).toEqual(assigned.map(([t]) => t).sort())
+    for (const r of summary.roi) {
+      expect([r.treated, r.control, r.delivered]).toEqual([summary.decisions.byTrigger[r.trigger].send, summary.decisions.byTrigger[r.trigger].control, r.treated])
+      for (const k of ['treatedConversions', 'controlConversions', 'lift', 'liftCi95', 'incrementalSpend', 'cost', 'roi', 'verdict']) expect(r).toHaveProperty(k)
+    }
   })
 
   it('ends every thread at the last event time of the whole input, not of its own customers', () => {
