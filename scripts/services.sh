@@ -18,6 +18,7 @@
 #   KAFKA_VERSION [3.9.1]  4.x works too; switching versions restarts our broker, wipes its data
 #   KAFKA_PORT [19092]  KAFKA_CONTROLLER_PORT [19093]  REDIS_PORT [6379]
 #   REDIS_CLUSTER_PORT [17001]  first of the cluster's three ports (each also uses port + 10000)
+#   CLUSTER_WAIT_TIMEOUT [30] s  for the new cluster to report cluster_state:ok
 #   KAFKA_HEAP_OPTS [-Xms512m -Xmx512m]  KAFKA_WAIT_TIMEOUT [60] s  KAFKA_LOG_LEVEL [WARN]
 #   CARDPULSE_CACHE [~/.cache/cardpulse]  Kafka jars per version, shared by all checkouts
 #   CARDPULSE_STATE [<repo>/.services]    configs, data, logs and pid files
