@@ -45,6 +45,11 @@ export class TimerHeap {
     return this.due.size
   }
 
+  /** Entries held, stale ones included: what the heap's memory grows with. */
+  get entries() {
+    return this.heap.length
+  }
+
   private less(a: TimerEntry, b: TimerEntry) {
     return a.at < b.at || (a.at === b.at && a.member < b.member)
   }

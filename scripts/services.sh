@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Local Kafka + Redis for development, tests and CI, without Docker.
 #
-#   scripts/services.sh [start|stop|status|env] [kafka|redis]...
+#   scripts/services.sh [start|stop|status|env] [kafka|redis|redis-cluster]...
 #
-#   start   start what is not running yet (default; both services unless named)
+#   start   start what is not running yet (default; all three services unless named)
 #   stop    stop what this script started (by recorded pid); never touches other processes
 #   status  show what runs where; exit 1 if a service does not answer
 #   env     print `export ...` lines:  eval "$(scripts/services.sh env)"
 #
 # Kafka: single-node KRaft broker assembled from Maven Central jars (see scripts/kafka/pom.xml),
 # on non-default ports so a Kafka the user runs on 9092 is left alone. Redis: reused if one
-# answers on the port, otherwise installed (apt) if needed and started.
+# answers on the port, otherwise installed (apt) if needed and started. Redis Cluster: three
+# masters (no replicas) on three consecutive ports, for the store's cluster tests
+# (REDIS_CLUSTER_URL); a healthy cluster on those ports is reused, otherwise one is created afresh.
 #
 # Environment (defaults in brackets):
 #   KAFKA_VERSION [3.9.1]  4.x works too; switching versions restarts our broker, wipes its data
 #   KAFKA_PORT [19092]  KAFKA_CONTROLLER_PORT [19093]  REDIS_PORT [6379]
+#   REDIS_CLUSTER_PORT [17001]  first of the cluster's three ports (each also uses port + 10000)
+#   CLUSTER_WAIT_TIMEOUT [30] s  for the new cluster to report cluster_state:ok
 #   KAFKA_HEAP_OPTS [-Xms512m -Xmx512m]  KAFKA_WAIT_TIMEOUT [60] s  KAFKA_LOG_LEVEL [WARN]
 #   CARDPULSE_CACHE [~/.cache/cardpulse]  Kafka jars per version, shared by all checkouts
 #   CARDPULSE_STATE [<repo>/.services]    configs, data, logs and pid files
@@ -50,6 +54,12 @@ KPID="$KSTATE/kafka.pid"
 KCONF="$KSTATE/server.properties"
 RSTATE="$STATE/redis"
 RPID="$STATE/redis.pid"
+REDIS_CLUSTER_PORT="${REDIS_CLUSTER_PORT:-17001}"
+[[ $REDIS_CLUSTER_PORT =~ ^[0-9]+$ ]] && ((REDIS_CLUSTER_PORT >= 1024 && REDIS_CLUSTER_PORT + 2 + 10000 <= 65535)) ||
+  die "REDIS_CLUSTER_PORT must be a port from 1024 to 55533 (the cluster bus uses port + 10000), not '$REDIS_CLUSTER_PORT'"
+CLUSTER_PORTS=("$REDIS_CLUSTER_PORT" "$((REDIS_CLUSTER_PORT + 1))" "$((REDIS_CLUSTER_PORT + 2))")
+CSTATE="$STATE/redis-cluster"
+CLUSTER_WAIT_TIMEOUT="${CLUSTER_WAIT_TIMEOUT:-30}"
 
 now() { local t="$EPOCHREALTIME"; echo "${t/,/.}"; } # some locales use a decimal comma
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
@@ -478,6 +488,165 @@ status_redis() {
   return 1
 }
 
+# -------------------------------------------------------------------------- Redis Cluster
+
+# One node's reply to a command, as text; empty when it does not answer.
+redis_query() { # port command...
+  if command -v redis-cli >/dev/null; then
+    timeout 3 redis-cli -h "$HOST" -p "$1" "${@:2}" 2>/dev/null || true
+    return 0
+  fi
+  # No redis-cli: an inline command, and a bulk or simple-string reply read by hand.
+  (
+    exec 3<>"/dev/tcp/$HOST/$1" || exit 1
+    printf '%s\r\n' "${*:2}" >&3
+    IFS= read -r -t 3 line <&3 || exit 1
+    line="${line%$'\r'}"
+    case $line in
+      '$'*) ((${line#\$} >= 0)) && IFS= read -r -t 3 -N "${line#\$}" body <&3 && printf '%s\n' "$body" ;;
+      '+'*) printf '%s\n' "${line#+}" ;;
+    esac
+  ) 2>/dev/null || true
+}
+
+# A node's `cluster info` field, e.g. cluster_state.
+cluster_field() { # port field
+  redis_query "$1" cluster info | tr -d '\r' | sed -n "s/^$2://p"
+}
+
+# All three nodes say the cluster is ok, with the three of them in it and every slot served.
+cluster_healthy() {
+  local p info
+  for p in "${CLUSTER_PORTS[@]}"; do
+    info=$'\n'"$(redis_query "$p" cluster info | tr -d '\r')"$'\n'
+    [[ $info == *$'\ncluster_state:ok\n'* && $info == *$'\ncluster_known_nodes:3\n'* &&
+      $info == *$'\ncluster_slots_ok:16384\n'* ]] || return 1
+  done
+}
+
+cluster_pidfile() { echo "$CSTATE/$1/redis.pid"; }
+
+# Pid of the node we started on a port, if it still runs (pids get reused).
+cluster_recorded_pid() {
+  local pid comm
+  pid="$(cat "$(cluster_pidfile "$1")" 2>/dev/null || true)"
+  pid_alive "$pid" || return 0
+  read -r comm <"/proc/$pid/comm" 2>/dev/null || return 0
+  [[ $comm == redis-server* ]] && echo "$pid"
+  return 0
+}
+
+# The pids of our running nodes, space-separated.
+cluster_pids() {
+  local p pid out=()
+  for p in "${CLUSTER_PORTS[@]}"; do
+    pid="$(cluster_recorded_pid "$p")"
+    [[ -z $pid ]] || out+=("$pid")
+  done
+  echo "${out[*]}"
+}
+
+cluster_url() {
+  local p urls=()
+  for p in "${CLUSTER_PORTS[@]}"; do urls+=("$HOST:$p"); done
+  local IFS=,
+  echo "redis-cluster://${urls[*]}"
+}
+
+stop_cluster_nodes() {
+  local p pid
+  for p in "${CLUSTER_PORTS[@]}"; do
+    pid="$(cluster_recorded_pid "$p")"
+    [[ -z $pid ]] || stop_pid "$pid" "redis cluster node $p" 10
+    rm -f "$(cluster_pidfile "$p")"
+  done
+}
+
+start_redis-cluster() {
+  local t0 p pids i nodes=() ports="${CLUSTER_PORTS[*]}"
+  t0="$(now)"
+  pids="$(cluster_pids)"
+  if cluster_healthy; then
+    if [[ $pids == *" "*" "* ]]; then # all three nodes are ours
+      echo "redis cluster ready on ${ports// /,} (pids $pids, reused)"
+    else
+      echo "redis cluster ready on ${ports// /,} (external, not managed by services.sh)"
+    fi
+    return 0
+  fi
+  if [[ -n $pids ]]; then
+    log "redis cluster: our nodes (pids $pids) do not form a healthy cluster; creating it afresh"
+    stop_cluster_nodes
+  fi
+  for p in "${CLUSTER_PORTS[@]}"; do
+    port_open "$p" && die "port $p is held by something that is not a node of a healthy three-node Redis Cluster; free it or set REDIS_CLUSTER_PORT"
+    port_open $((p + 10000)) && die "cluster bus port $((p + 10000)) is in use; free it or set REDIS_CLUSTER_PORT"
+  done
+  need_cmd redis-server redis-server redis-tools
+  need_cmd redis-cli redis-tools
+  for p in "${CLUSTER_PORTS[@]}"; do
+    # A node's nodes.conf remembers its old cluster: throwaway test data, so start from nothing.
+    rm -rf "${CSTATE:?}/$p"
+    mkdir -p "$CSTATE/$p"
+    redis-server --daemonize yes --bind "$HOST" --port "$p" --cluster-enabled yes \
+      --cluster-config-file nodes.conf --cluster-node-timeout 5000 --save '' --appendonly no \
+      --dir "$CSTATE/$p" --logfile "$CSTATE/$p/redis.log" --pidfile "$(cluster_pidfile "$p")" </dev/null 9>&- ||
+      die "redis-server failed to start on port $p (see $CSTATE/$p/redis.log)"
+  done
+  for p in "${CLUSTER_PORTS[@]}"; do
+    for ((i = 0; i < 100; i++)); do
+      [[ $(redis_query "$p" ping) == PONG ]] && break
+      sleep 0.1
+    done
+    [[ $(redis_query "$p" ping) == PONG ]] || { stop_cluster_nodes; die "redis cluster node $p did not answer within 10s (see $CSTATE/$p/redis.log)"; }
+  done
+  for p in "${CLUSTER_PORTS[@]}"; do nodes+=("$HOST:$p"); done
+  if ! redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes </dev/null >"$CSTATE/create.log" 2>&1; then
+    tail -n 20 "$CSTATE/create.log" >&2
+    stop_cluster_nodes
+    die "redis-cli --cluster create failed (see $CSTATE/create.log)"
+  fi
+  # Slots are assigned at once, but each node says ok only once the others' gossip reached it.
+  for ((i = 0; i < CLUSTER_WAIT_TIMEOUT * 10; i++)); do
+    if cluster_healthy; then
+      record_started redis-cluster
+      echo "redis cluster ready on ${ports// /,} (pids $(cluster_pids), $(since "$t0"))"
+      return 0
+    fi
+    sleep 0.1
+  done
+  for p in "${CLUSTER_PORTS[@]}"; do log "redis cluster node $p: cluster_state:$(cluster_field "$p" cluster_state)"; done
+  stop_cluster_nodes
+  die "the redis cluster did not report cluster_state:ok within ${CLUSTER_WAIT_TIMEOUT}s (see $CSTATE/*/redis.log)"
+}
+
+stop_redis-cluster() {
+  local pids
+  pids="$(cluster_pids)"
+  stop_cluster_nodes
+  [[ -z $pids ]] || echo "redis cluster stopped (pids $pids)"
+}
+
+status_redis-cluster() {
+  local pids p ports="${CLUSTER_PORTS[*]}"
+  pids="$(cluster_pids)"
+  if cluster_healthy; then
+    if [[ -n $pids ]]; then
+      echo "redis cluster: running on ${ports// /,} (pids $pids, started by services.sh)"
+    else
+      echo "redis cluster: external cluster answering on ${ports// /,} (not managed by services.sh)"
+    fi
+    return 0
+  fi
+  if [[ -n $pids ]]; then
+    echo "redis cluster: our nodes (pids $pids) are not a healthy cluster:"
+    for p in "${CLUSTER_PORTS[@]}"; do echo "  $HOST:$p cluster_state:$(cluster_field "$p" cluster_state)"; done
+    return 1
+  fi
+  echo "redis cluster: not running (ports ${ports// /,})"
+  return 1
+}
+
 # ----------------------------------------------------------------------------------- main
 
 # Serialises start/stop so two callers (a developer and a test run) cannot race on pid files.
@@ -490,9 +659,9 @@ lock_state() {
 cmd="${1:-start}"
 [[ $# -gt 0 ]] && shift
 services=("$@")
-((${#services[@]})) || services=(kafka redis)
+((${#services[@]})) || services=(kafka redis redis-cluster)
 for s in "${services[@]}"; do
-  [[ $s == kafka || $s == redis ]] || die "unknown service '$s' (kafka, redis)"
+  [[ $s == kafka || $s == redis || $s == redis-cluster ]] || die "unknown service '$s' (kafka, redis, redis-cluster)"
 done
 
 case "$cmd" in
@@ -510,8 +679,14 @@ case "$cmd" in
     exit "$rc"
     ;;
   env)
-    echo "export KAFKA_BROKERS=$HOST:$KAFKA_PORT"
-    echo "export REDIS_URL=redis://$HOST:$REDIS_PORT"
+    # Only the services named, so that a cluster not started is not handed to the tests.
+    for s in "${services[@]}"; do
+      case "$s" in
+        kafka) echo "export KAFKA_BROKERS=$HOST:$KAFKA_PORT" ;;
+        redis) echo "export REDIS_URL=redis://$HOST:$REDIS_PORT" ;;
+        redis-cluster) echo "export REDIS_CLUSTER_URL=$(cluster_url)" ;;
+      esac
+    done
     ;;
   -h | --help | help)
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"

@@ -8,6 +8,7 @@ import { Decision } from '../schemas/decision.ts'
 import { DeadLetter } from '../schemas/deadLetter.ts'
 import { partitionOf } from '../pipeline/partitioner.ts'
 import { REPLAY_PARTITIONS } from '../pipeline/replayShard.ts'
+import { STREAM_FILES } from '../simulator/write.ts'
 
 /** The command line as a user runs it: `npx cardpulse …` through bin/cardpulse.js. */
 
@@ -141,11 +142,22 @@ describe('cardpulse command line', () => {
   })
 
   it('simulates the same bank for the same seed', () => {
-    const a = mkdtempSync(join(tmpdir(), 'cardpulse-sim-a-'))
-    const b = mkdtempSync(join(tmpdir(), 'cardpulse-sim-b-'))
-    expect(cardpulse(['simulate', '--customers', '50', '--days', '20', '--seed', '3', '--out', a]).code).toBe(0)
-    expect(cardpulse(['simulate', '--customers', '50', '--days', '20', '--seed', '3', '--out', b]).code).toBe(0)
-    expect(readFileSync(join(a, 'transactions.ndjson'))).toEqual(readFileSync(join(b, 'transactions.ndjson')))
+    const simulate = (seed: string) => {
+      const dir = mkdtempSync(join(tmpdir(), `cardpulse-sim-${seed}-`))
+      expect(cardpulse(['simulate', '--customers', '50', '--days', '20', '--seed', seed, '--out', dir]).code).toBe(0)
+      return dir
+    }
+    const [a, b, other] = [simulate('3'), simulate('3'), simulate('4')]
+    const files = Object.values(STREAM_FILES).sort()
+    expect(readdirSync(a).sort()).toEqual(files)
+    expect(readdirSync(b).sort()).toEqual(files)
+    for (const f of files) {
+      const bytes = readFileSync(join(a, f))
+      expect(bytes.length, f).toBeGreaterThan(0)
+      expect(bytes.equals(readFileSync(join(b, f))), `${f} differs between two runs with seed 3`).toBe(true)
+      // Not a constant either: another seed is another bank.
+      expect(bytes.equals(readFileSync(join(other, f))), `${f} is the same for seeds 3 and 4`).toBe(false)
+    }
   })
 })
 

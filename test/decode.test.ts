@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { decode, MAX_MESSAGE_BYTES } from '../pipeline/decode.ts'
+import { decode, MAX_MESSAGE_BYTES, type Decoded } from '../pipeline/decode.ts'
 import { containsPan, luhnValid, maskPans } from '../pipeline/pan.ts'
-import { DeadLetter } from '../schemas/deadLetter.ts'
+import { DeadLetter, DeadLetterCode } from '../schemas/deadLetter.ts'
+import { InputEvent } from '../schemas/events.ts'
 import { badInputSamples } from '../simulator/bank.ts'
 
 const source = { topic: 'cards.transactions', partition: 2, offset: '41' }
@@ -73,19 +74,54 @@ describe('decode at the edge', () => {
     for (const line of badInputSamples('2026-09-20T10:00:00Z')) expect(decode(line, source).ok).toBe(false)
   })
 
-  it('never throws, whatever the bytes', () => {
+  it('makes every input an event or a dead letter with a reason, whatever the bytes (fuzz)', () => {
+    let events = 0
+    let deadLetters = 0
+    /** Either a valid event of the stream's type, or a dead letter naming its source, code and reason. */
+    const outcome = (d: Decoded, expected?: string) => {
+      if (d.ok) {
+        events++
+        expect(InputEvent.parse(d.event)).toEqual(d.event)
+        if (expected) expect(d.event.type).toBe(expected)
+        return
+      }
+      deadLetters++
+      expect(DeadLetter.parse(d.deadLetter)).toEqual(d.deadLetter)
+      expect(DeadLetterCode.options).toContain(d.deadLetter.error.code)
+      expect(d.deadLetter.error.message.trim().length).toBeGreaterThan(5)
+      expect(d.deadLetter.error.path).toMatch(/^\$/)
+      expect(d.deadLetter.source).toEqual(source)
+    }
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
-        const d = decode(Buffer.from(bytes), source)
-        expect(typeof d.ok).toBe('boolean')
+        outcome(decode(Buffer.from(bytes), source))
       }),
     )
     fc.assert(
       fc.property(fc.jsonValue(), (value) => {
         const d = decode(JSON.stringify(value) ?? 'null', source, 'transaction')
         expect(d.ok).toBe(false)
+        outcome(d, 'transaction')
       }),
     )
+    // A valid transaction with fields dropped or replaced by any JSON: some stay valid, most not.
+    const keys = [...Object.keys(tx), 'currency', 'merchant.name', 'merchant.mcc', 'merchant.country']
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom(...keys), fc.option(fc.jsonValue(), { freq: 4, nil: undefined })), { maxLength: 3 }), fc.constantFrom(undefined, 'transaction', 'app'), (edits, expected) => {
+        const value: Record<string, any> = structuredClone(tx)
+        for (const [key, v] of edits) {
+          const [outer, inner] = key.split('.')
+          const target = inner ? (value[outer] = typeof value[outer] === 'object' && value[outer] ? value[outer] : {}) : value
+          if (v === undefined) delete target[inner ?? outer]
+          else target[inner ?? outer] = v
+        }
+        outcome(decode(JSON.stringify(value), source, expected as 'transaction' | 'app' | undefined), expected)
+      }),
+      { numRuns: 500 },
+    )
+    // Both outcomes were exercised.
+    expect(events).toBeGreaterThan(20)
+    expect(deadLetters).toBeGreaterThan(500)
   })
 })
 

@@ -149,6 +149,40 @@ describe('churn_retention', () => {
     expect(of(h, 'churn_retention')).toHaveLength(1)
   })
 
+  it('fires once while spend stays low for seven weeks, however its purchases enter and leave the window', async () => {
+    const h = harness()
+    await h.send(...daily('c1', S + 1))
+    // From 3000 a month to about 1290 (300 a week, 43% of the average): the 30 days hold four or
+    // five of these purchases, and the pre-drop days roll out one by one, so the window's spend
+    // crosses half the average back and forth; none of that is a recovery.
+    for (let week = 0; week < 7; week++) await h.send(transaction('c1', iso(at(S + 1 + 7 * week)), 300))
+    await h.advanceTo(at(S + 1 + 7 * 7))
+    const ds = of(h, 'churn_retention')
+    // Day S+28 at 10:00 local: 2 × 100 + 4 × 300 = 1400 in the 30 days.
+    expect(ds.map((d) => d.eventTime)).toEqual([iso(at(S + 28, 2))])
+    const { customers } = await h.store.load(0, ['c1'], -Infinity)
+    expect((customers.get('c1') as CustomerRecord).ops.churn).toMatchObject({ episode: epochDay(at(S + 28)) })
+  })
+
+  it('fires a second time after spend recovered from the drop and fell again', async () => {
+    const h = harness()
+    await h.send(...daily('c1', S + 1))
+    for (let week = 0; week < 5; week++) await h.send(transaction('c1', iso(at(S + 1 + 7 * week)), 300))
+    expect(of(h, 'churn_retention')).toHaveLength(1)
+    // Day S+36: 1600 spent since the drop, at least half of the 3000 average: the episode ends.
+    await h.send(transaction('c1', iso(at(S + 36)), 1300))
+    const { customers } = await h.store.load(0, ['c1'], -Infinity)
+    expect((customers.get('c1') as CustomerRecord).ops.churn).not.toHaveProperty('episode')
+    // Back to 300 a week: once the 1300 has left the 30 days, spend is below half again.
+    for (let week = 6; week < 14; week++) await h.send(transaction('c1', iso(at(S + 1 + 7 * week)), 300))
+    await h.advanceTo(at(S + 1 + 7 * 14))
+    const ds = of(h, 'churn_retention')
+    expect(ds).toHaveLength(2)
+    expect(Date.parse(ds[1].eventTime)).toBeGreaterThan(at(S + 36 + 29))
+    expect(ds[1].reason.ratio).toBeLessThan(0.5)
+    expect(ds[0].id).not.toBe(ds[1].id)
+  })
+
   it('stops the daily check once no baseline can qualify any more', async () => {
     const h = harness()
     await h.send(...daily('c1', S + 1))
@@ -168,6 +202,21 @@ describe('churn_retention', () => {
     // Exactly half is not a drop.
     const half = churnFigures(addSpend(addSpend(emptyLedger(), at(0), 3000), at(35), 500), day0 + 40, params)
     expect(half).toMatchObject({ recentSpend: 500, ratio: 0.5, dropped: false, recovered: true })
+  })
+
+  it('judges recovery on spend from the episode day on (pure figures)', () => {
+    const params = churnRetention.parseParams({})
+    const day0 = epochDay(at(0))
+    // 3000 in the baseline; 1000 just before the drop on day 40 and 600 after it: the 30 days
+    // hold 1600, half the average and more, but only 600 of it came after the drop.
+    let l = addSpend(emptyLedger(), at(0), 9000)
+    l = addSpend(addSpend(l, at(39), 1000), at(42), 600)
+    expect(churnFigures(l, day0 + 45, params)).toMatchObject({ recentSpend: 1600, recovered: true })
+    expect(churnFigures(l, day0 + 45, params, day0 + 40)).toMatchObject({ recentSpend: 1600, recovered: false })
+    l = addSpend(l, at(45), 900)
+    expect(churnFigures(l, day0 + 45, params, day0 + 40)).toMatchObject({ recovered: true })
+    // An episode older than the window: the whole window counts.
+    expect(churnFigures(l, day0 + 45, params, day0 - 100)).toMatchObject({ recovered: true })
   })
 
   it('rejects windows longer than the spend history kept', () => {

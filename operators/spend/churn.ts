@@ -15,11 +15,14 @@ import type { Effect, Moment, Operator } from '../types.ts'
  * the check's day, and a month is 30 days.
  *
  * One moment per episode: after firing, none until spend recovers to at least `dropBelow` of the
- * (current) baseline; a later drop is then a new episode.
+ * (current) baseline; a later drop is then a new episode. Recovery counts only spend from the
+ * episode's day on: right after a drop the recent window still holds the spend from before it, and
+ * a customer whose spend stays low hovers at the threshold as purchases enter the window and old
+ * ones leave it, so judging recovery on the whole window would reopen the episode every week or so.
  */
 
 export interface ChurnState {
-  /** Epoch day on which the open episode fired; absent when there is none. */
+  /** Epoch day on which the open episode fired (recovery counts spend from it on); absent when there is none. */
   episode?: number
   /** Due time of the armed daily check; absent when none is armed. */
   check?: number
@@ -55,16 +58,21 @@ export interface ChurnFigures {
   /** Recent spend (per 30 days) over the baseline monthly average. */
   ratio: number
   dropped: boolean
+  /** Spend in the recent window from day `since` on is at least `dropBelow` of the baseline average. */
   recovered: boolean
   /** Whether the spend on record could still form a qualifying baseline later without new spend. */
   watch: boolean
 }
 
-/** The churn figures as of the end of epoch day `day`. Pure; exported for tests. */
-export function churnFigures(spend: SpendLedger, day: number, p: Params): ChurnFigures {
+/**
+ * The churn figures as of the end of epoch day `day`, recovery judged on spend from epoch day
+ * `since` on (the open episode's day). Pure; exported for tests.
+ */
+export function churnFigures(spend: SpendLedger, day: number, p: Params, since = -Infinity): ChurnFigures {
   const r = Math.max(1, Math.round(p.recentWindow / DAY))
   const b = Math.max(1, Math.round(p.baselineWindow / DAY))
   const recentSpend = spendBetween(spend, day - r + 1, day)
+  const sinceSpend = since > day - r + 1 ? spendBetween(spend, since, day) : recentSpend
   const baseline = spendBetween(spend, day - r - b + 1, day - r)
   const monthly = (baseline * MONTH_DAYS) / b
   const recentMonthly = (recentSpend * MONTH_DAYS) / r
@@ -76,7 +84,7 @@ export function churnFigures(spend: SpendLedger, day: number, p: Params): ChurnF
     baselineMonthlyAverage: Math.round(monthly * 100) / 100,
     ratio,
     dropped: monthly > 0 && monthly >= p.minMonthlyAverage && recentMonthly < p.dropBelow * monthly,
-    recovered: monthly > 0 ? recentMonthly >= p.dropBelow * monthly : recentSpend > 0,
+    recovered: monthly > 0 ? (sinceSpend * MONTH_DAYS) / r >= p.dropBelow * monthly : sinceSpend > 0,
     watch: horizon > 0 && (horizon * MONTH_DAYS) / b >= p.minMonthlyAverage,
   }
 }
@@ -93,7 +101,7 @@ export const churnRetention: Operator<ChurnState, Params> = {
     // Daily checks due before this purchase whose timer never ran (the runtime drops the timers of
     // a trigger while the catalogue disables it) run first, as of their due times.
     let s = runDueChecks(state, facts.spend, params, profile.timezone, at - 1, effects)
-    const f = churnFigures(facts.spend, epochDay(at), params)
+    const f = churnFigures(facts.spend, epochDay(at), params, s.episode)
     s = step(s, f, epochDay(at), at, effects)
     // A purchase only raises recent spend until it moves into the baseline `recentWindow` later:
     // the check planned before it stays valid until then, so check by then at the latest.
@@ -123,7 +131,7 @@ function runDueChecks(state: ChurnState, spend: SpendLedger, p: Params, tz: stri
   for (let i = 0; s.check !== undefined && s.check <= upTo && i < MAX_CATCH_UP; i++) {
     const due = s.check
     const day = epochDay(due)
-    const f = churnFigures(spend, day, p)
+    const f = churnFigures(spend, day, p, s.episode)
     s = step(s, f, day, due, effects)
     // While an episode is open only a purchase can end it: no check until one comes.
     s = withCheck(s, s.episode === undefined && f.watch ? projectDrop(spend, due, p, tz) : undefined)

@@ -14,7 +14,7 @@ import { testCatalogYaml } from './services.ts'
  * with timestamps, advance the watermark, read what came out.
  */
 export class PipelineHarness {
-  readonly store = new MemoryStore()
+  readonly store: MemoryStore
   readonly decisions: Decision[] = []
   readonly alerts: RiskAlert[] = []
   readonly deadLetters: DeadLetter[] = []
@@ -36,8 +36,11 @@ export class PipelineHarness {
        * was sent is then applied and decided at once; a later send at an earlier or equal time is late.
        */
       settle?: boolean
+      /** Another harness's store: a new processor on it is the pipeline after a restart. */
+      store?: MemoryStore
     } = {},
   ) {
+    this.store = opts.store ?? new MemoryStore()
     this.settle = opts.settle ?? false
     this.processor = new PartitionProcessor({
       partition: 0,
