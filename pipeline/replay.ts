@@ -70,6 +70,10 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
   writeNdjson(join(config.out, 'decisions.ndjson'), decisions)
   writeNdjson(join(config.out, 'alerts.ndjson'), alerts)
   writeNdjson(join(config.out, 'dlq.ndjson'), deadLetters)
+  const conversions = results
+    .flatMap((r) => r.conversions)
+    .sort((a, b) => (a.decisionTime < b.decisionTime ? -1 : a.decisionTime > b.decisionTime ? 1 : a.decisionId < b.decisionId ? -1 : a.decisionId > b.decisionId ? 1 : 0))
+  writeNdjson(join(config.out, 'conversions.ndjson'), conversions)
 
   const sum = (k: 'applied' | 'duplicates' | 'late' | 'timersFired') => results.reduce((n, r) => n + r[k], 0)
   const summary: ReplaySummary = {
