@@ -1,5 +1,6 @@
 import type { InputEvent, LifecycleStage } from '../schemas/events.ts'
 import type { Severity } from '../schemas/alert.ts'
+import { localMonth } from './time.ts'
 import { addSpend, emptyLedger, epochDay, activeDaysBetween, spendInLastDays, DAY, type SpendLedger } from './ledger.ts'
 
 /**
@@ -24,13 +25,16 @@ export interface CustomerFacts {
   /** Approved transactions, lifetime. */
   approved: number
   spend: SpendLedger
+  /** Approved spend in the customer's latest local calendar month, in cents (month_spend goals). */
+  month?: { month: string; cents: number }
   /** High-water marks of recent alerts (≤ 90 days, at most 8), oldest first. */
   alerts: { at: number; severity: Severity }[]
 }
 
 export const initialFacts = (): CustomerFacts => ({ cards: {}, approved: 0, spend: emptyLedger(), alerts: [] })
 
-export function foldFacts(facts: CustomerFacts, event: InputEvent, at: number): CustomerFacts {
+/** `timezone`: the profile's, which decides the local month of a purchase. */
+export function foldFacts(facts: CustomerFacts, event: InputEvent, at: number, timezone = 'Asia/Shanghai'): CustomerFacts {
   if (event.type === 'lifecycle') {
     const card = facts.cards[event.cardId]
     const next: CardFacts = {
@@ -48,10 +52,21 @@ export function foldFacts(facts: CustomerFacts, event: InputEvent, at: number): 
       firstApprovedAt: Math.min(facts.firstApprovedAt ?? at, at),
       lastApprovedAt: Math.max(facts.lastApprovedAt ?? at, at),
       spend: addSpend(facts.spend, at, event.amount),
+      month: addToMonth(facts.month, localMonth(at, timezone).month, event.amount),
     }
   }
   return facts
 }
+
+function addToMonth(current: CustomerFacts['month'], month: string, amount: number): CustomerFacts['month'] {
+  const cents = Math.round(amount * 100)
+  if (!current || month > current.month) return { month, cents }
+  // A purchase in an earlier local month (the time zone changed) no longer moves this month's total.
+  return month === current.month ? { month, cents: current.cents + cents } : current
+}
+
+/** Approved spend (cents) in the local month `month` so far: 0 unless it is the latest month on record. */
+export const monthSpendCents = (facts: CustomerFacts, month: string) => (facts.month?.month === month ? facts.month.cents : 0)
 
 export function recordAlert(facts: CustomerFacts, at: number, severity: Severity): CustomerFacts {
   const alerts = [...facts.alerts.filter((a) => at - a.at < 90 * DAY), { at, severity }].slice(-8)

@@ -88,6 +88,30 @@ export function nextLocalDay(ms: number, timeZone: string): number {
   return zonedInstant(d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), t.hour, t.minute, timeZone)
 }
 
+export interface LocalMonth {
+  /** "2026-10" */
+  month: string
+  /** Local midnight of its first day, and of the next month's first day (the end, exclusive). */
+  from: number
+  until: number
+}
+
+/** The local month asked for last, per zone: events come in time order, so mostly the same one. */
+const lastMonth = new Map<string, LocalMonth>()
+
+/** The local calendar month of `ms` in `timeZone`. */
+export function localMonth(ms: number, timeZone: string): LocalMonth {
+  const last = lastMonth.get(timeZone)
+  if (last && ms >= last.from && ms < last.until) return last
+  const t = localTime(ms, timeZone)
+  const month = `${t.year}-${String(t.month).padStart(2, '0')}`
+  const from = zonedInstant(t.year, t.month, 1, 0, 0, timeZone)
+  const until = t.month === 12 ? zonedInstant(t.year + 1, 1, 1, 0, 0, timeZone) : zonedInstant(t.year, t.month + 1, 1, 0, 0, timeZone)
+  const m = { month, from, until }
+  lastMonth.set(timeZone, m)
+  return m
+}
+
 const clocks = new Map<string, number>()
 
 export function minutesOfDay(clock: string): number {

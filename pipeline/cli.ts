@@ -104,7 +104,7 @@ commonOptions(program.command('demo').description('everything on embedded defaul
 
 pipelineOptions(program.command('replay').description('the pipeline in event time over NDJSON files; writes decisions, alerts, dead letters and a summary'))
   .requiredOption('--input <files...>', 'NDJSON files of input events, any mix of the three types; - for stdin')
-  .requiredOption('--out <dir>', 'output folder for decisions.ndjson, alerts.ndjson, dlq.ndjson, summary.json')
+  .requiredOption('--out <dir>', 'output folder for decisions.ndjson, alerts.ndjson, dlq.ndjson, conversions.ndjson, summary.json')
   .addOption(new Option('--no-progress', 'no progress bar'))
   .addOption(opt('--threads <n>', 'threads sharing the work (default: one per core, up to 4; at most 12); the output does not depend on it', 'REPLAY_THREADS'))
   .action(

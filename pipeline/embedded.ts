@@ -4,6 +4,8 @@ import type { SourceItem } from './sources/ndjson.ts'
 import { MemoryStore } from './store/memory.ts'
 import { PartitionProcessor, type BatchOutput, type ProcessorOptions, type StreamMessage } from './processor.ts'
 import { partitionOf } from './partitioner.ts'
+import { rowOf } from './conversions.ts'
+import type { Conversion } from '../schemas/conversion.ts'
 
 /**
  * The pipeline on embedded defaults (demo, replay): in-process streams, in-memory state, the same
@@ -82,6 +84,14 @@ export class EmbeddedPipeline {
   async finish(lastEventTime = this.maxEventTime) {
     for (let p = 0; p < this.processors.length; p++) await this.flush(p)
     if (lastEventTime > -Infinity) for (const processor of this.processors) await this.opts.onOutput(await processor.advanceTo(lastEventTime))
+  }
+
+  /** The current state of every attribution window still open, as rows that are not final (replay's end of input). */
+  openConversions(): Conversion[] {
+    const rows: Conversion[] = []
+    for (const processor of this.processors)
+      for (const [customerId, rec] of this.store.records(processor.partition)) for (const w of rec.conversions ?? []) rows.push(rowOf(customerId, w, false, w.version))
+    return rows
   }
 
   private async flush(p: number) {

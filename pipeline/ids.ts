@@ -18,3 +18,11 @@ export const deadLetterId = (topic: string, partition: number, offset: string) =
 export function holdoutBucket(customerId: string, trigger: string): number {
   return parseInt(digest('holdout', customerId, trigger).slice(0, 8), 16) % 10_000
 }
+
+/**
+ * A stable bucket in [0, 10000) for the global control group: the customer alone, salted apart
+ * from the per-trigger holdout so that the two assignments are independent.
+ */
+export function globalHoldoutBucket(customerId: string): number {
+  return parseInt(digest('global-holdout', customerId).slice(0, 8), 16) % 10_000
+}

@@ -6,7 +6,8 @@ import { hasConsent } from '../operators/profile.ts'
 import { riskLevel, valueTier, type CustomerFacts } from '../operators/facts.ts'
 import type { Audience } from '../schemas/catalog.ts'
 import { afterQuietHours } from '../operators/time.ts'
-import { decisionId, holdoutBucket } from './ids.ts'
+import { decisionId, globalHoldoutBucket, holdoutBucket } from './ids.ts'
+import { attributionWindowEnd } from './conversions.ts'
 
 /**
  * The decision step: the contact policy that turns detected moments into decisions.
@@ -88,7 +89,7 @@ function decideOne(
     ...(offer ? { offer } : {}),
     reason: moment.reason,
     catalogVersion: catalog.version,
-    attributionWindowDays: Math.max(1, Math.round(trigger.attributionWindow / 86_400_000)),
+    attributionWindowDays: attributionWindowDays(trigger, eventTime, profile.timezone),
   }
   const suppress = (by: SuppressedBy) => ({ state, decision: { ...base, outcome: 'suppressed' as const, suppressedBy: by } })
 
@@ -110,13 +111,21 @@ function decideOne(
         lastContact: { ...recentContacts(state.lastContact, eventTime, catalog), [moment.trigger]: eventTime },
         contacts: [...state.contacts.filter((t) => eventTime - t < policy.capWindow), eventTime],
       }
+  if (!service && globalHoldoutBucket(customerId) < policy.globalHoldoutPercent * 100)
+    return { state: counted, decision: { ...base, outcome: 'control', holdout: 'global' } }
   const holdout = service ? 0 : (trigger.holdoutPercent ?? policy.holdoutPercent)
-  if (holdoutBucket(customerId, moment.trigger) < holdout * 100) return { state: counted, decision: { ...base, outcome: 'control' } }
+  if (holdoutBucket(customerId, moment.trigger) < holdout * 100) return { state: counted, decision: { ...base, outcome: 'control', holdout: 'trigger' } }
 
   const quiet = service ? null : policy.quietHours
   const sendAt = quiet ? afterQuietHours(decidedAt, profile.timezone, quiet.start, quiet.end) : decidedAt
   if (sendAt >= expiresAt) return suppress('expired')
   return { state: counted, decision: { ...base, outcome: 'send', sendAt: iso(sendAt) } }
+}
+
+/** Whole days of the attribution window (a month_spend goal's: the days left in the local month, begun ones counted). */
+function attributionWindowDays(trigger: TriggerConfig, eventTime: number, timezone: string): number {
+  const days = (attributionWindowEnd(trigger, eventTime, timezone) - eventTime) / 86_400_000
+  return Math.max(1, trigger.goal.kind === 'month_spend' ? Math.ceil(days) : Math.round(days))
 }
 
 /** Last contacts still inside some trigger's cooldown; older ones can no longer matter. */

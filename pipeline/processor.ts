@@ -2,6 +2,7 @@ import type { Catalog } from '../schemas/catalog.ts'
 import type { Decision } from '../schemas/decision.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
+import type { Conversion } from '../schemas/conversion.ts'
 import type { InputEvent } from '../schemas/events.ts'
 import type { Effect, Moment, Operator, OperatorContext } from '../operators/types.ts'
 import { OPERATORS } from '../operators/index.ts'
@@ -10,6 +11,7 @@ import { foldFacts, initialFacts, recordAlert } from '../operators/facts.ts'
 import { decide, initialPolicyState } from './policy.ts'
 import { deadLetter, type SourceCoordinates } from './decode.ts'
 import { alertId } from './ids.ts'
+import { admit, closeEnded, nextWindowEnd, observe, openWindow, tracked } from './conversions.ts'
 import { TimerHeap } from './timers.ts'
 import type { CustomerRecord, OutboxRow, PendingWebhook, StateStore, TimerEntry } from './store/types.ts'
 
@@ -55,6 +57,8 @@ export interface BatchOutput {
   decisions: Decision[]
   alerts: RiskAlert[]
   deadLetters: DeadLetter[]
+  /** New states of conversion rows: goal reached, or window ended. */
+  conversions: Conversion[]
   applied: number
   skipped: number
   duplicates: number
@@ -67,9 +71,11 @@ const TIMER_SEPARATOR = '|'
 /**
  * The runtime's own timers. '!' sorts before every operator name and '~' after, so at one instant
  * a customer's events are applied first, then the operators' timers fire (as in Flink, where a
- * watermark at t follows the elements at t), then the moments of that instant are decided together.
+ * watermark at t follows the elements at t), then attribution windows ending then close, then the
+ * moments of that instant are decided together (and open their windows).
  */
 const APPLY = '!apply'
+const CONVERT = '~convert'
 const DECIDE = '~decide'
 /** At one instant, a card's lifecycle change applies before app events and transactions. */
 const STREAM_RANK: Record<InputEvent['type'], number> = { lifecycle: 0, app: 1, transaction: 2 }
@@ -168,6 +174,7 @@ export class PartitionProcessor {
           ...out.decisions.map((row) => ({ table: 'decisions', row })),
           ...out.alerts.map((row) => ({ table: 'alerts', row })),
           ...out.deadLetters.map((row) => ({ table: 'dead_letters', row })),
+          ...out.conversions.map((row) => ({ table: 'conversions', row })),
           ...batch.volumeRows(partition),
         ]
       : []
@@ -260,7 +267,7 @@ export class PartitionProcessor {
 
 /** The working set of one batch: timers due, what changed, and what it produced. */
 class Batch {
-  readonly out: BatchOutput = { decisions: [], alerts: [], deadLetters: [], applied: 0, skipped: 0, duplicates: 0, late: 0, timersFired: 0 }
+  readonly out: BatchOutput = { decisions: [], alerts: [], deadLetters: [], conversions: [], applied: 0, skipped: 0, duplicates: 0, late: 0, timersFired: 0 }
   readonly changed = new Set<string>()
   /** Final timer state per member touched in this batch: due time, or null when removed. */
   readonly timerChanges = new Map<string, number | null>()
@@ -329,8 +336,9 @@ class Batch {
 
   private applyNow(event: InputEvent, at: number, rec: CustomerRecord) {
     rec.profile = foldProfile(rec.profile, event)
-    rec.facts = foldFacts(rec.facts, event, at)
+    rec.facts = foldFacts(rec.facts, event, at, rec.profile.timezone)
     this.changed.add(event.customerId)
+    if (rec.conversions) rec.conversions = observe(rec.conversions, event, at, rec.facts, rec.profile, event.customerId, this.out.conversions)
     const moments: Moment[] = []
     const ops = this.p.ops
     const params = this.p.params()
@@ -361,6 +369,10 @@ class Batch {
       }
       if (opName === DECIDE) {
         this.decideDue(customerId, t.at)
+        continue
+      }
+      if (opName === CONVERT) {
+        this.closeWindows(customerId, t.at)
         continue
       }
       const i = this.p.indexOf(opName)
@@ -395,10 +407,35 @@ class Batch {
     if (rec.pending?.length) this.arm(customerId, DECIDE, Math.min(...rec.pending.map((m) => m.eventTime)))
   }
 
-  private arm(customerId: string, name: string, at: number) {
+  private arm(customerId: string, name: string, at: number | undefined) {
     const member = `${customerId}${TIMER_SEPARATOR}${name}:`
-    this.timers.set(member, at)
-    this.timerChanges.set(member, at)
+    if (at === undefined) this.timers.delete(member)
+    else this.timers.set(member, at)
+    this.timerChanges.set(member, at ?? null)
+  }
+
+  /** Opens the attribution windows of the send and control decisions just made. */
+  private openWindows(customerId: string, rec: CustomerRecord, decisions: Decision[]) {
+    const catalog = this.p.options.catalog()
+    let windows = rec.conversions
+    for (const d of decisions) {
+      const trigger = catalog.triggers[d.trigger]
+      if (!tracked(d) || !trigger) continue
+      windows = admit(windows ?? [], openWindow(d, trigger, rec.facts, rec.profile), customerId, this.out.conversions)
+    }
+    if (windows === rec.conversions) return
+    rec.conversions = windows
+    this.arm(customerId, CONVERT, nextWindowEnd(windows))
+  }
+
+  /** The `~convert` timer: writes the final rows of the windows that ended by `at`. */
+  private closeWindows(customerId: string, at: number) {
+    const rec = this.p.record(customerId)
+    const open = closeEnded(rec.conversions ?? [], at, customerId, this.out.conversions)
+    if (open.length) rec.conversions = open
+    else delete rec.conversions
+    this.changed.add(customerId)
+    this.arm(customerId, CONVERT, nextWindowEnd(open))
   }
 
   private decideDue(customerId: string, at: number) {
@@ -479,6 +516,7 @@ class Batch {
     })
     rec.policy = state
     this.out.decisions.push(...decisions)
+    this.openWindows(customerId, rec, decisions)
   }
 
   private decisionTime(eventTime: number) {

@@ -9,7 +9,7 @@ import { REPLAY_PARTITIONS, type ShardOptions, type ShardResult } from './replay
 import { NdjsonWriter } from '../sinks/files.ts'
 import { progressBar } from './progress.ts'
 import type { Logger } from './log.ts'
-import { roiFromRows, type ConversionRow } from './analytics/roiFromRows.ts'
+import { roiFromRows } from './analytics/roiFromRows.ts'
 import type { RoiRow } from './analytics/queries.ts'
 
 /**
@@ -79,6 +79,10 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
   writeNdjson(join(config.out, 'decisions.ndjson'), decisions)
   writeNdjson(join(config.out, 'alerts.ndjson'), alerts)
   writeNdjson(join(config.out, 'dlq.ndjson'), deadLetters)
+  const conversions = results
+    .flatMap((r) => r.conversions)
+    .sort((a, b) => (a.decisionTime < b.decisionTime ? -1 : a.decisionTime > b.decisionTime ? 1 : a.decisionId < b.decisionId ? -1 : a.decisionId > b.decisionId ? 1 : 0))
+  writeNdjson(join(config.out, 'conversions.ndjson'), conversions)
 
   const sum = (k: 'applied' | 'duplicates' | 'late' | 'timersFired') => results.reduce((n, r) => n + r[k], 0)
   const summary: ReplaySummary = {
@@ -96,8 +100,6 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
     if (d.suppressedBy) summary.decisions.suppressedBy[d.suppressedBy] = (summary.decisions.suppressedBy[d.suppressedBy] ?? 0) + 1
   }
   for (const a of alerts) summary.alerts.byKind[a.kind] = (summary.alerts.byKind[a.kind] ?? 0) + 1
-  // The conversion windows, once the shards report them; until then every window counts as open.
-  const conversions = results.flatMap((r) => (r as ShardResult & { conversions?: ConversionRow[] }).conversions ?? [])
   summary.roi = await roiFromRows({ decisions, conversions, catalog })
   writeFileSync(join(config.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n')
 

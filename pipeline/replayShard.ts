@@ -1,6 +1,7 @@
 import type { Decision } from '../schemas/decision.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
+import type { Conversion } from '../schemas/conversion.ts'
 import { loadCatalogFile } from './catalog/index.ts'
 import { EmbeddedPipeline } from './embedded.ts'
 import { partitionOf } from './partitioner.ts'
@@ -31,6 +32,8 @@ export interface ShardResult {
   decisions: Decision[]
   alerts: RiskAlert[]
   deadLetters: DeadLetter[]
+  /** Each send/control decision's conversion row, in its latest state at the end of input. */
+  conversions: Conversion[]
   applied: number
   duplicates: number
   late: number
@@ -39,7 +42,9 @@ export interface ShardResult {
 
 export async function runShard(opts: ShardOptions): Promise<ShardResult> {
   const catalog = loadCatalogFile(opts.catalogFile)
-  const result: ShardResult = { decisions: [], alerts: [], deadLetters: [], applied: 0, duplicates: 0, late: 0, timersFired: 0 }
+  const result: ShardResult = { decisions: [], alerts: [], deadLetters: [], conversions: [], applied: 0, duplicates: 0, late: 0, timersFired: 0 }
+  // Rows by decision, newest state last: only the latest one is written.
+  const conversions = new Map<string, Conversion>()
   const engine = new EmbeddedPipeline({
     catalog: () => catalog,
     allowedLateness: opts.allowedLateness,
@@ -54,11 +59,15 @@ export async function runShard(opts: ShardOptions): Promise<ShardResult> {
       result.decisions.push(...o.decisions)
       result.alerts.push(...o.alerts)
       result.deadLetters.push(...o.deadLetters)
+      for (const c of o.conversions) conversions.set(c.decisionId, c)
     },
   })
   const shard =
     opts.shards === 1 ? undefined : { owns: (customerId: string) => partitionOf(customerId, REPLAY_PARTITIONS) % opts.shards === opts.shard, first: opts.shard === 0 }
   for await (const batch of readNdjsonBatches(opts.input, { onBytes: opts.onBytes, shard })) await engine.pushAll(batch)
   await engine.finish(opts.lastEventTime ? await opts.lastEventTime(engine.eventTime) : undefined)
+  // Windows still open at the input's last event time: their state so far, not final.
+  for (const c of engine.openConversions()) conversions.set(c.decisionId, c)
+  result.conversions = [...conversions.values()]
   return result
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { Channel, LifecycleStage } from './events.ts'
+import { AppEventName, Channel, LifecycleStage } from './events.ts'
 import { Severity } from './alert.ts'
 import { Duration } from './duration.ts'
 import { Offer } from './decision.ts'
@@ -11,10 +11,39 @@ import { Offer } from './decision.ts'
 
 const clock = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be a local time like 21:00')
 
+/**
+ * A trigger's conversion goal: what counts as the customer doing what the touchpoint asked, within
+ * the attribution window after the decision's event time (docs/catalog.md, "Conversion goals").
+ */
 export const Goal = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('lifecycle'), stage: z.string() }),
-  z.object({ kind: z.literal('transaction'), minAmount: z.number().nonnegative().default(0), crossBorder: z.boolean().default(false) }),
-  z.object({ kind: z.literal('app'), name: z.string() }),
+  /** A lifecycle stage on the decision's card (any card when it names none). */
+  z
+    .strictObject({
+      kind: z.literal('lifecycle'),
+      stage: LifecycleStage,
+      /** Only a `limit_changed` that leaves the credit limit above the one at the decision counts. */
+      higherLimit: z.boolean().default(false),
+    })
+    .refine((g) => !g.higherLimit || g.stage === 'limit_changed', { message: 'higherLimit goes with stage limit_changed', path: ['higherLimit'] }),
+  /** One approved transaction of at least `minAmount`; `crossBorder`: outside the home country. */
+  z.strictObject({ kind: z.literal('transaction'), minAmount: z.number().nonnegative().default(0), crossBorder: z.boolean().default(false) }),
+  z.strictObject({ kind: z.literal('app'), name: AppEventName }),
+  /**
+   * Approved spend in the window adds up to `min`, or to `share` × the number the decision's
+   * reason carries under `of` (churn_retention: `baselineMonthlyAverage`).
+   */
+  z
+    .strictObject({
+      kind: z.literal('spend'),
+      min: z.number().nonnegative().optional(),
+      share: z.number().positive().optional(),
+      of: z.string().min(1).optional(),
+    })
+    .refine((g) => (g.min !== undefined) !== (g.share !== undefined && g.of !== undefined) && (g.share === undefined) === (g.of === undefined), {
+      message: 'give either min, or share and of (a number in the decision reason)',
+    }),
+  /** Approved spend in the customer's local calendar month reaches `min` by its end; the window ends with the month. */
+  z.strictObject({ kind: z.literal('month_spend'), min: z.number().nonnegative() }),
 ])
 export type Goal = z.infer<typeof Goal>
 
@@ -24,6 +53,8 @@ export const Policy = z.strictObject({
   capWindow: Duration.prefault('7d'),
   quietHours: z.object({ start: clock, end: clock }).nullable().default({ start: '21:00', end: '09:00' }),
   holdoutPercent: z.number().min(0).max(100).default(10),
+  /** Customers (a stable hash of the customer alone) who get no marketing touchpoint at all: the programme's control group. */
+  globalHoldoutPercent: z.number().min(0).max(100).default(0),
   riskHold: Duration.prefault('72h'),
   ttl: Duration.prefault('48h'),
   channelOrder: z.array(Channel).min(1).default(['push', 'app_banner', 'sms', 'call']),
@@ -59,10 +90,15 @@ export const TriggerConfig = z.strictObject({
   offers: z.partialRecord(ValueTier, Offer).optional(),
   audience: Audience.optional(),
   goal: Goal,
-  attributionWindow: Duration,
+  /** How long after the decision its goal counts; a month_spend goal's window ends with the local month instead. */
+  attributionWindow: Duration.optional(),
   cooldown: Duration.optional(),
   holdoutPercent: z.number().min(0).max(100).optional(),
   ttl: Duration.optional(),
+}).superRefine((t, ctx) => {
+  const monthly = t.goal.kind === 'month_spend'
+  if (t.attributionWindow === undefined && !monthly) ctx.addIssue({ code: 'custom', path: ['attributionWindow'], message: 'required: how long after the decision the goal counts, e.g. 7d' })
+  if (t.attributionWindow !== undefined && monthly) ctx.addIssue({ code: 'custom', path: ['attributionWindow'], message: 'a month_spend goal counts to the end of the local month: leave attributionWindow out' })
 })
 export type TriggerConfig = z.infer<typeof TriggerConfig>
 

@@ -9,6 +9,9 @@ export type Outcome = z.infer<typeof Outcome>
 export const SuppressedBy = z.enum(['cooldown', 'weekly_cap', 'consent', 'risk_hold', 'lower_priority', 'expired'])
 export type SuppressedBy = z.infer<typeof SuppressedBy>
 
+export const Holdout = z.enum(['trigger', 'global'])
+export type Holdout = z.infer<typeof Holdout>
+
 const timestamp = z.iso.datetime({ offset: true })
 const evidence = z.record(z.string(), z.unknown())
 
@@ -22,6 +25,8 @@ export const Decision = z.object({
   cardId: z.string().optional(),
   outcome: Outcome,
   suppressedBy: SuppressedBy.optional(),
+  /** On a control: the trigger's holdout, or the programme-wide (global) control group. */
+  holdout: Holdout.optional(),
   channel: Channel.optional(),
   eventTime: timestamp,
   decidedAt: timestamp,

@@ -4,6 +4,7 @@ import type { OutboxRow } from '../pipeline/store/types.ts'
 import type { Decision } from '../schemas/decision.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
+import type { Conversion } from '../schemas/conversion.ts'
 import { migrate, type MigrationReport } from './migrations.ts'
 
 /**
@@ -86,6 +87,7 @@ const COLUMNS: Record<string, (row: any) => Record<string, unknown>> = {
     card_id: d.cardId ?? '',
     outcome: d.outcome,
     suppressed_by: d.suppressedBy ?? '',
+    holdout: d.holdout ?? '', // 'trigger' | 'global' on a control
     channel: d.channel ?? '',
     event_time: ts(d.eventTime),
     decided_at: ts(d.decidedAt),
@@ -137,22 +139,22 @@ const COLUMNS: Record<string, (row: any) => Record<string, unknown>> = {
     decided_at: ts(r.decidedAt),
     finished_at: ts(r.finishedAt),
   }),
-  conversions: (r) => ({
-    decision_id: r.decisionId,
-    trigger: r.trigger,
-    customer_id: r.customerId,
-    card_id: r.cardId ?? '',
-    outcome: r.outcome,
-    decision_time: ts(r.decisionTime),
-    window_end: ts(r.windowEnd),
-    converted: r.converted ? 1 : 0,
-    converted_at: ts(r.convertedAt),
-    converting_event_id: r.convertingEventId ?? '',
-    engaged: r.engaged ? 1 : 0,
-    spend: r.spend ?? 0,
-    pre_spend: r.preSpend ?? 0,
-    final: r.final ? 1 : 0,
-    version: r.version,
+  conversions: (c: Conversion) => ({
+    decision_id: c.decisionId,
+    trigger: c.trigger,
+    customer_id: c.customerId,
+    card_id: c.cardId ?? '',
+    outcome: c.outcome,
+    decision_time: ts(c.decisionTime),
+    window_end: ts(c.windowEnd),
+    converted: c.converted ? 1 : 0,
+    converted_at: ts(c.convertedAt),
+    converting_event_id: c.convertingEventId ?? '',
+    engaged: c.engaged ? 1 : 0,
+    spend: c.spend,
+    pre_spend: c.preSpend,
+    final: c.final ? 1 : 0,
+    version: c.version,
   }),
   card_events: (r) => ({
     customer_id: r.customerId,

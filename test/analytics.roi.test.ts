@@ -16,7 +16,8 @@ import {
   VIEWS,
 } from '../pipeline/analytics/queries.ts'
 import { FilterError, parseFilter } from '../pipeline/analytics/filter.ts'
-import { roiFromRows, type ConversionRow } from '../pipeline/analytics/roiFromRows.ts'
+import { roiFromRows } from '../pipeline/analytics/roiFromRows.ts'
+import type { Conversion } from '../schemas/conversion.ts'
 import type { Decision } from '../schemas/decision.ts'
 
 /**
@@ -46,7 +47,7 @@ const START = Date.parse('2026-03-01T00:00:00Z')
 interface Built {
   decisions: Record<string, unknown>[]
   decisionObjects: Decision[]
-  conversions: ConversionRow[]
+  conversions: Conversion[]
   deliveries: Record<string, unknown>[]
   truth: Record<string, { treated: number; control: number; tc: number; cc: number; delivered: number; deliveredSms: number; offerCost: number; tSpend: number; cSpend: number }>
   bySegment: Record<string, number>

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Decision } from '../schemas/decision.ts'
 import { DeadLetter } from '../schemas/deadLetter.ts'
+import { Conversion } from '../schemas/conversion.ts'
 import { partitionOf } from '../pipeline/partitioner.ts'
 import { REPLAY_PARTITIONS } from '../pipeline/replayShard.ts'
 import { STREAM_FILES } from '../simulator/write.ts'
@@ -86,13 +87,17 @@ describe('cardpulse command line', () => {
     const b = mkdtempSync(join(tmpdir(), 'cardpulse-replay-b-'))
     expect(cardpulse(['replay', '--input', ...sample, '--out', a, '--threads', '2']).code).toBe(0)
     expect(cardpulse(['replay', '--input', ...[...sample].reverse(), '--out', b, '--threads', '1']).code).toBe(0)
-    for (const f of ['decisions.ndjson', 'alerts.ndjson', 'dlq.ndjson', 'summary.json']) expect(readFileSync(join(a, f))).toEqual(readFileSync(join(b, f)))
+    for (const f of ['decisions.ndjson', 'alerts.ndjson', 'dlq.ndjson', 'conversions.ndjson', 'summary.json']) expect(readFileSync(join(a, f))).toEqual(readFileSync(join(b, f)))
 
     const decisions = readFileSync(join(a, 'decisions.ndjson'), 'utf8').trim().split('\n').map((l) => Decision.parse(JSON.parse(l)))
     expect(decisions.length).toBeGreaterThan(50)
     expect(decisions.every((d) => d.decidedAt === d.eventTime)).toBe(true)
     const dlq = readFileSync(join(a, 'dlq.ndjson'), 'utf8').trim().split('\n').map((l) => DeadLetter.parse(JSON.parse(l)))
     expect(dlq.map((q) => q.error.code).sort()).toEqual(['invalid_json', 'not_an_object', 'pan_detected', 'schema_violation', 'unknown_type'])
+    // One conversion row per send or control decision, in its state at the end of input.
+    const conversions = readFileSync(join(a, 'conversions.ndjson'), 'utf8').trim().split('\n').map((l) => Conversion.parse(JSON.parse(l)))
+    const treated = decisions.filter((d) => d.outcome !== 'suppressed')
+    expect(conversions.map((c) => c.decisionId).sort()).toEqual(treated.map((d) => d.id).sort())
 
     // Every input line is accounted for: applied, a duplicate, or a dead letter.
     const summary = JSON.parse(readFileSync(join(a, 'summary.json'), 'utf8'))

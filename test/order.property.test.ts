@@ -8,9 +8,10 @@ import { nextBirthday } from '../operators/lifecycle/birthday.ts'
  * events arrive in order within a topic, but the topics interleave with up to the allowed lateness
  * of disorder: a purchase made two hours after an activation may arrive before it, a `bound`
  * after a later purchase, a profile change after a later login. Whatever the interleaving, the
- * decisions and alerts must be those of the same events sorted by time — for every trigger and
- * signal of the default catalogue, with profile corrections (time zone, home country, credit
- * limit) that may arrive after the transactions they precede.
+ * decisions, alerts and conversions must be those of the same events sorted by time — for every
+ * trigger and signal of the default catalogue, with profile corrections (time zone, home country,
+ * credit limit) that may arrive after the transactions they precede, and offer clicks among the
+ * app events.
  */
 
 const SECOND = 1000
@@ -25,6 +26,8 @@ type Ev = Record<string, unknown>
 const timeOf = (e: Ev) => Date.parse(String(e.occurredAt))
 const iso = (ms: number) => new Date(ms).toISOString()
 const byId = <T extends { id: string }>(ds: T[]) => [...ds].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+const byVersion = <T extends { decisionId: string; version: number }>(cs: T[]) =>
+  [...cs].sort((a, b) => (a.decisionId < b.decisionId ? -1 : a.decisionId > b.decisionId ? 1 : a.version - b.version))
 
 /** Durations on every scale, so that events fall both within and beyond the lateness of each other. */
 const span = (max: number) =>
@@ -73,7 +76,7 @@ const customerArb = fc.record({
   purchases: fc.array(purchaseArb, { maxLength: 8 }),
   /** A few approved purchases seconds apart. */
   burst: fc.option(fc.record({ anchor: fc.constantFrom(...ANCHORS), delta: signedSpan(3 * DAY), n: fc.integer({ min: 2, max: 6 }), gap: span(90 * SECOND) }), { freq: 3, nil: undefined }),
-  logins: fc.array(fc.record({ anchor: fc.constantFrom(...ANCHORS, 'birthday'), delta: signedSpan(8 * DAY) }), { maxLength: 4 }),
+  logins: fc.array(fc.record({ anchor: fc.constantFrom(...ANCHORS, 'birthday'), delta: signedSpan(8 * DAY), name: fc.constantFrom('login', 'login', 'offer_clicked') }), { maxLength: 4 }),
 })
 type CustomerSpec = typeof customerArb extends fc.Arbitrary<infer T> ? T : never
 
@@ -122,7 +125,7 @@ function customerEvents(id: string, c: CustomerSpec): Ev[] {
     buy(anchors[p.anchor] + p.delta, p.amount, { cardId, status: p.status, merchant: { id: `m_${p.country}`, mcc: '5411', country: p.country } })
   }
   if (c.burst) for (let i = 0; i < c.burst.n; i++) buy(anchors[c.burst.anchor] + c.burst.delta + i * c.burst.gap, 30, { cardId: main })
-  for (const l of c.logins) evs.push(app(id, 'login', iso(anchors[l.anchor] + l.delta), { eventId: eid('app') }))
+  for (const l of c.logins) evs.push(app(id, l.name, iso(anchors[l.anchor] + l.delta), { eventId: eid('app') }))
   // Stable: events of one instant keep the order above.
   return evs.sort((a, b) => timeOf(a) - timeOf(b))
 }
@@ -171,6 +174,7 @@ describe('topics interleaved within the allowed lateness', () => {
           expect(interleaved.deadLetters).toEqual([])
           expect(byId(interleaved.decisions)).toEqual(byId(inOrder.decisions))
           expect(byId(interleaved.alerts)).toEqual(byId(inOrder.alerts))
+          expect(byVersion(interleaved.conversions)).toEqual(byVersion(inOrder.conversions))
           seen.runs++
           if (inOrder.decisions.length) seen.runsWithDecisions++
           if (inOrder.alerts.length) seen.runsWithAlerts++

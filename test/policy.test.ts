@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { decide, initialPolicyState, routeChannel, type PolicyState } from '../pipeline/policy.ts'
 import { parseCatalog, loadCatalogFile } from '../pipeline/catalog/index.ts'
 import { afterQuietHours, localTime, zonedInstant } from '../operators/time.ts'
-import { holdoutBucket } from '../pipeline/ids.ts'
+import { globalHoldoutBucket, holdoutBucket } from '../pipeline/ids.ts'
 import type { Moment, CustomerProfile } from '../operators/types.ts'
 import type { Catalog } from '../schemas/catalog.ts'
 import { foldFacts, initialFacts, recordAlert, type CustomerFacts } from '../operators/facts.ts'
@@ -102,6 +102,43 @@ describe('decision step', () => {
     }
     expect(control / 5000).toBeGreaterThan(0.08)
     expect(control / 5000).toBeLessThan(0.12)
+  })
+
+  it('holds a global control group out of every marketing trigger, apart from the per-trigger holdout', () => {
+    const c = catalog({ globalHoldoutPercent: 10 })
+    let global = 0
+    for (let i = 0; i < 5000; i++) {
+      const id = `cust_${i}`
+      const ds = run(c, [moment('activation_reminder'), moment('first_purchase_reward', T + HOUR)], initialPolicyState(), profile, id).decisions
+      const held = globalHoldoutBucket(id) < 1000
+      if (held) global++
+      expect(ds.map((d) => [d.outcome, d.holdout])).toEqual(held ? [['control', 'global'], ['control', 'global']] : [['send', undefined], ['send', undefined]])
+    }
+    expect(global / 5000).toBeGreaterThan(0.08)
+    expect(global / 5000).toBeLessThan(0.12)
+    // Independent of the per-trigger hash: about 10% of one group is in the other.
+    const ids = Array.from({ length: 5000 }, (_, i) => `cust_${i}`)
+    const both = ids.filter((id) => globalHoldoutBucket(id) < 1000 && holdoutBucket(id, 'activation_reminder') < 1000).length
+    expect(both).toBeGreaterThan(25)
+    expect(both).toBeLessThan(75)
+    // With both holdouts, the global one is named.
+    const id = ids.find((id) => globalHoldoutBucket(id) < 1000)!
+    expect(run(catalog({ globalHoldoutPercent: 10, holdoutPercent: 100 }), [moment('activation_reminder')], initialPolicyState(), profile, id).decisions[0].holdout).toBe('global')
+    expect(run(catalog({ holdoutPercent: 100 }), [moment('activation_reminder')], initialPolicyState(), profile, id).decisions[0].holdout).toBe('trigger')
+  })
+
+  it('still sends service messages to the global control group, and counts its controls against the cap', () => {
+    const c = catalog({ globalHoldoutPercent: 100, cooldown: '1m' })
+    expect(run(c, [moment('compliance_notice')]).decisions[0]).toMatchObject({ outcome: 'send' })
+    let s = initialPolicyState()
+    const outcomes: string[] = []
+    for (let i = 0; i < 4; i++) {
+      const r = run(c, [moment('first_purchase_reward', T + i * HOUR)], s)
+      s = r.state
+      outcomes.push(r.decisions[0].suppressedBy ?? r.decisions[0].outcome)
+    }
+    expect(outcomes).toEqual(['control', 'control', 'control', 'weekly_cap'])
+    expect(run(catalog({ globalHoldoutPercent: 100 }), [moment('activation_reminder')], { ...initialPolicyState(), riskHoldFrom: T, riskHoldUntil: T + HOUR }).decisions[0].suppressedBy).toBe('risk_hold')
   })
 
   it('routes to the preferred channel when consented, else the next consented one, else suppresses', () => {

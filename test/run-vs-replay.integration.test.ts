@@ -13,6 +13,7 @@ import { simulateBank, fraudScenarios } from '../simulator/bank.ts'
 import { produceStreams } from '../simulator/produce.ts'
 import type { Decision } from '../schemas/decision.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
+import type { Conversion } from '../schemas/conversion.ts'
 import type { InputEvent } from '../schemas/events.ts'
 import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
@@ -110,7 +111,9 @@ async function endOfInput(topics: ReturnType<typeof freshTopics>, latenessMs: nu
 }
 
 async function replayed(latenessMs: number) {
-  const out = { decisions: [] as Decision[], alerts: [] as RiskAlert[] }
+  // Conversions: each decision's latest row (the live pipeline writes the same rows to ClickHouse).
+  const conversions = new Map<string, Conversion>()
+  const out = { decisions: [] as Decision[], alerts: [] as RiskAlert[], conversions: [] as Conversion[] }
   const engine = new EmbeddedPipeline({
     catalog: () => catalog,
     allowedLateness: latenessMs,
@@ -118,11 +121,13 @@ async function replayed(latenessMs: number) {
     onOutput: (o) => {
       out.decisions.push(...o.decisions)
       out.alerts.push(...o.alerts)
+      for (const c of o.conversions) conversions.set(c.decisionId, c)
     },
     onDeadLetter: () => {},
   })
   for (const event of events) await engine.push({ ok: true, event, at: Date.parse(event.occurredAt), source: { topic: 'replay', partition: 0, offset: '0' } })
   await engine.finish()
+  out.conversions = [...conversions.values()]
   return out
 }
 
@@ -135,7 +140,7 @@ const comparable = (d: Decision) => ({ id: d.id, trigger: d.trigger, customerId:
 const byId = <T extends { id: string }>(list: T[]) => [...list].sort((a, b) => (a.id < b.id ? -1 : 1))
 
 /** Waits for the live decisions the replay made, then compares decisions and alerts. */
-async function expectSameAsReplay(pipeline: RunningPipeline, expected: { decisions: Decision[]; alerts: RiskAlert[] }) {
+async function expectSameAsReplay(pipeline: RunningPipeline, expected: { decisions: Decision[]; alerts: RiskAlert[]; conversions: Conversion[] }) {
   const db = pipeline.clickhouse.database
   const live = await waitFor(
     'the live decisions',
@@ -166,6 +171,40 @@ async function expectSameAsReplay(pipeline: RunningPipeline, expected: { decisio
   expect(byId(liveAlerts.map((a) => ({ id: a.id, kind: a.kind, customerId: a.customer_id, evidence: JSON.parse(a.evidence) })))).toEqual(
     byId(expected.alerts.map((a) => ({ id: a.id, kind: a.kind, customerId: a.customerId, evidence: a.evidence }))),
   )
+  await expectSameConversions(pipeline, expected.conversions)
+}
+
+/**
+ * The conversion rows, once the conversions table has their columns. The end-of-input ticks take
+ * the live watermarks one lateness past the last event, so windows ending in between are final
+ * only live: for those, only whether and how they converted is compared.
+ */
+async function expectSameConversions(pipeline: RunningPipeline, expected: Conversion[]) {
+  const db = pipeline.clickhouse.database
+  const [columns] = await pipeline.clickhouse.query<{ n: string }>(
+    `SELECT count() AS n FROM system.columns WHERE database = {db:String} AND table = 'conversions' AND name IN ('decision_time', 'window_end', 'version')`,
+    { db },
+  )
+  if (Number(columns.n) < 3) return
+  const settled = (windowEnd: string) => Date.parse(windowEnd) <= lastEventTime
+  const shape = (c: { decisionId: string; converted: boolean; convertingEventId?: string; spend: number; final: boolean; windowEnd: string }) => ({
+    decisionId: c.decisionId,
+    converted: c.converted,
+    convertingEventId: c.convertingEventId ?? '',
+    ...(settled(c.windowEnd) ? { spend: c.spend, final: c.final } : {}),
+  })
+  const wanted = expected.filter((c) => c.converted || settled(c.windowEnd)).map(shape)
+  const query = `SELECT decision_id, converted, converting_event_id, spend, final, window_end FROM ${db}.conversions FINAL`
+  type Row = { decision_id: string; converted: number; converting_event_id: string; spend: number; final: number; window_end: string }
+  const live = await waitFor('the live conversions', async () => {
+    const rows = (await pipeline.clickhouse.query<Row>(query)).map((r) =>
+      shape({ decisionId: r.decision_id, converted: Number(r.converted) === 1, convertingEventId: r.converting_event_id, spend: Number(r.spend), final: Number(r.final) === 1, windowEnd: new Date(r.window_end.replace(' ', 'T') + 'Z').toISOString() }),
+    )
+    const kept = rows.filter((r) => r.converted || 'final' in r)
+    return kept.length >= wanted.length && kept
+  }, 60_000, 1000)
+  const byDecision = <T extends { decisionId: string }>(list: T[]) => [...list].sort((a, b) => (a.decisionId < b.decisionId ? -1 : 1))
+  expect(byDecision(live)).toEqual(byDecision(wanted))
 }
 
 describe('cardpulse run and cardpulse replay', () => {

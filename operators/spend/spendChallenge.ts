@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { localTime, zonedInstant } from '../time.ts'
+import { localMonth, zonedInstant } from '../time.ts'
 import type { Effect, Moment, Operator } from '../types.ts'
 
 /**
@@ -119,19 +119,9 @@ function moment(month: string, due: number, s: ChallengeState, p: Params): Momen
   }
 }
 
-/** The local month asked for last, per zone: events come in time order, so mostly the same one. */
-const lastMonth = new Map<string, { from: number; until: number; month: string }>()
-
 /** "2026-10": the local calendar month of `ms`. */
 export function monthOf(ms: number, tz: string): string {
-  const last = lastMonth.get(tz)
-  if (last && ms >= last.from && ms < last.until) return last.month
-  const t = localTime(ms, tz)
-  const month = `${t.year}-${String(t.month).padStart(2, '0')}`
-  const from = zonedInstant(t.year, t.month, 1, 0, 0, tz)
-  const until = t.month === 12 ? zonedInstant(t.year + 1, 1, 1, 0, 0, tz) : zonedInstant(t.year, t.month + 1, 1, 0, 0, tz)
-  lastMonth.set(tz, { from, until, month })
-  return month
+  return localMonth(ms, tz).month
 }
 
 function parseMonth(month: string): [number, number] {

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto'
 import type { Decision } from '../../schemas/decision.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
 import type { OutboxRow } from '../store/types.ts'
+import type { Conversion } from '../../schemas/conversion.ts'
+import type { DeliveryRow } from '../../sinks/webhook.ts'
 import { ClickHouseSink, connectClickHouse } from '../../sinks/clickhouse.ts'
 import { roiByTrigger, type RoiRow } from './queries.ts'
 
@@ -12,45 +14,9 @@ import { roiByTrigger, type RoiRow } from './queries.ts'
  * `cardpulse replay` fills summary.json's `roi`.
  */
 
-/** A conversion-window row, as the stream emits it (`{ table: 'conversions', row }`). */
-export interface ConversionRow {
-  decisionId: string
-  trigger: string
-  customerId: string
-  cardId?: string
-  outcome: 'send' | 'control'
-  decisionTime: string
-  windowEnd: string
-  converted: boolean
-  convertedAt?: string
-  convertingEventId?: string
-  engaged: boolean
-  spend: number
-  preSpend: number
-  final: boolean
-  version: number
-}
-
-/** A finished webhook delivery, as the live pipeline writes it (`{ table: 'deliveries', row }`). */
-export interface DeliveryRow {
-  decisionId: string
-  trigger: string
-  customerId: string
-  channel: string
-  status: 'delivered' | 'failed' | 'expired'
-  attempts: number
-  httpStatus?: number
-  latencyMs?: number
-  error?: string
-  deliveredAt?: string
-  eventTime: string
-  decidedAt: string
-  finishedAt: string
-}
-
 export interface RoiFromRowsInput {
   decisions: Decision[]
-  conversions: ConversionRow[]
+  conversions: Conversion[]
   /**
    * Webhook deliveries. Without them (a replay sends nothing) every send decision counts as
    * delivered, so cost = channel cost per send decision + offer value of converted treated.

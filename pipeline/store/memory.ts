@@ -103,5 +103,10 @@ export class MemoryStore implements StateStore {
     return [...this.partitions.keys()]
   }
 
+  /** Every customer record of a partition (replay reads the windows still open at the end of input). */
+  *records(partition: number): Iterable<[string, CustomerRecord]> {
+    for (const [id, stored] of this.part(partition).customers) yield [id, typeof stored === 'string' ? JSON.parse(stored) : stored]
+  }
+
   async close() {}
 }

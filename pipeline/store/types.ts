@@ -4,6 +4,7 @@ import type { CustomerProfile, Moment } from '../../operators/types.ts'
 import type { CustomerFacts } from '../../operators/facts.ts'
 import type { PolicyState } from '../policy.ts'
 import type { InputEvent } from '../../schemas/events.ts'
+import type { OpenWindow } from '../conversions.ts'
 
 /**
  * Durable keyed state, owned by partition. One implementation keeps it in Redis (the live pipeline),
@@ -21,6 +22,11 @@ export interface CustomerRecord {
   inbox?: InputEvent[]
   /** Moments waiting for the watermark to pass their event time before they are decided. */
   pending?: Moment[]
+  /**
+   * Attribution windows of the customer's send and control decisions still open (at most
+   * MAX_OPEN_WINDOWS), absent when none: conversion tracking (pipeline/conversions.ts).
+   */
+  conversions?: OpenWindow[]
   /** Each operator's own state, by operator name. */
   ops: Record<string, unknown>
 }

@@ -6,6 +6,7 @@ import type { Catalog } from '../../schemas/catalog.ts'
 import type { Decision } from '../../schemas/decision.ts'
 import type { RiskAlert } from '../../schemas/alert.ts'
 import type { DeadLetter } from '../../schemas/deadLetter.ts'
+import type { Conversion } from '../../schemas/conversion.ts'
 import { InputEvent } from '../../schemas/events.ts'
 import { testCatalogYaml } from './services.ts'
 
@@ -18,6 +19,7 @@ export class PipelineHarness {
   readonly decisions: Decision[] = []
   readonly alerts: RiskAlert[] = []
   readonly deadLetters: DeadLetter[] = []
+  readonly conversions: Conversion[] = []
   readonly outputs: BatchOutput[] = []
   private readonly processor: PartitionProcessor
   private offset = 0
@@ -83,6 +85,7 @@ export class PipelineHarness {
     this.decisions.push(...out.decisions)
     this.alerts.push(...out.alerts)
     this.deadLetters.push(...out.deadLetters)
+    this.conversions.push(...out.conversions)
     return out
   }
 }
@@ -138,6 +141,7 @@ function merge(a: BatchOutput, b: BatchOutput): BatchOutput {
     decisions: [...a.decisions, ...b.decisions],
     alerts: [...a.alerts, ...b.alerts],
     deadLetters: [...a.deadLetters, ...b.deadLetters],
+    conversions: [...a.conversions, ...b.conversions],
     applied: a.applied + b.applied,
     skipped: a.skipped + b.skipped,
     duplicates: a.duplicates + b.duplicates,
