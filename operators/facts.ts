@@ -14,6 +14,8 @@ export interface CardFacts {
   stage: LifecycleStage
   creditLimit?: number
   activatedAt?: number
+  /** The card's first approved purchase (known cards only: those with a lifecycle event). */
+  firstPurchaseAt?: number
 }
 
 export interface CustomerFacts {
@@ -46,8 +48,10 @@ export function foldFacts(facts: CustomerFacts, event: InputEvent, at: number, t
     return { ...facts, stage: event.stage, cards: { ...facts.cards, [event.cardId]: next } }
   }
   if (event.type === 'transaction' && event.status === 'approved') {
+    const card = facts.cards[event.cardId]
     return {
       ...facts,
+      ...(card && card.firstPurchaseAt === undefined ? { cards: { ...facts.cards, [event.cardId]: { ...card, firstPurchaseAt: at } } } : {}),
       approved: facts.approved + 1,
       firstApprovedAt: Math.min(facts.firstApprovedAt ?? at, at),
       lastApprovedAt: Math.max(facts.lastApprovedAt ?? at, at),

@@ -90,6 +90,7 @@ function decideOne(
     reason: moment.reason,
     catalogVersion: catalog.version,
     attributionWindowDays: attributionWindowDays(trigger, eventTime, profile.timezone),
+    ...(profile.segment ? { segment: profile.segment } : {}),
   }
   const suppress = (by: SuppressedBy) => ({ state, decision: { ...base, outcome: 'suppressed' as const, suppressedBy: by } })
 

@@ -4,6 +4,7 @@ import type { RiskAlert } from '../schemas/alert.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import type { Conversion } from '../schemas/conversion.ts'
 import type { InputEvent } from '../schemas/events.ts'
+import type { CardEvent } from '../schemas/cardEvent.ts'
 import type { Effect, Moment, Operator, OperatorContext } from '../operators/types.ts'
 import { OPERATORS } from '../operators/index.ts'
 import { foldProfile, initialProfile } from '../operators/profile.ts'
@@ -175,6 +176,7 @@ export class PartitionProcessor {
           ...out.alerts.map((row) => ({ table: 'alerts', row })),
           ...out.deadLetters.map((row) => ({ table: 'dead_letters', row })),
           ...out.conversions.map((row) => ({ table: 'conversions', row })),
+          ...batch.cardEvents.map((row) => ({ table: 'card_events', row })),
           ...batch.volumeRows(partition),
         ]
       : []
@@ -273,6 +275,8 @@ class Batch {
   readonly timerChanges = new Map<string, number | null>()
   private readonly timers = new TimerHeap()
   private readonly volume = new Map<string, { hour: number; type: string; events: number; firstOffset: string }>()
+  /** The card funnel's milestones, for ClickHouse only. */
+  readonly cardEvents: CardEvent[] = []
 
   constructor(
     private readonly p: PartitionProcessor,
@@ -336,7 +340,9 @@ class Batch {
 
   private applyNow(event: InputEvent, at: number, rec: CustomerRecord) {
     rec.profile = foldProfile(rec.profile, event)
+    const before = rec.facts
     rec.facts = foldFacts(rec.facts, event, at, rec.profile.timezone)
+    if (this.p.options.outbox.rows) this.noteMilestone(event, before, rec)
     this.changed.add(event.customerId)
     if (rec.conversions) rec.conversions = observe(rec.conversions, event, at, rec.facts, rec.profile, event.customerId, this.out.conversions)
     const moments: Moment[] = []
@@ -351,6 +357,20 @@ class Batch {
       this.effects(op, event.customerId, rec, result.effects, moments, event.eventId)
     }
     this.queue(event.customerId, rec, moments)
+  }
+
+  private noteMilestone(event: InputEvent, before: CustomerRecord['facts'], rec: CustomerRecord) {
+    if (event.type === 'app') return
+    const first = event.type === 'transaction' && before.cards[event.cardId]?.firstPurchaseAt === undefined && rec.facts.cards[event.cardId]?.firstPurchaseAt !== undefined
+    if (event.type === 'transaction' && !first) return
+    this.cardEvents.push({
+      customerId: event.customerId,
+      cardId: event.cardId,
+      stage: event.type === 'lifecycle' ? event.stage : 'first_purchase',
+      eventTime: event.occurredAt,
+      eventId: event.eventId,
+      ...(rec.profile.segment ? { segment: rec.profile.segment } : {}),
+    })
   }
 
   /** Fires every timer due by `upTo`, earliest first; timers may set new ones that are due too. */

@@ -27,6 +27,8 @@ export const Decision = z.object({
   suppressedBy: SuppressedBy.optional(),
   /** On a control: the trigger's holdout, or the programme-wide (global) control group. */
   holdout: Holdout.optional(),
+  /** The customer's profile segment when decided, for ROI by segment. */
+  segment: z.string().optional(),
   channel: Channel.optional(),
   eventTime: timestamp,
   decidedAt: timestamp,

@@ -88,6 +88,7 @@ const COLUMNS: Record<string, (row: any) => Record<string, unknown>> = {
     outcome: d.outcome,
     suppressed_by: d.suppressedBy ?? '',
     holdout: d.holdout ?? '', // 'trigger' | 'global' on a control
+    segment: d.segment ?? '',
     channel: d.channel ?? '',
     event_time: ts(d.eventTime),
     decided_at: ts(d.decidedAt),
