@@ -147,7 +147,10 @@ export async function runDemo(config: DemoConfig, log: Logger) {
 
   const close = async () => {
     catalog.close()
-    await new Promise((r) => server.close(r))
+    // A dashboard left open in a browser keeps connections alive; they must not hold up a shutdown.
+    const closed = new Promise((r) => server.close(r))
+    server.closeAllConnections()
+    await closed
     await sender.close()
     await clickhouse.close()
     rmSync(dataDir, { recursive: true, force: true })

@@ -410,7 +410,10 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       await admin.disconnect()
       await sender.close()
       catalog.close()
-      await new Promise((r) => server.close(r))
+      // A dashboard left open in a browser keeps connections alive; they must not hold up a shutdown.
+      const closed = new Promise((r) => server.close(r))
+      server.closeAllConnections()
+      await closed
       await store.close()
       await clickhouse.close()
     },

@@ -35,7 +35,7 @@ function startDemo(): Promise<{ port: number; played: Record<string, unknown> }>
 }
 
 describe('the demo', () => {
-  it('plays the sample, delivers every send as a signed webhook, and shows it on the dashboard', async () => {
+  it('plays the sample, delivers every send as a signed webhook, and shows what each trigger earns on the dashboard', async () => {
     expect(existsSync(CHROMIUM), `browser tests need Debian's chromium at ${CHROMIUM} (.ci/run installs it)`).toBe(true)
     const { port, played } = await startDemo()
     expect(Number(played.decisions)).toBeGreaterThan(50)
@@ -51,17 +51,64 @@ describe('the demo', () => {
     })
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } })
     await page.goto(`${base}/`)
-    const decisionsKpi = page.locator('[data-kpi="Decisions"] .v')
-    await decisionsKpi.waitFor()
-    expect(Number((await decisionsKpi.textContent())!.replace(/,/g, ''))).toBe(Number(played.decisions))
-    expect(Number((await page.locator('[data-kpi="Webhooks delivered"] .v').textContent())!.replace(/,/g, ''))).toBe(Number(played.sent))
+    const kpi = async (name: string) => Number((await page.locator(`[data-kpi="${name}"] .v`).textContent())!.replace(/[^0-9.-]/g, ''))
+    await page.locator('[data-kpi="Decisions"] .v').waitFor()
+    expect(await kpi('Decisions')).toBe(Number(played.decisions))
+    expect(await kpi('Webhooks delivered')).toBe(Number(played.sent))
     await expect.poll(() => page.locator('#recent tr').count()).toBeGreaterThan(10)
     expect(await page.locator('#problems').textContent()).toContain('pan_detected')
-    expect(await page.locator('#decisionsChart canvas').count()).toBe(1)
+
+    // Every chart has data: ECharts holds each chart's series, which the page filled from the API.
+    const seriesPoints = () =>
+      page.evaluate(() => {
+        const w = window as unknown as { echarts: { getInstanceByDom(el: Element): { getOption(): { series: { data: unknown[] }[] } } } }
+        return Object.fromEntries(
+          [...document.querySelectorAll('.chart')].map((el) => {
+            const series = w.echarts.getInstanceByDom(el)?.getOption().series ?? []
+            return [el.id, series.reduce((n, s) => n + s.data.filter((v) => (typeof v === 'number' ? v !== 0 : v !== null)).length, 0)]
+          }),
+        )
+      })
+    await expect.poll(async () => Math.min(...Object.values(await seriesPoints())), { timeout: 15_000 }).toBeGreaterThan(0)
+    const charts = await seriesPoints()
+    expect(Object.keys(charts).sort()).toEqual(['alertsChart', 'funnelChart', 'liftChart', 'outcomesChart', 'spendChart', 'suppressionChart'])
+
+    // The ROI table says what /api/analytics/roi says, and that is what replay would put in summary.json (same query).
+    const roi = (await (await fetch(`${base}/api/analytics/roi`)).json()) as { trigger: string; treated: number; control: number; lift: number | null }[]
+    expect(roi.length).toBeGreaterThan(5)
+    const rows = page.locator('#roiTable tr[data-trigger]')
+    expect(await rows.count()).toBe(roi.length)
+    const first = roi.find((r) => r.lift !== null)!
+    const cells = await page.locator(`#roiTable tr[data-trigger="${first.trigger}"] td`).allTextContents()
+    expect(Number(cells[1].replace(/,/g, ''))).toBe(first.treated)
+    expect(Number(cells[2].replace(/,/g, ''))).toBe(first.control)
+    expect(cells[4]).toContain(`${first.lift! >= 0 ? '+' : ''}${(first.lift! * 100).toFixed(1)} pp`)
+    expect(await kpi('Sent')).toBe(roi.reduce((n, r) => n + r.treated, 0))
     await page.waitForTimeout(800) // let the charts finish drawing
-    await page.screenshot({ path: `${process.env.SCREENSHOT_DIR ?? '/tmp'}/cardpulse-dashboard.png` })
+    await page.screenshot({ path: `${process.env.SCREENSHOT_DIR ?? '/tmp'}/cardpulse-dashboard.png`, fullPage: true })
+
+    // A filter changes what the page shows: one trigger, then a date range.
+    await page.selectOption('select[name="trigger"]', first.trigger)
+    await expect.poll(() => page.locator('#roiTable tr[data-trigger]').count(), { timeout: 10_000 }).toBe(1)
+    await expect.poll(() => kpi('Sent'), { timeout: 10_000 }).toBe(first.treated)
+    expect(page.url()).toContain(`trigger=${first.trigger}`)
+    await page.screenshot({ path: `${process.env.SCREENSHOT_DIR ?? '/tmp'}/cardpulse-dashboard-${first.trigger}.png`, fullPage: true })
+    await page.click('button[type="reset"]')
+    await expect.poll(() => page.locator('#roiTable tr[data-trigger]').count(), { timeout: 10_000 }).toBe(roi.length)
+    const before = await kpi('Decisions')
+    await page.fill('input[name="to"]', '2026-09-15')
+    await page.locator('input[name="to"]').dispatchEvent('change')
+    await expect.poll(() => kpi('Decisions'), { timeout: 10_000 }).toBeLessThan(before)
+    expect(await kpi('Decisions')).toBeGreaterThan(0)
+
+    // A bad filter gets a 400 that says what is wrong, never a SQL error.
+    const bad = await fetch(`${base}/api/analytics/roi?from=2026-13-45`)
+    expect(bad.status).toBe(400)
+    expect((await bad.json()).error).toMatch(/^bad filter: from /)
+    const unknown = await fetch(`${base}/api/analytics/roi?trigger=x%27%20OR%201=1`)
+    expect(unknown.status).toBe(400)
 
     demo!.kill('SIGINT')
     expect(await new Promise((r) => demo!.once('exit', r))).toBe(0)
-  })
+  }, 180_000)
 })

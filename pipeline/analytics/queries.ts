@@ -141,6 +141,16 @@ FROM {db}.card_funnel
 WHERE first_seen_at >= ${FROM} AND first_seen_at < ${TO}
   AND (${SEGMENT} = '' OR segment = ${SEGMENT})`,
 
+  /** What the filters can choose from: the triggers and segments decided, and the decision days. */
+  dimensions: `
+SELECT
+  arraySort(groupUniqArray(trigger)) AS triggers,
+  arraySort(arrayFilter(s -> s != '', groupUniqArray(segment))) AS segments,
+  toString(toDate(min(event_time))) AS first_day,
+  toString(toDate(max(event_time))) AS last_day,
+  toUInt64(count()) AS decisions
+FROM {db}.decisions`,
+
   /** Decisions by trigger, outcome and suppression reason. */
   outcomes: `
 SELECT trigger, outcome, suppressed_by, toUInt64(count()) AS decisions
@@ -452,6 +462,18 @@ export async function cardFunnel(db: Queryable, filter: unknown): Promise<{ coho
   return { cohortCards: cohort, steps }
 }
 
+/** The triggers and segments in the data and its first and last decision day, for the dashboard's filters. */
+export async function dimensions(db: Queryable) {
+  const [r] = await db.query<Record<string, unknown>>(sqlFor('dimensions', db.database), {})
+  const decisions = num(r?.decisions)
+  return {
+    triggers: (r?.triggers as string[]) ?? [],
+    segments: (r?.segments as string[]) ?? [],
+    firstDay: decisions ? String(r.first_day) : null,
+    lastDay: decisions ? String(r.last_day) : null,
+  }
+}
+
 /** Decisions by trigger, outcome and suppression reason. */
 export async function outcomes(db: Queryable, filter: unknown) {
   const rows = await db.query<Record<string, unknown>>(sqlFor('outcomes', db.database), filterParams(filter))
@@ -508,6 +530,7 @@ export const VIEWS = {
   roiDaily: (db: Queryable, filter: unknown, economics: Economics) => roiByTriggerDay(db, filter, economics),
   programme: (db: Queryable, filter: unknown, economics: Economics) => programmeLift(db, filter, economics),
   funnel: (db: Queryable, filter: unknown) => cardFunnel(db, filter),
+  dimensions: (db: Queryable) => dimensions(db),
   outcomes: (db: Queryable, filter: unknown) => outcomes(db, filter),
   outcomesOverTime: (db: Queryable, filter: unknown) => outcomesOverTime(db, filter),
   alerts: (db: Queryable, filter: unknown) => alertsByKind(db, filter),
