@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS {db}.conversions (
 PARTITION BY toYYYYMM(converted_at)
 ORDER BY (trigger, decision_id);
 
--- One row per dead-lettered input message (bad input, PAN, late events). Originals are masked.
+-- One row per dead-lettered input message (bad input, PAN, late events). Originals are masked,
+-- and cut to their first 16 KiB (original_truncated says when; original_bytes is the full size).
 CREATE TABLE IF NOT EXISTS {db}.dead_letters (
   id String,
   topic String,
@@ -87,9 +88,14 @@ CREATE TABLE IF NOT EXISTS {db}.dead_letters (
   path String,
   original String,
   original_encoding LowCardinality(String),
-  received_at Nullable(DateTime64(3, 'UTC'))
+  received_at Nullable(DateTime64(3, 'UTC')),
+  original_bytes UInt64 DEFAULT 0,
+  original_truncated Bool DEFAULT false
 ) ENGINE = ReplacingMergeTree
 ORDER BY (code, id);
+-- Tables made before these columns existed gain them (rows already there read the defaults).
+ALTER TABLE {db}.dead_letters ADD COLUMN IF NOT EXISTS original_bytes UInt64 DEFAULT 0;
+ALTER TABLE {db}.dead_letters ADD COLUMN IF NOT EXISTS original_truncated Bool DEFAULT false;
 
 -- Valid events applied, counted per hour of event time and type (one row per batch and hour).
 CREATE TABLE IF NOT EXISTS {db}.event_volume (
