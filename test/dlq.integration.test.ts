@@ -14,7 +14,7 @@ import { leaksPan } from './helpers/leaks.ts'
 
 /**
  * Dead letters of `cardpulse run` on the real Kafka broker and Redis: no card number in any of
- * them, none too large for the broker.
+ * them, none too large for the broker, each counted once.
  */
 
 const id = uniqueId()
@@ -191,4 +191,30 @@ describe('dead letters of cardpulse run', () => {
       [topics.transactionsTopic, overLimit.length, true],
     ])
   }, 120_000)
+
+  it('are counted once each in /metrics', async () => {
+    await producer.send({
+      topic: topics.appEventsTopic,
+      messages: [
+        { key: 'x', value: '{"type":"app",' },
+        { key: 'x', value: '{"type":"app",' },
+        { key: 'x', value: JSON.stringify({ type: 'refund', eventId: 'r1', occurredAt: new Date().toISOString(), customerId: 'cust_m' }) },
+      ],
+    })
+    const byCode = `SELECT code, count() AS n FROM ${db()}.dead_letters FINAL GROUP BY code ORDER BY code`
+    await waitFor('the dead letters in ClickHouse', async () => {
+      const q = await pipeline.clickhouse.query<{ n: string }>(`SELECT count() AS n FROM ${db()}.dead_letters FINAL WHERE topic = {topic:String}`, { topic: topics.appEventsTopic })
+      return Number(q[0].n) === 3
+    })
+    // Both stages have seen them all by now; give the state stage's counting a moment all the same.
+    await new Promise((r) => setTimeout(r, 1000))
+    const rows = await pipeline.clickhouse.query<{ code: string; n: string }>(byCode)
+    const total = rows.reduce((n, r) => n + Number(r.n), 0)
+    const text = await (await fetch(`http://127.0.0.1:${pipeline.port}/metrics`)).text()
+    const counted = Object.fromEntries([...text.matchAll(/^cardpulse_dead_letters_total\{code="(\w+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]))
+    expect(counted).toEqual(Object.fromEntries(rows.map((r) => [r.code, Number(r.n)])))
+    expect(counted).toMatchObject({ invalid_json: 2, unknown_type: 1 })
+    expect(text).toContain(`cardpulse_events_total{type="all",result="dead_letter"} ${total}\n`)
+    expect(await readAll(topics.dlqTopic)).toHaveLength(total)
+  })
 })

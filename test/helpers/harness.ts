@@ -135,6 +135,7 @@ function merge(a: BatchOutput, b: BatchOutput): BatchOutput {
     decisions: [...a.decisions, ...b.decisions],
     alerts: [...a.alerts, ...b.alerts],
     deadLetters: [...a.deadLetters, ...b.deadLetters],
+    passedThrough: [...a.passedThrough, ...b.passedThrough],
     applied: a.applied + b.applied,
     skipped: a.skipped + b.skipped,
     duplicates: a.duplicates + b.duplicates,
