@@ -1,12 +1,19 @@
 import type { z } from 'zod'
 import { InputEvent, AppEvent, LifecycleEvent, TransactionEvent, type EventType } from '../schemas/events.ts'
 import type { DeadLetter, DeadLetterCode } from '../schemas/deadLetter.ts'
-import { containsPan, maskPans } from './pan.ts'
+import { containsPan, maskPanBytes, maskPans } from './pan.ts'
 import { deadLetterId } from './ids.ts'
 
 /** Decoding and validation at the edge: every message becomes an event or a dead letter. */
 
 export const MAX_MESSAGE_BYTES = 64 * 1024
+
+/**
+ * The most of a bad message's original bytes a dead letter keeps: enough to see what went wrong,
+ * and small enough that every dead letter fits the broker's message limit (1 MiB by default),
+ * whatever arrived on the input topic. Base64 and JSON escapes at most sextuple it.
+ */
+export const MAX_ORIGINAL_BYTES = 16 * 1024
 
 export interface SourceCoordinates {
   topic: string
@@ -69,17 +76,39 @@ export function deadLetter(
   path: string,
   now: number | null,
 ): DeadLetter {
-  const text = buf.toString('utf8')
-  const utf8 = Buffer.from(text, 'utf8').equals(buf)
+  // Masked in the bytes, before any encoding: base64 would hide the digits from the text masking.
+  const masked = maskPanBytes(buf)
+  const utf8 = Buffer.from(masked.toString('utf8'), 'utf8').equals(masked)
+  const kept = boundOriginal(masked, MAX_ORIGINAL_BYTES, utf8)
   return {
     id: deadLetterId(source.topic, source.partition, source.offset),
     source,
     error: { code, message: maskPans(message), path },
-    original: utf8 ? maskPans(text) : maskPans(buf.toString('base64')),
+    original: kept.toString(utf8 ? 'utf8' : 'base64'),
     originalEncoding: utf8 ? 'utf8' : 'base64',
+    originalBytes: buf.length,
+    originalTruncated: kept.length < masked.length,
     // replay leaves it out so that its output is reproducible byte for byte
     ...(now === null ? {} : { receivedAt: new Date(now).toISOString() }),
   }
+}
+
+/**
+ * At most the first `max` of masked bytes, cut neither inside a UTF-8 character (when they are
+ * UTF-8) nor inside a number: the kept part of a number could pass for a card number of its own.
+ * Of a run too long to back out of (over 32 digits), more than 19 digits stay: no card number.
+ */
+export function boundOriginal(masked: Buffer, max: number, utf8: boolean): Buffer {
+  if (masked.length <= max) return masked
+  let end = max
+  if (utf8) while (end > 0 && (masked[end] & 0xc0) === 0x80) end-- // a continuation byte: back to its lead byte
+  const isDigit = (i: number) => masked[i] >= 0x30 && masked[i] <= 0x39
+  if (isDigit(end)) {
+    let start = end
+    while (start > 0 && end - start < 32 && isDigit(start - 1)) start--
+    if (start === 0 || !isDigit(start - 1)) end = start
+  }
+  return masked.subarray(0, end)
 }
 
 export { InputEvent }

@@ -2,7 +2,10 @@ import type { BatchOutput } from './processor.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import type { Metrics } from './metrics.ts'
 
-/** Counts one batch's outcome in the Prometheus metrics. */
+/**
+ * Counts one batch's outcome in the Prometheus metrics. Its dead letters are those the state stage
+ * made (late events); bad input passed through from ingest is counted where it was decoded.
+ */
 export function countBatch(metrics: Metrics, out: BatchOutput) {
   if (out.applied) metrics.events.inc({ type: 'all', result: 'applied' }, out.applied)
   if (out.duplicates) metrics.events.inc({ type: 'all', result: 'duplicate' }, out.duplicates)

@@ -25,15 +25,53 @@ function panDigits(match: string): string | undefined {
   return digits.length >= 13 && digits.length <= 19 && luhnValid(digits) ? digits : undefined
 }
 
+/**
+ * The PAN-like runs of a text as [start, end) spans, in order, overlapping ones merged. Groups
+ * are searched again from their second group on, so that a card number written in groups is
+ * found after another group too ("ref 1234 4539 1488 0343 6467").
+ */
+function panSpans(text: string): [number, number][] {
+  const spans: [number, number][] = []
+  PAN_LIKE.lastIndex = 0
+  for (let m: RegExpExecArray | null; (m = PAN_LIKE.exec(text)); ) {
+    const start = m.index
+    const end = start + m[0].length
+    if (panDigits(m[0])) {
+      const last = spans[spans.length - 1]
+      if (last && start < last[1]) last[1] = Math.max(last[1], end)
+      else spans.push([start, end])
+    }
+    if (m[0][4] === ' ' || m[0][4] === '-') PAN_LIKE.lastIndex = start + 5
+  }
+  return spans
+}
+
 export function containsPan(text: string): boolean {
-  for (const m of text.matchAll(PAN_LIKE)) if (panDigits(m[0])) return true
-  return false
+  return panSpans(text).length > 0
 }
 
 /** Replaces every PAN-like run with asterisks, keeping its last four digits. */
 export function maskPans(text: string): string {
-  return text.replace(PAN_LIKE, (m) => {
-    const digits = panDigits(m)
-    return digits ? '*'.repeat(digits.length - 4) + digits.slice(-4) : m
-  })
+  const spans = panSpans(text)
+  if (!spans.length) return text
+  let out = ''
+  let at = 0
+  for (const [start, end] of spans) {
+    const digits = text.slice(start, end).replace(/[ -]/g, '')
+    out += text.slice(at, start) + '*'.repeat(digits.length - 4) + digits.slice(-4)
+    at = end
+  }
+  return out + text.slice(at)
+}
+
+/**
+ * Masks PAN-like runs in raw bytes, whatever their encoding: digits, spaces and dashes are one
+ * byte each in UTF-8 and every ASCII-compatible encoding, and such a byte is never part of a
+ * multi-byte UTF-8 character, so the bytes are masked as one Latin-1 character each — exactly
+ * what `maskPans` does to the same bytes read as UTF-8 text.
+ */
+export function maskPanBytes(buf: Buffer): Buffer {
+  const bytes = buf.toString('latin1')
+  const masked = maskPans(bytes)
+  return masked === bytes ? buf : Buffer.from(masked, 'latin1')
 }

@@ -57,7 +57,13 @@ export interface ProcessorOptions {
 export interface BatchOutput {
   decisions: Decision[]
   alerts: RiskAlert[]
+  /** Dead letters made here: late events. */
   deadLetters: DeadLetter[]
+  /**
+   * Bad input dead-lettered at ingest, passed through for its ClickHouse row only: ingest has
+   * already published and counted it.
+   */
+  passedThrough: DeadLetter[]
   /** New states of conversion rows: goal reached, or window ended. */
   conversions: Conversion[]
   applied: number
@@ -126,7 +132,7 @@ export class PartitionProcessor {
     for (let i = first; i < messages.length; i++) {
       const m = messages[i]
       if ('event' in m) batch.applyEvent(m)
-      else batch.out.deadLetters.push(m.deadLetter)
+      else batch.out.passedThrough.push(m.deadLetter)
     }
     batch.fireTimers(this.wm)
     return this.commit(batch, messages.length ? messages[messages.length - 1].offset : this.appliedOffset)
@@ -174,7 +180,7 @@ export class PartitionProcessor {
       ? [
           ...out.decisions.map((row) => ({ table: 'decisions', row })),
           ...out.alerts.map((row) => ({ table: 'alerts', row })),
-          ...out.deadLetters.map((row) => ({ table: 'dead_letters', row })),
+          ...[...out.passedThrough, ...out.deadLetters].map((row) => ({ table: 'dead_letters', row })),
           ...out.conversions.map((row) => ({ table: 'conversions', row })),
           ...batch.cardEvents.map((row) => ({ table: 'card_events', row })),
           ...batch.volumeRows(partition),
@@ -269,7 +275,7 @@ export class PartitionProcessor {
 
 /** The working set of one batch: timers due, what changed, and what it produced. */
 class Batch {
-  readonly out: BatchOutput = { decisions: [], alerts: [], deadLetters: [], conversions: [], applied: 0, skipped: 0, duplicates: 0, late: 0, timersFired: 0 }
+  readonly out: BatchOutput = { decisions: [], alerts: [], deadLetters: [], passedThrough: [], conversions: [], applied: 0, skipped: 0, duplicates: 0, late: 0, timersFired: 0 }
   readonly changed = new Set<string>()
   /** Final timer state per member touched in this batch: due time, or null when removed. */
   readonly timerChanges = new Map<string, number | null>()

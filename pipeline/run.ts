@@ -260,9 +260,11 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     locks.set(partition, run)
     return run
   }
+  // Bad input passed through from ingest was published and counted there; late events are the
+  // state stage's own dead letters.
   const afterCommit = async (out: Awaited<ReturnType<PartitionProcessor['process']>>) => {
     countBatch(metrics, out)
-    const late = out.deadLetters.filter((q) => q.error.code === 'late_event')
+    const late = out.deadLetters
     if (late.length)
       await producer.send({ topic: config.dlqTopic, acks: -1, messages: late.map((q) => ({ key: `${q.source.topic}:${q.source.partition}:${q.source.offset}`, value: JSON.stringify(q) })) })
   }

@@ -123,6 +123,8 @@ const COLUMNS: Record<string, (row: any) => Record<string, unknown>> = {
     path: q.error.path,
     original: q.original,
     original_encoding: q.originalEncoding,
+    original_bytes: q.originalBytes,
+    original_truncated: q.originalTruncated ? 1 : 0,
     received_at: ts(q.receivedAt),
   }),
   deliveries: (r) => ({

@@ -10,6 +10,8 @@ import { Conversion } from '../schemas/conversion.ts'
 import { partitionOf } from '../pipeline/partitioner.ts'
 import { REPLAY_PARTITIONS } from '../pipeline/replayShard.ts'
 import { STREAM_FILES } from '../simulator/write.ts'
+import { MAX_ORIGINAL_BYTES } from '../pipeline/decode.ts'
+import { leaksPan } from './helpers/leaks.ts'
 
 /** The command line as a user runs it: `npx cardpulse …` through bin/cardpulse.js. */
 
@@ -137,6 +139,38 @@ describe('cardpulse command line', () => {
     expect(outputs[1]).toEqual(outputs[0])
     const reminders = outputs[1].trim().split('\n').map((l) => JSON.parse(l)).filter((d) => d.trigger === 'activation_reminder')
     expect(reminders.map((d) => [d.customerId, d.eventTime])).toEqual([[early, '2026-03-04T02:00:00.000Z']])
+  })
+
+  it('replays a card number planted in bad input into none of its outputs', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardpulse-pan-'))
+    const pan = '4539148803436467'
+    const tx = (customerId: string, extra: Record<string, unknown> = {}) =>
+      JSON.stringify({ type: 'transaction', eventId: `${customerId}-1`, occurredAt: '2026-03-01T10:00:00Z', customerId, cardId: `tok_${customerId}`, amount: 42, status: 'approved', channel: 'pos', cardPresent: true, merchant: { id: 'm1', mcc: '5411', country: 'CN' }, ...extra })
+    const bad = [
+      Buffer.concat([Buffer.from(`{"cardId":"${pan}","note":"`), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]), // not UTF-8
+      Buffer.from(tx('cust_big', { cardId: '4539 1488 0343 6467', note: 'x'.repeat(100_000), last: pan })), // over 64 KiB
+      Buffer.from(tx('cust_event', { cardId: pan })), // valid-looking
+      Buffer.from(tx('cust_named', { merchant: { id: 'm1', name: 'ref 1234-4539-1488-0343-6467', mcc: '5411', country: 'CN' } })),
+    ]
+    const input = join(dir, 'events.ndjson')
+    writeFileSync(input, Buffer.concat([...bad, Buffer.from(tx('cust_good'))].flatMap((line) => [line, Buffer.from('\n')])))
+    const out = join(dir, 'out')
+    const r = cardpulse(['replay', '--input', input, '--out', out])
+    expect(r.code).toBe(0)
+
+    const dlq = readFileSync(join(out, 'dlq.ndjson'), 'utf8').trim().split('\n').map((l) => DeadLetter.parse(JSON.parse(l)))
+    expect(dlq.map((q) => q.error.code)).toEqual(['pan_detected', 'too_large', 'pan_detected', 'pan_detected'])
+    expect(dlq[1]).toMatchObject({ originalBytes: bad[1].length, originalTruncated: true })
+    expect(Buffer.byteLength(dlq[1].original)).toBeLessThanOrEqual(MAX_ORIGINAL_BYTES)
+    const originals = dlq.map((q) => Buffer.from(q.original, q.originalEncoding).toString('latin1'))
+    for (const original of originals) expect(original).toContain('************6467')
+    const outputs = {
+      ...Object.fromEntries(['decisions.ndjson', 'alerts.ndjson', 'dlq.ndjson', 'summary.json'].map((f) => [f, readFileSync(join(out, f), 'latin1')])),
+      'originals, decoded': originals.join('\n'),
+      stdout: r.stdout,
+      stderr: r.stderr,
+    }
+    for (const [where, text] of Object.entries(outputs)) expect({ where, leaks: leaksPan(text, pan) }).toEqual({ where, leaks: false })
   })
 
   it('reads NDJSON from stdin with -', () => {

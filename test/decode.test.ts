@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { decode, MAX_MESSAGE_BYTES, type Decoded } from '../pipeline/decode.ts'
-import { containsPan, luhnValid, maskPans } from '../pipeline/pan.ts'
+import { boundOriginal, decode, MAX_MESSAGE_BYTES, MAX_ORIGINAL_BYTES, type Decoded } from '../pipeline/decode.ts'
+import { containsPan, luhnValid, maskPanBytes, maskPans } from '../pipeline/pan.ts'
 import { DeadLetter, DeadLetterCode } from '../schemas/deadLetter.ts'
 import { InputEvent } from '../schemas/events.ts'
 import { badInputSamples } from '../simulator/bank.ts'
+import { leaksPan } from './helpers/leaks.ts'
 
 const source = { topic: 'cards.transactions', partition: 2, offset: '41' }
 const tx = {
@@ -55,6 +56,24 @@ describe('decode at the edge', () => {
     expect(!d.ok && d.deadLetter.error.code).toBe('too_large')
   })
 
+  it('keeps at most the first 16 KiB of the original, and says so', () => {
+    const small = decode('{"type":', source)
+    expect(!small.ok && small.deadLetter).toMatchObject({ original: '{"type":', originalBytes: 8, originalTruncated: false })
+    // Near the broker's 1 MiB message limit, in UTF-8 and not: the dead letter stays far below it.
+    for (const bytes of [Buffer.alloc((1 << 20) - 100, 'é'), Buffer.concat([Buffer.from([0xff]), Buffer.alloc(1 << 20, 'x')])]) {
+      const d = decode(bytes, source)
+      expect(d.ok).toBe(false)
+      if (d.ok) return
+      expect(DeadLetter.parse(d.deadLetter)).toEqual(d.deadLetter)
+      expect(d.deadLetter).toMatchObject({ originalBytes: bytes.length, originalTruncated: true })
+      const kept = Buffer.from(d.deadLetter.original, d.deadLetter.originalEncoding)
+      expect(kept.length).toBeLessThanOrEqual(MAX_ORIGINAL_BYTES)
+      expect(kept.length).toBeGreaterThan(MAX_ORIGINAL_BYTES - 4)
+      expect(bytes.subarray(0, kept.length)).toEqual(kept)
+      expect(Buffer.byteLength(JSON.stringify(d.deadLetter))).toBeLessThan(32 * 1024)
+    }
+  })
+
   it('never lets a PAN into a dead letter', () => {
     const d = decode(JSON.stringify({ ...tx, cardId: '4111111111111111', note: 'also 4012888888881881' }), source)
     expect(d.ok).toBe(false)
@@ -68,6 +87,59 @@ describe('decode at the edge', () => {
   it('keeps non-UTF-8 bytes as masked base64', () => {
     const d = decode(Buffer.from([0xff, 0xfe, 0x7b]), source)
     expect(!d.ok && d.deadLetter.originalEncoding).toBe('base64')
+  })
+
+  // Card numbers as the text path finds them: one run, or groups split by spaces or dashes.
+  const PAN = '4539148803436467'
+  const written = [PAN, '4539 1488 0343 6467', '4539-1488-0343-6467']
+
+  it.each(written)('masks a card number (%s) in bytes that are not UTF-8, before they are base64 encoded', (pan) => {
+    const bytes = Buffer.concat([Buffer.from(`{"type":"transaction","cardId":"${pan}","note":"`), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')])
+    const d = decode(bytes, source, 'transaction')
+    expect(d.ok).toBe(false)
+    if (d.ok) return
+    expect(DeadLetter.parse(d.deadLetter)).toEqual(d.deadLetter)
+    expect(d.deadLetter.error.code).toBe('pan_detected')
+    expect(d.deadLetter).toMatchObject({ originalEncoding: 'base64', originalBytes: bytes.length, originalTruncated: false })
+    const original = Buffer.from(d.deadLetter.original, 'base64')
+    expect(original.toString('latin1')).toContain('"cardId":"************6467"')
+    // Everything else is kept byte for byte.
+    expect(original.subarray(original.length - 5)).toEqual(Buffer.from([0xff, 0xfe, 0xc3, 0x22, 0x7d]))
+    expect(leaksPan(JSON.stringify(d.deadLetter), PAN)).toBe(false)
+  })
+
+  it.each(written)('masks a card number (%s) in an oversized message, whatever its encoding', (pan) => {
+    for (const tail of [Buffer.from('x'), Buffer.from([0xff])]) {
+      const bytes = Buffer.concat([Buffer.from(`{"cardId":"${pan}","pad":"${'x'.repeat(MAX_MESSAGE_BYTES)}`), tail])
+      const d = decode(bytes, source, 'transaction')
+      expect(!d.ok && d.deadLetter.error.code).toBe('too_large')
+      if (d.ok) return
+      expect(leaksPan(JSON.stringify(d.deadLetter), PAN)).toBe(false)
+      const original = Buffer.from(d.deadLetter.original, d.deadLetter.originalEncoding)
+      expect(original.toString('latin1')).toContain('************6467')
+    }
+  })
+
+  it('masks the bytes as the text path masks the same text read as UTF-8', () => {
+    const piece = fc.constantFrom(...written, '4111 1111 1111 1111', '12345', ' ', '-', '7', 'é', '中', '💳', '"', 'a')
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 12 }), (pieces) => {
+        const text = pieces.join('')
+        expect(maskPanBytes(Buffer.from(text, 'utf8')).toString('utf8')).toBe(maskPans(text))
+      }),
+    )
+  })
+
+  it('never lets a planted card number into a dead letter, whatever bytes surround it', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), fc.constantFrom(...written), fc.uint8Array({ maxLength: 64 }), (before, pan, after) => {
+        // A digit right next to it makes a longer run: no longer a card number, by the rule.
+        const bytes = Buffer.concat([Buffer.from(before), Buffer.from(` ${pan} `), Buffer.from(after)])
+        const d = decode(bytes, source)
+        expect(d.ok).toBe(false)
+        if (!d.ok) expect(leaksPan(JSON.stringify(d.deadLetter), PAN)).toBe(false)
+      }),
+    )
   })
 
   it('gives every kind of bad sample a dead letter (none lost, none crash)', () => {
@@ -125,6 +197,42 @@ describe('decode at the edge', () => {
   })
 })
 
+describe('the bound on a dead letter\'s original', () => {
+  const max = 16
+
+  it('keeps what fits whole', () => {
+    expect(boundOriginal(Buffer.from('0123456789abcdef'), max, true).toString()).toBe('0123456789abcdef')
+  })
+
+  it('cuts at most the limit, never inside a UTF-8 character', () => {
+    const kept = boundOriginal(Buffer.from('abcdefghijklmn中文'), max, true) // 中 takes bytes 14–16
+    expect(kept.toString()).toBe('abcdefghijklmn')
+    // Bytes that are not UTF-8 anyway are cut at the limit.
+    expect(boundOriginal(Buffer.alloc(40, 0x80), max, false)).toHaveLength(max)
+  })
+
+  it('does not cut a number in two', () => {
+    expect(boundOriginal(Buffer.from('amount 123456789012'), max, true).toString()).toBe('amount ')
+    expect(boundOriginal(Buffer.from('amount 12345678 9012'), max, true).toString()).toBe('amount 12345678 ')
+  })
+
+  it('makes no card number where it cuts, wherever that is', () => {
+    const piece = fc.constantFrom('4539148803436467', '4539 1488 0343 6467', '4539-1488-0343-', '45391488034364', '1234', '5', ' ', '-', 'é', 'a')
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 16 }), fc.integer({ min: 0, max: 80 }), (pieces, limit) => {
+        const masked = maskPanBytes(Buffer.from(pieces.join('')))
+        const kept = boundOriginal(masked, limit, true)
+        expect(kept.length).toBeLessThanOrEqual(limit)
+        expect(kept).toEqual(masked.subarray(0, kept.length))
+        expect(kept.length).toBeGreaterThanOrEqual(Math.min(masked.length, limit - 32)) // backs out of 32 digits at most
+        // (Masking can leave a card number's last four beside other digits that read as one.)
+        if (!containsPan(masked.toString())) expect(containsPan(kept.toString())).toBe(false)
+      }),
+      { numRuns: 2000 },
+    )
+  })
+})
+
 describe('PAN detection', () => {
   it('knows the Luhn check', () => {
     expect(luhnValid('4111111111111111')).toBe(true)
@@ -142,5 +250,12 @@ describe('PAN detection', () => {
   it('masks to the last four digits, leaving other digits alone', () => {
     expect(maskPans('pan 4111111111111111 amount 12345')).toBe('pan ************1111 amount 12345')
     expect(maskPans('4111-1111-1111-1111')).toBe('************1111')
+  })
+
+  it('finds a card number written in groups after another group of digits', () => {
+    expect(containsPan('ref 1234 4539 1488 0343 6467')).toBe(true)
+    expect(maskPans('ref 1234 4539 1488 0343 6467')).toBe('ref 1234 ************6467')
+    expect(maskPans('1234-4539-1488-0343-6467')).toBe('1234-************6467')
+    expect(containsPan('1234 5678 9012 3456 7890 1234')).toBe(false)
   })
 })

@@ -141,6 +141,7 @@ function merge(a: BatchOutput, b: BatchOutput): BatchOutput {
     decisions: [...a.decisions, ...b.decisions],
     alerts: [...a.alerts, ...b.alerts],
     deadLetters: [...a.deadLetters, ...b.deadLetters],
+    passedThrough: [...a.passedThrough, ...b.passedThrough],
     conversions: [...a.conversions, ...b.conversions],
     applied: a.applied + b.applied,
     skipped: a.skipped + b.skipped,

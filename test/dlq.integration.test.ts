@@ -1,0 +1,220 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Admin, Producer } from 'kafkajs'
+import { startPipeline, type RunningPipeline } from '../pipeline/run.ts'
+import { RunConfig, parseConfig } from '../pipeline/config.ts'
+import { createLogger } from '../pipeline/log.ts'
+import { luhnValid } from '../pipeline/pan.ts'
+import { MAX_ORIGINAL_BYTES } from '../pipeline/decode.ts'
+import { DeadLetter } from '../schemas/deadLetter.ts'
+import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { leaksPan } from './helpers/leaks.ts'
+
+/**
+ * Dead letters of `cardpulse run` on the real Kafka broker and Redis: no card number in any of
+ * them, none too large for the broker, each counted once.
+ */
+
+const id = uniqueId()
+const topics = freshTopics(`dlq-${id}`)
+const dir = mkdtempSync(join(tmpdir(), 'cardpulse-dlq-'))
+const catalogFile = join(dir, 'catalog.yaml')
+writeFileSync(catalogFile, testCatalogYaml())
+
+/** The broker's default message limit (message.max.bytes); the dead-letter topic keeps it. */
+const BROKER_LIMIT = 1_048_588
+const PAN = '4539148803436467'
+const written = [PAN, '4539 1488 0343 6467', 'ref 1234-4539-1488-0343-6467']
+
+let admin: Admin
+let producer: Producer
+let receiver: Awaited<ReturnType<typeof webhookReceiver>>
+let pipeline: RunningPipeline
+const logs: string[] = []
+
+const tx = (customerId: string, extra: Record<string, unknown> = {}) => ({
+  type: 'transaction',
+  eventId: `${customerId}-${uniqueId()}`,
+  occurredAt: new Date().toISOString(),
+  customerId,
+  cardId: `tok_${customerId}`,
+  amount: 42,
+  status: 'approved',
+  channel: 'pos',
+  cardPresent: true,
+  merchant: { id: 'm1', mcc: '5411', country: 'CN' },
+  ...extra,
+})
+const notUtf8 = Buffer.from([0xff, 0xfe, 0xc3])
+
+beforeAll(async () => {
+  expect(luhnValid(PAN)).toBe(true)
+  const k = kafka()
+  admin = k.admin()
+  await admin.connect()
+  // One partition per input topic, so that later good events queue behind the bad ones. The
+  // transactions topic takes messages larger than the broker's default limit, as a bank's may.
+  await createTopics(admin, [topics.lifecycleTopic, topics.appEventsTopic], 1)
+  await admin.createTopics({
+    waitForLeaders: true,
+    topics: [{ topic: topics.transactionsTopic, numPartitions: 1, configEntries: [{ name: 'max.message.bytes', value: String(4 << 20) }] }],
+  })
+  producer = k.producer()
+  await producer.connect()
+  receiver = await webhookReceiver()
+  const config = parseConfig(RunConfig, {
+    kafkaBrokers: KAFKA_BROKERS,
+    redisUrl: REDIS_URL,
+    redisPrefix: `cp-dlq-${id}`,
+    groupId: `g-dlq-${id}`,
+    ...topics,
+    partitions: '3',
+    httpPort: '0',
+    catalogFile,
+    webhookUrl: `${receiver.url}/hooks`,
+    webhookSecret: WEBHOOK_SECRET,
+    allowedLateness: '1s',
+    idleAdvance: '1s',
+    clickhouseDatabase: `cp_dlq_${id}`,
+    dataDir: join(dir, 'data'),
+  })
+  pipeline = await startPipeline(config, createLogger('info', 'json', { write: (line: string) => void logs.push(line) }))
+})
+
+afterAll(async () => {
+  await pipeline?.stop()
+  await producer?.disconnect()
+  await admin?.disconnect()
+  await receiver?.close()
+})
+
+/** Every message of a topic, as stored. */
+async function readAll(topic: string): Promise<Buffer[]> {
+  const ends = await admin.fetchTopicOffsets(topic)
+  const last = new Map(ends.filter((e) => BigInt(e.high) > BigInt(e.low)).map((e) => [e.partition, BigInt(e.high) - 1n]))
+  const values: Buffer[] = []
+  if (!last.size) return values
+  const consumer = kafka().consumer({ groupId: `read-${uniqueId()}`, maxBytesPerPartition: 8 << 20 })
+  await consumer.connect()
+  await consumer.subscribe({ topic, fromBeginning: true })
+  const done = new Set<number>()
+  await consumer.run({
+    eachMessage: async ({ partition, message }) => {
+      values.push(message.value ?? Buffer.alloc(0))
+      if (BigInt(message.offset) >= last.get(partition)!) done.add(partition)
+    },
+  })
+  await waitFor(`all of ${topic}`, () => done.size === last.size)
+  await consumer.disconnect()
+  return values
+}
+
+const db = () => pipeline.clickhouse.database
+const deadLetterRows = () => pipeline.clickhouse.query<Record<string, unknown>>(`SELECT * FROM ${db()}.dead_letters FINAL ORDER BY topic, toUInt64(offset)`)
+const applied = async (type: string) =>
+  Number((await pipeline.clickhouse.query<{ n: string }>(`SELECT sum(events) AS n FROM ${db()}.event_volume FINAL WHERE type = {type:String}`, { type }))[0]?.n ?? 0)
+
+describe('dead letters of cardpulse run', () => {
+  it('carry no card number: not on the dead-letter topic, not in ClickHouse, not in the logs', async () => {
+    const bad = [
+      // Not UTF-8: kept as base64, which the text masking never saw.
+      ...written.map((pan) => Buffer.concat([Buffer.from(JSON.stringify(tx('cust_pan_bytes', { cardId: pan })).slice(0, -1) + ',"note":"'), notUtf8, Buffer.from('"}')])),
+      // Over 64 KiB, in UTF-8 and not: the card number up front (kept) and at the end (cut away).
+      Buffer.from(JSON.stringify(tx('cust_pan_big', { cardId: PAN, note: 'x'.repeat(100_000), last: written[1] }))),
+      Buffer.concat([Buffer.from(`{"cardId":"${written[2]}","note":"`), Buffer.alloc(100_000, 0xff), Buffer.from(`${PAN}"}`)]),
+      // Valid-looking events with a card number where a token belongs, or in a name.
+      Buffer.from(JSON.stringify(tx('cust_pan_event', { cardId: PAN }))),
+      Buffer.from(JSON.stringify(tx('cust_pan_event', { merchant: { id: 'm1', name: written[2], mcc: '5411', country: 'CN' } }))),
+    ]
+    await producer.send({ topic: topics.transactionsTopic, messages: [...bad.map((value) => ({ key: 'x', value })), { key: 'cust_good', value: JSON.stringify(tx('cust_good')) }] })
+
+    const rows = await waitFor('the dead letters in ClickHouse', async () => {
+      const q = await deadLetterRows()
+      return q.length === bad.length && (await applied('transaction')) === 1 && q
+    }, 40_000)
+    expect(rows.map((q) => q.code)).toEqual(['pan_detected', 'pan_detected', 'pan_detected', 'too_large', 'too_large', 'pan_detected', 'pan_detected'])
+    // The topic is partitioned by source coordinates: in source order again.
+    const onTopic = (await readAll(topics.dlqTopic))
+      .map((v) => DeadLetter.parse(JSON.parse(v.toString('utf8'))))
+      .sort((a, b) => Number(a.source.offset) - Number(b.source.offset))
+    expect(onTopic).toHaveLength(bad.length)
+    // The dead letters are all there (else this test would prove nothing), masked (checked last).
+    expect(onTopic.map((q) => q.originalEncoding)).toEqual(['base64', 'base64', 'base64', 'utf8', 'base64', 'utf8', 'utf8'])
+    const originals = onTopic.map((q) => Buffer.from(q.original, q.originalEncoding).toString('latin1'))
+    const outputs = {
+      'dead-letter topic': (await readAll(topics.dlqTopic)).map((v) => v.toString('latin1')).join('\n'),
+      'originals, decoded': originals.join('\n'),
+      'internal events topic': (await readAll(topics.eventsTopic)).map((v) => v.toString('latin1')).join('\n'),
+      'ClickHouse dead_letters': JSON.stringify(rows),
+      'ClickHouse originals, decoded': rows.map((q) => Buffer.from(String(q.original), q.original_encoding === 'base64' ? 'base64' : 'utf8').toString('latin1')).join('\n'),
+      logs: logs.join(''),
+    }
+    expect(logs.length).toBeGreaterThan(0)
+    for (const [where, text] of Object.entries(outputs)) expect({ where, leaks: leaksPan(text, PAN) }).toEqual({ where, leaks: false })
+    for (const original of originals) expect(original).toContain('************6467')
+  }, 90_000)
+
+  it('fit the broker even for a message at or over its limit, and the partition goes on', async () => {
+    // Just under the limit, and all quotes: escaped whole in a dead letter, it would be half as
+    // large again. Then one over the broker's default limit (its topic allows more), not UTF-8.
+    const nearLimit = `{"type":"lifecycle","tags":[${'"a",'.repeat((BROKER_LIMIT - 2048 - 40) / 4)}"a"]}`
+    expect(Buffer.byteLength(nearLimit)).toBeLessThan(BROKER_LIMIT - 1024)
+    const overLimit = Buffer.concat([notUtf8, Buffer.alloc(1536 * 1024, 'z')])
+    const lifecycle = { type: 'lifecycle', eventId: `after-${uniqueId()}`, occurredAt: new Date().toISOString(), customerId: 'cust_after', cardId: 'tok_after', stage: 'approved' }
+    await producer.send({ topic: topics.lifecycleTopic, messages: [{ key: 'x', value: nearLimit }, { key: 'cust_after', value: JSON.stringify(lifecycle) }] })
+    await producer.send({ topic: topics.transactionsTopic, messages: [{ key: 'x', value: overLimit }, { key: 'cust_after', value: JSON.stringify(tx('cust_after')) }] })
+
+    // The good events behind the large ones are applied.
+    await waitFor('the events after the large ones', async () => (await applied('lifecycle')) === 1 && (await applied('transaction')) === 2, 45_000)
+    const big = (await readAll(topics.dlqTopic))
+      .map((v) => DeadLetter.parse(JSON.parse(v.toString('utf8'))))
+      .filter((q) => q.error.code === 'too_large' && q.originalBytes > 1 << 19)
+      .sort((a, b) => a.source.topic.localeCompare(b.source.topic))
+    expect(big.map((q) => [q.source.topic, q.originalBytes, q.originalTruncated, q.originalEncoding])).toEqual([
+      [topics.lifecycleTopic, Buffer.byteLength(nearLimit), true, 'utf8'],
+      [topics.transactionsTopic, overLimit.length, true, 'base64'],
+    ])
+    for (const q of big) {
+      expect(Buffer.from(q.original, q.originalEncoding).length).toBeLessThanOrEqual(MAX_ORIGINAL_BYTES)
+      expect(Buffer.byteLength(JSON.stringify(q))).toBeLessThan(BROKER_LIMIT / 8)
+    }
+    const rows = await waitFor('their rows in ClickHouse', async () => {
+      const q = await pipeline.clickhouse.query<{ topic: string; original_bytes: string | number; original_truncated: boolean }>(
+        `SELECT topic, original_bytes, original_truncated FROM ${db()}.dead_letters FINAL WHERE original_bytes > 524288 ORDER BY topic`,
+      )
+      return q.length === 2 && q
+    })
+    expect(rows.map((r) => [r.topic, Number(r.original_bytes), r.original_truncated])).toEqual([
+      [topics.lifecycleTopic, Buffer.byteLength(nearLimit), true],
+      [topics.transactionsTopic, overLimit.length, true],
+    ])
+  }, 120_000)
+
+  it('are counted once each in /metrics', async () => {
+    await producer.send({
+      topic: topics.appEventsTopic,
+      messages: [
+        { key: 'x', value: '{"type":"app",' },
+        { key: 'x', value: '{"type":"app",' },
+        { key: 'x', value: JSON.stringify({ type: 'refund', eventId: 'r1', occurredAt: new Date().toISOString(), customerId: 'cust_m' }) },
+      ],
+    })
+    const byCode = `SELECT code, count() AS n FROM ${db()}.dead_letters FINAL GROUP BY code ORDER BY code`
+    await waitFor('the dead letters in ClickHouse', async () => {
+      const q = await pipeline.clickhouse.query<{ n: string }>(`SELECT count() AS n FROM ${db()}.dead_letters FINAL WHERE topic = {topic:String}`, { topic: topics.appEventsTopic })
+      return Number(q[0].n) === 3
+    })
+    // Both stages have seen them all by now; give the state stage's counting a moment all the same.
+    await new Promise((r) => setTimeout(r, 1000))
+    const rows = await pipeline.clickhouse.query<{ code: string; n: string }>(byCode)
+    const total = rows.reduce((n, r) => n + Number(r.n), 0)
+    const text = await (await fetch(`http://127.0.0.1:${pipeline.port}/metrics`)).text()
+    const counted = Object.fromEntries([...text.matchAll(/^cardpulse_dead_letters_total\{code="(\w+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]))
+    expect(counted).toEqual(Object.fromEntries(rows.map((r) => [r.code, Number(r.n)])))
+    expect(counted).toMatchObject({ invalid_json: 2, unknown_type: 1 })
+    expect(text).toContain(`cardpulse_events_total{type="all",result="dead_letter"} ${total}\n`)
+    expect(await readAll(topics.dlqTopic)).toHaveLength(total)
+  })
+})
