@@ -182,27 +182,38 @@ describe('the simulated bank', () => {
 
   it('gives the same events however finely time is stepped, touchpoints included', () => {
     const opts = { customers: 200, days: 20, start: START, seed: 8 }
-    const run = (step: number) => {
+    const run = (step: number, upfront?: WebhookBody[]) => {
       const bank = new SimulatedBank(opts)
       const out: string[] = []
       const touch: WebhookBody[] = []
+      const delivered: WebhookBody[] = []
+      // The reference: every touchpoint known before the bank starts.
+      for (const body of upfront ?? []) bank.receive(body)
       for (let t = START; t <= START + 21 * DAY; t += step) {
         for (const e of bank.until(t)) {
           out.push(JSON.stringify(e))
-          // A spend offer a day after every approval, sent in the morning.
-          if (e.type === 'lifecycle' && e.stage === 'approved') touch.push(offer(e.customerId, Date.parse(e.occurredAt) + DAY))
+          // A spend offer a day after every approval.
+          if (!upfront && e.type === 'lifecycle' && e.stage === 'approved') touch.push(offer(e.customerId, Date.parse(e.occurredAt) + DAY))
         }
         touch.sort((a, b) => a.sendAt.localeCompare(b.sendAt))
-        while (touch.length && Date.parse(touch[0].sendAt) <= t + step) bank.receive(touch.shift()!)
+        while (touch.length && Date.parse(touch[0].sendAt) <= t + step) {
+          const body = touch.shift()!
+          delivered.push(body)
+          bank.receive(body)
+        }
       }
       for (const e of bank.until(Infinity)) out.push(JSON.stringify(e))
-      return { out, truth: bank.truthNdjson() }
+      return { out, truth: bank.truthNdjson(), delivered }
     }
     const coarse = run(6 * 3_600_000)
     const fine = run(7 * 60_000)
+    const reference = run(21 * DAY, fine.delivered)
+    expect(fine.delivered.length).toBeGreaterThan(50)
     expect(fine.out.length).toBe(coarse.out.length)
     expect(fine.out).toEqual(coarse.out)
+    expect(fine.out).toEqual(reference.out)
     expect(fine.truth).toBe(coarse.truth)
+    expect(fine.truth).toBe(reference.truth)
   })
 
   it('answers a bad configuration with one line naming the field', () => {
