@@ -115,16 +115,26 @@ pipelineOptions(program.command('replay').description('the pipeline in event tim
   )
 
 logOptions(program.command('simulate'))
-  .description('generate a bank\'s customers and their events, to NDJSON files or to Kafka; deterministic for a seed')
+  .description(
+    "the simulated bank: customers in segments, their cards' whole life, spending, app usage and injected fraud, to NDJSON files (with truth.ndjson, the ground truth) or to Kafka; deterministic for a seed. With --listen it runs closed loop against a live cardpulse: customers react to its webhooks",
+  )
   .addOption(opt('--customers <n>', 'number of customers (default 1000)', 'SIM_CUSTOMERS'))
   .addOption(opt('--days <n>', 'length of the simulated period in days (default 90)', 'SIM_DAYS'))
-  .addOption(opt('--start <date>', 'first day, YYYY-MM-DD (default 2026-09-01)', 'SIM_START'))
+  .addOption(opt('--start <date>', 'first day, YYYY-MM-DD (default 2026-09-01; with --listen: --days before now, so the period ends now)', 'SIM_START'))
   .addOption(opt('--seed <n>', 'random seed (default 1)', 'SIM_SEED'))
-  .addOption(opt('--out <dir>', 'write transactions.ndjson, app-events.ndjson and lifecycle.ndjson here'))
-  .addOption(opt('--kafka-brokers <list>', 'produce to the three input topics instead', 'KAFKA_BROKERS'))
+  .addOption(opt('--config <file>', 'bank configuration (YAML) merged over the shipped simulator/bank.yaml: segments, lifecycle rates, fraud rates, effects of touchpoints', 'SIM_CONFIG'))
+  .addOption(opt('--malformed <share>', 'share of messages followed by a malformed copy, e.g. 0.001 (default: the config\'s, 0)', 'SIM_MALFORMED'))
+  .addOption(opt('--out <dir>', 'write transactions.ndjson, app-events.ndjson, lifecycle.ndjson and truth.ndjson here'))
+  .addOption(opt('--kafka-brokers <list>', 'produce to the three input topics (as fast as possible unless --rate or --speed)', 'KAFKA_BROKERS'))
   .addOption(opt('--transactions-topic <topic>', 'default cards.transactions', 'TRANSACTIONS_TOPIC'))
   .addOption(opt('--app-events-topic <topic>', 'default cards.app-events', 'APP_EVENTS_TOPIC'))
   .addOption(opt('--lifecycle-topic <topic>', 'default cards.lifecycle', 'LIFECYCLE_TOPIC'))
+  .addOption(opt('--rate <n>', 'produce at most this many events per second', 'SIM_RATE'))
+  .addOption(opt('--speed <n>', 'simulated seconds per wall-clock second, e.g. 3600 = an hour a second (default with --listen: 3600)', 'SIM_SPEED'))
+  .addOption(opt('--listen <port>', 'closed loop: receive cardpulse\'s webhooks on http://127.0.0.1:PORT/webhooks (needs --kafka-brokers and --webhook-secret); customers react as they arrive', 'SIM_LISTEN'))
+  .addOption(opt('--webhook-secret <secret>', 'HMAC secret to verify webhooks with (the one cardpulse run signs with); a bad signature gets 401', 'WEBHOOK_SECRET'))
+  .addOption(opt('--linger <seconds>', 'with --listen: keep receiving webhooks this long after the period ends (default 10)', 'SIM_LINGER'))
+  .addOption(new Option('--no-progress', 'no progress bar'))
   .action(
     action(LogConfig, async (_config, log, raw) => {
       const { simulateCommand } = await import('../simulator/command.ts')

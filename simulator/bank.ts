@@ -1,212 +1,273 @@
-import type { AppEvent, InputEvent, LifecycleEvent, TransactionEvent, Channel } from '../schemas/events.ts'
+import { WebhookBody } from '../schemas/decision.ts'
+import type { EventType, InputEvent } from '../schemas/events.ts'
+import { loadBankConfig, type BankConfig } from './config.ts'
+import { Customer, DAY, bankContext, type BankContext, type Item, type Reaction } from './customer.ts'
+import { unit } from './random.ts'
+import { compareTruth, type TruthRecord } from './truth.ts'
+
+export { mulberry32 } from './random.ts'
+export { fraudScenarios, badInputSamples } from './legacy.ts'
+export type { TruthRecord } from './truth.ts'
 
 /**
- * A synthetic bank: customers applying for cards, activating (or not), spending, going quiet,
- * withdrawing consent. Deterministic for a seed, so tests, benchmarks and the demo are repeatable.
+ * The simulated bank: a population of customers in segments that behave differently, their
+ * cards' whole life, their spending and app usage, fraud injected into their streams, and their
+ * reactions to cardpulse's touchpoints. Steppable in event time, so it can run closed loop:
+ *
+ *   const bank = new SimulatedBank({ customers: 2000, days: 90, start: new Date('2026-09-01'), seed: 1 })
+ *   for (const event of bank.until(t)) pipeline.push(event)   // events up to event time t
+ *   bank.receive(webhookBody)                                 // a touchpoint reaches its customer
+ *   bank.truth()                                              // what really happened
+ *
+ * Deterministic for the seed and the touchpoints received. Every customer draws from streams of
+ * their own, so a touchpoint changes only that customer's events, and only after it reaches them
+ * (at its sendAt, or when it arrives if the bank has already passed that time): deliver each
+ * touchpoint before stepping past its sendAt and the output does not depend on how finely time is
+ * stepped. Events come sorted by event time, then eventId.
  */
 
 export interface BankOptions {
   customers: number
-  /** First day of the simulated period (UTC midnight). */
-  start: Date
+  /** First day of the simulated period (UTC midnight), or epoch ms. */
+  start: Date | number
   days: number
   seed: number
+  /** Rates and effects; default: the shipped simulator/bank.yaml. */
+  config?: BankConfig
 }
 
-const HOUR = 3_600_000
-const DAY = 24 * HOUR
-
-const CITIES = [
-  { city: 'Shanghai', lat: 31.23, lon: 121.47 },
-  { city: 'Beijing', lat: 39.9, lon: 116.4 },
-  { city: 'Shenzhen', lat: 22.54, lon: 114.06 },
-  { city: 'Chengdu', lat: 30.66, lon: 104.06 },
-  { city: 'Hangzhou', lat: 30.27, lon: 120.16 },
-]
-const MERCHANTS = [
-  { id: 'm_grocer', name: 'FreshMart', mcc: '5411' },
-  { id: 'm_cafe', name: 'Lucky Coffee', mcc: '5814' },
-  { id: 'm_fuel', name: 'Sinopec Station', mcc: '5541' },
-  { id: 'm_mall', name: 'Grand Mall', mcc: '5311' },
-  { id: 'm_air', name: 'Eastern Air', mcc: '4511' },
-  { id: 'm_elec', name: 'Digital City', mcc: '5732' },
-  { id: 'm_dine', name: 'Hotpot House', mcc: '5812' },
-]
-const SEGMENTS = ['mass', 'mass', 'mass', 'affluent', 'young_professional', 'student']
-const CHANNELS: Channel[] = ['sms', 'push', 'push', 'app_banner']
-
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+/** One message for an input topic or file: the event, or a deliberately malformed line. */
+export interface BankMessage {
+  stream: EventType
+  /** The Kafka key: the customer. */
+  key: string
+  value: string
+  /** Event time (epoch ms). */
+  at: number
+  /** The event; absent for a malformed message. */
+  event?: InputEvent
 }
 
-/** All events of the simulated period, sorted by event time (ties by eventId). */
-export function simulateBank(opts: BankOptions): InputEvent[] {
-  const random = mulberry32(opts.seed)
-  const pick = <T>(list: T[]) => list[Math.floor(random() * list.length)]
-  const end = opts.start.getTime() + opts.days * DAY
-  const events: InputEvent[] = []
-  let seq = 0
-  const iso = (ms: number) => new Date(Math.round(ms)).toISOString()
-  const id = (prefix: string) => `${prefix}-${opts.seed}-${(++seq).toString(36)}`
+export type ReceiveResult =
+  | { ok: true; duplicate: boolean; customerId: string; persuaded: boolean; at: number }
+  | { ok: false; reason: string }
 
-  for (let n = 0; n < opts.customers; n++) {
-    const customerId = `cust_${String(n).padStart(6, '0')}`
-    const cardId = `tok_${(opts.seed * 7919 + n).toString(36)}`
-    const home = pick(CITIES)
-    const lifecycle = (stage: LifecycleEvent['stage'], at: number, extra: Partial<LifecycleEvent> = {}) => {
-      if (at < end) events.push({ type: 'lifecycle', eventId: id('lc'), occurredAt: iso(at), customerId, cardId, stage, ...extra })
-    }
-    const app = (name: AppEvent['name'], at: number, extra: Partial<AppEvent> = {}) => {
-      if (at < end) events.push({ type: 'app', eventId: id('app'), occurredAt: iso(at), customerId, name, ...extra } as AppEvent)
-    }
+const compareItems = (a: Item, b: Item) => a.t - b.t || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+const iso = (ms: number) => new Date(ms).toISOString()
 
-    const appliedAt = opts.start.getTime() + random() * Math.min(opts.days * 0.6, 60) * DAY
-    const birth = new Date(Date.UTC(1960 + Math.floor(random() * 45), Math.floor(random() * 12), 1 + Math.floor(random() * 28)))
-    lifecycle('applied', appliedAt, {
-      product: random() < 0.3 ? 'platinum' : 'classic',
-      profile: {
-        birthDate: birth.toISOString().slice(0, 10),
-        timezone: 'Asia/Shanghai',
-        homeCity: home.city,
-        homeCountry: 'CN',
-        homeLat: home.lat,
-        homeLon: home.lon,
-        segment: pick(SEGMENTS),
-        preferredChannel: pick(CHANNELS),
-      },
-    })
-    if (random() < 0.1) {
-      lifecycle('declined', appliedAt + (2 + random() * 20) * HOUR)
-      continue
-    }
-    const approvedAt = appliedAt + (1 + random() * 30) * HOUR
-    const creditLimit = pick([5000, 10000, 20000, 50000])
-    lifecycle('approved', approvedAt, { creditLimit })
-    lifecycle('issued', approvedAt + (20 + random() * 30) * HOUR)
-    const r = random()
-    // Most activate within three days, some later (after a reminder would go out), some never.
-    const activatedAt = r < 0.6 ? approvedAt + (2 + random() * 60) * HOUR : r < 0.85 ? approvedAt + (80 + random() * 200) * HOUR : undefined
-    if (random() < 0.05) app('consent_changed', approvedAt + random() * 48 * HOUR, { attributes: { channel: 'all', granted: false } })
-    if (activatedAt === undefined) continue
-    lifecycle('activated', activatedAt)
-    if (random() < 0.5) lifecycle('bound', activatedAt + (1 + random() * 120) * HOUR, { attributes: { wallet: pick(['alipay', 'wechat', 'applepay']) } })
-    app('login', activatedAt + random() * 2 * HOUR, { deviceId: `dev_${n}` })
+export class SimulatedBank {
+  readonly start: number
+  readonly end: number
+  readonly seed: number
+  readonly config: BankConfig
+  readonly customers: readonly Customer[]
+  private readonly ctx: BankContext
+  private readonly byId = new Map<string, Customer>()
+  private day = -1
+  private buffer: Item[] = []
+  private pos = 0
+  /** Everything up to (horizon, horizonId) in stream order has been emitted. */
+  private horizon = -Infinity
+  private horizonId = ''
+  private readonly records: TruthRecord[] = []
+  private readonly received = new Set<string>()
+  /** Counts of what has been emitted, by stream, and of malformed messages. */
+  readonly emitted = { transaction: 0, app: 0, lifecycle: 0, malformed: 0 }
 
-    // Spending: a daily rate per customer; some go quiet after a while.
-    const rate = 0.2 + random() * 1.5
-    const quietFrom = random() < 0.2 ? activatedAt + (5 + random() * 30) * DAY : Infinity
-    let t = activatedAt + random() * 3 * DAY
-    if (random() < 0.1) lifecycle('expiring', activatedAt + (10 + random() * 60) * DAY, { attributes: { expiresOn: new Date(activatedAt + 90 * DAY).toISOString().slice(0, 10) } })
-    const traveller = random() < 0.15
-    while (t < end && t < quietFrom) {
-      const abroad = traveller && random() < 0.1
-      const merchant = abroad ? { id: 'm_duty_free', name: 'Narita Duty Free', mcc: '5309' } : pick(MERCHANTS)
-      const place = abroad ? { city: 'Tokyo', country: 'JP', lat: 35.77, lon: 140.39 } : { city: home.city, country: 'CN', lat: home.lat, lon: home.lon }
-      // Mostly everyday amounts; now and then a big-ticket purchase.
-      const amount = random() < 0.01 ? 5000 + Math.round(random() * 20000) : Math.round(Math.exp(3 + random() * 4) * 100) / 100
-      const tx: TransactionEvent = {
-        type: 'transaction',
-        eventId: id('tx'),
-        occurredAt: iso(t),
-        customerId,
-        cardId,
-        amount: Math.max(1, amount),
-        currency: 'CNY',
-        status: random() < 0.97 ? 'approved' : 'declined',
-        channel: pick(['pos', 'ecom', 'qr', 'wallet']),
-        cardPresent: random() < 0.6,
-        merchant: { ...merchant, ...place },
-      }
-      events.push(tx)
-      if (random() < 0.15) app('login', t - random() * HOUR, { deviceId: `dev_${n}` })
-      t += (-Math.log(1 - random()) / rate) * DAY
+  constructor(opts: BankOptions) {
+    this.start = typeof opts.start === 'number' ? opts.start : opts.start.getTime()
+    this.end = this.start + opts.days * DAY
+    this.seed = opts.seed
+    this.config = opts.config ?? loadBankConfig()
+    this.ctx = bankContext(this.config, this.seed, this.start, this.end)
+    const customers: Customer[] = []
+    for (let i = 0; i < opts.customers; i++) {
+      const c = new Customer(this.ctx, i)
+      customers.push(c)
+      this.byId.set(c.id, c)
     }
-  }
-  return events
-    .filter((e) => Date.parse(e.occurredAt) < end)
-    .sort((a, b) => (a.occurredAt < b.occurredAt ? -1 : a.occurredAt > b.occurredAt ? 1 : a.eventId < b.eventId ? -1 : 1))
-}
-
-/**
- * Customers whose cards show each risk pattern of the default catalogue once, from `start`:
- * card testing, velocity, impossible travel, a night burst, a cash-out pattern, a new device with
- * a large amount, an amount anomaly, and a prohibited merchant category.
- */
-export function fraudScenarios(start: Date, customers = 8): InputEvent[] {
-  const events: InputEvent[] = []
-  const t0 = start.getTime()
-  for (let n = 0; n < customers; n++) {
-    const customerId = `risk_${String(n).padStart(4, '0')}`
-    const cardId = `tok_r${n}`
-    let seq = 0
-    const base = t0 + n * 2 * DAY
-    const iso = (ms: number) => new Date(ms).toISOString()
-    const tx = (at: number, amount: number, extra: Partial<TransactionEvent> = {}) =>
-      events.push({
-        type: 'transaction',
-        eventId: `${customerId}-tx-${++seq}`,
-        occurredAt: iso(at),
-        customerId,
-        cardId,
-        amount,
-        currency: 'CNY',
-        status: 'approved',
-        channel: 'pos',
-        cardPresent: true,
-        merchant: { id: 'm_grocer', mcc: '5411', city: 'Shanghai', country: 'CN', lat: 31.23, lon: 121.47 },
-        ...extra,
+    this.customers = customers
+    this.records.push({ kind: 'config', at: iso(this.start), seed: this.seed, customers: opts.customers, start: iso(this.start), end: iso(this.end), config: this.config })
+    for (const c of customers) {
+      const p = c.plan
+      this.records.push({
+        kind: 'customer',
+        at: iso(c.existing ? this.start : p.appliedAt),
+        customerId: c.id,
+        segment: c.segment,
+        existing: c.existing,
+        approved: p.approved,
+        timezone: c.tz,
+        homeCity: c.home.city,
+        homeCountry: c.home.country,
+        preferredChannel: c.preferred,
+        creditLimit: c.initialLimit,
       })
-    events.push({ type: 'lifecycle', eventId: `${customerId}-approved`, occurredAt: iso(base - 20 * DAY), customerId, cardId, stage: 'approved', creditLimit: 50000, profile: { timezone: 'Asia/Shanghai', homeCountry: 'CN', homeCity: 'Shanghai' } })
-    events.push({ type: 'lifecycle', eventId: `${customerId}-activated`, occurredAt: iso(base - 19 * DAY), customerId, cardId, stage: 'activated' })
-    // A normal history: a dozen everyday purchases.
-    for (let i = 0; i < 12; i++) tx(base - 18 * DAY + i * DAY, 80 + ((i * 37) % 120))
-    const at = base + 2 * HOUR // 10:00 in Shanghai
-    switch (n % 8) {
-      case 0: // card testing: tiny amounts, any status
-        for (let i = 0; i < 4; i++) tx(at + i * 60_000, 1 + i, { channel: 'ecom', cardPresent: false, status: i % 2 ? 'declined' : 'approved' })
-        break
-      case 1: // velocity
-        for (let i = 0; i < 11; i++) tx(at + i * 45_000, 30 + i, { channel: 'ecom', cardPresent: false })
-        break
-      case 2: // impossible travel: Shanghai, then Beijing 30 minutes later
-        tx(at, 200)
-        tx(at + 30 * 60_000, 300, { merchant: { id: 'm_bj', mcc: '5311', city: 'Beijing', country: 'CN', lat: 39.9, lon: 116.4 } })
-        break
-      case 3: // night burst: 01:00–01:40 Shanghai
-        for (let i = 0; i < 3; i++) tx(base - 7 * HOUR + i * 20 * 60_000, 150 + i)
-        break
-      case 4: // cash-out: round amounts at one merchant
-        for (let i = 0; i < 3; i++) tx(at + i * HOUR, 2000, { merchant: { id: 'm_gold', mcc: '5944', city: 'Shanghai', country: 'CN' } })
-        break
-      case 5: // new device, then a large amount
-        events.push({ type: 'app', eventId: `${customerId}-device`, occurredAt: iso(at), customerId, name: 'device_registered', deviceId: 'dev_new' })
-        tx(at + 20 * 60_000, 8000, { channel: 'ecom', cardPresent: false, deviceId: 'dev_new' })
-        break
-      case 6: // amount anomaly
-        tx(at, 9000)
-        break
-      case 7: // prohibited use: a betting merchant
-        tx(at, 500, { merchant: { id: 'm_bet', mcc: '7995', city: 'Macau', country: 'MO' } })
-        break
     }
   }
-  return events
+
+  /** The event time the bank has reached: everything up to it has been emitted. */
+  get time(): number {
+    return this.horizon
+  }
+
+  /** Whether the whole period has been emitted. */
+  get done(): boolean {
+    return this.horizon >= this.end - 1
+  }
+
+  /** Events up to event time `t` (inclusive), sorted by time then eventId; malformed messages left out. */
+  *until(t: number): Generator<InputEvent> {
+    for (const item of this.emit(t, false)) if (item.event) yield item.event
+  }
+
+  /** Messages up to event time `t`, as the input topics carry them, malformed ones included. */
+  *messages(t: number): Generator<BankMessage> {
+    for (const m of this.emit(t, true)) yield m.event ? { stream: m.event.type, key: m.event.customerId, value: JSON.stringify(m.event), at: m.at, event: m.event } : m.malformed!
+  }
+
+  /**
+   * A touchpoint (a webhook body) reaches its customer. Deduplicated on its id; takes effect at
+   * its sendAt, or just after the bank's current time if that has passed.
+   */
+  receive(touchpoint: WebhookBody | unknown): ReceiveResult {
+    const parsed = WebhookBody.safeParse(touchpoint)
+    if (!parsed.success) return { ok: false, reason: `not a webhook body: ${parsed.error.issues[0].path.join('.')} ${parsed.error.issues[0].message}` }
+    const body = parsed.data
+    const c = this.byId.get(body.customerId)
+    if (!c) return { ok: false, reason: `unknown customer ${body.customerId}` }
+    if (this.received.has(body.id)) return { ok: true, duplicate: true, customerId: c.id, persuaded: c.reactions.find((x) => x.id === body.id)?.persuaded ?? false, at: this.horizon }
+    this.received.add(body.id)
+    const at = Math.max(Date.parse(body.sendAt), this.horizon + 1)
+    const x = c.react(body, at)
+    this.records.push(this.treatmentRecord(c, x))
+    const dayEnd = this.start + (this.day + 1) * DAY
+    if (this.day >= 0 && at < dayEnd) this.regenerate(c)
+    return { ok: true, duplicate: false, customerId: c.id, persuaded: x.persuaded, at }
+  }
+
+  /** Ground truth so far, sorted (see truth.ts). */
+  truth(): TruthRecord[] {
+    return [...this.records].sort(compareTruth)
+  }
+
+  /** The truth as NDJSON text. */
+  truthNdjson(): string {
+    return this.truth().map((r) => JSON.stringify(r) + '\n').join('')
+  }
+
+  private treatmentRecord(c: Customer, x: Reaction): TruthRecord {
+    const natural = c.naturalActionAt(x)
+    return {
+      kind: 'treatment',
+      at: iso(x.at),
+      customerId: c.id,
+      id: x.id,
+      trigger: x.trigger,
+      channel: x.channel,
+      ...(x.cardId ? { cardId: x.cardId } : {}),
+      sendAt: iso(x.sendAt),
+      persuaded: x.persuaded,
+      action: x.effect.action,
+      ...(x.persuaded ? { actionAt: iso(x.actionAt) } : {}),
+      ...(natural === undefined ? {} : { naturalActionAt: natural === null ? null : iso(Math.max(natural, 0)) }),
+      effect: x.effect,
+    }
+  }
+
+  private loadDay(day: number) {
+    const from = this.start + day * DAY
+    const to = from + DAY
+    const items: Item[] = []
+    for (const c of this.customers) {
+      const own = c.items(day, from, to)
+      for (let i = 0; i < own.length; i++) items.push(own[i])
+    }
+    items.sort(compareItems)
+    this.day = day
+    this.buffer = items
+    this.pos = 0
+  }
+
+  /** A touchpoint changed a customer's timeline within the current day: rebuild what is not yet emitted. */
+  private regenerate(c: Customer) {
+    const from = this.start + this.day * DAY
+    const rest = this.buffer.slice(this.pos).filter((x) => x.c !== c)
+    const fresh = c.items(this.day, from, from + DAY).filter((x) => x.t > this.horizon || (x.t === this.horizon && x.id > this.horizonId))
+    this.buffer = [...rest, ...fresh].sort(compareItems)
+    this.pos = 0
+  }
+
+  private *emit(t: number, withMalformed: boolean): Generator<{ at: number; event?: InputEvent; malformed?: BankMessage }> {
+    const limit = Math.min(t, this.end - 1)
+    const share = this.config.malformed.share
+    for (;;) {
+      if (this.day < 0 || this.pos >= this.buffer.length) {
+        const next = this.day + 1
+        const from = this.start + next * DAY
+        if (from > limit || from >= this.end) break
+        this.loadDay(next)
+        continue
+      }
+      const item = this.buffer[this.pos]
+      if (item.t > limit) break
+      this.pos++
+      this.horizon = item.t
+      this.horizonId = item.id
+      if (item.truth) {
+        this.records.push(item.truth)
+        continue
+      }
+      const event = item.event!
+      const c = item.c
+      if (item.anomaly && event.type === 'transaction') {
+        const amount = c.anomalyAmount(item.t, unit(this.seed, 'anomaly', event.eventId))
+        if (amount === undefined) continue
+        event.amount = amount
+      }
+      if (item.limitFactor !== undefined && event.type === 'lifecycle') {
+        c.limit = Math.max(c.limit + 1000, Math.round((c.limit * item.limitFactor) / 1000) * 1000)
+        event.creditLimit = c.limit
+      }
+      if (event.type === 'transaction' && event.status === 'approved') c.recordPurchase(item.t, event.amount)
+      if (item.fraud) this.records.push({ kind: 'fraud', at: iso(item.t), customerId: c.id, cardId: item.fraud.cardId, fraudKind: item.fraud.kind, eventIds: item.fraud.eventIds, endAt: iso(item.fraud.endAt) })
+      this.emitted[event.type]++
+      yield { at: item.t, event }
+      if (share > 0 && unit(this.seed, 'malformed', event.eventId) < share) {
+        const bad = malformedCopy(event, unit(this.seed, 'malformed-kind', event.eventId))
+        this.records.push({ kind: 'malformed', at: iso(item.t), customerId: c.id, stream: event.type, reason: bad.reason, eventId: event.eventId })
+        this.emitted.malformed++
+        if (withMalformed) yield { at: item.t, malformed: { stream: event.type, key: c.id, value: bad.value, at: item.t } }
+      }
+    }
+    // Everything up to `limit` has been emitted: the next item, or the next day, lies beyond it.
+    if (limit > this.horizon) {
+      this.horizon = limit
+      this.horizonId = '\uffff'
+    }
+  }
 }
 
-/** Malformed input of every kind the edge must dead-letter, for demos and tests. */
-export function badInputSamples(at: string): string[] {
-  return [
-    '{"type":"transaction","eventId":"bad-json"', // truncated JSON
-    JSON.stringify({ type: 'refund', eventId: 'bad-type', occurredAt: at, customerId: 'cust_000001' }),
-    JSON.stringify({ type: 'transaction', eventId: 'bad-schema', occurredAt: at, customerId: 'cust_000001', cardId: 'tok_x', amount: -5, status: 'approved', channel: 'pos', cardPresent: true, merchant: { id: 'm' } }),
-    JSON.stringify({ type: 'transaction', eventId: 'bad-pan', occurredAt: at, customerId: 'cust_000002', cardId: '4111111111111111', amount: 10, status: 'approved', channel: 'pos', cardPresent: true, merchant: { id: 'm' } }),
-    '[1,2,3]',
-  ]
+/** A malformed copy of an event, of one of the kinds the pipeline must dead-letter. */
+function malformedCopy(event: InputEvent, u: number): { reason: string; value: string } {
+  const text = JSON.stringify({ ...event, eventId: `${event.eventId}-bad` })
+  switch (Math.floor(u * 5)) {
+    case 0:
+      return { reason: 'invalid_json', value: text.slice(0, Math.max(10, Math.floor(text.length / 2))) }
+    case 1:
+      return { reason: 'schema_violation', value: JSON.stringify({ ...event, eventId: `${event.eventId}-bad`, occurredAt: 'yesterday' }) }
+    case 2:
+      return { reason: 'unknown_type', value: JSON.stringify({ ...event, eventId: `${event.eventId}-bad`, type: 'refund' }) }
+    case 3: {
+      // A deliberately leaked card number (a Luhn-valid test PAN), which must never pass the edge.
+      return { reason: 'pan_detected', value: JSON.stringify({ ...event, eventId: `${event.eventId}-bad`, note: `card 4111111111111111` }) }
+    }
+    default:
+      return { reason: 'not_an_object', value: JSON.stringify([event.eventId]) }
+  }
+}
+
+/** All events of the simulated period, sorted by event time (ties by eventId): the open-loop bank. */
+export function simulateBank(opts: BankOptions): InputEvent[] {
+  return [...new SimulatedBank(opts).until(Infinity)]
 }
