@@ -92,8 +92,14 @@ commonOptions(program.command('run').description('the live pipeline: Kafka in; R
     }),
   )
 
-commonOptions(program.command('demo').description('everything on embedded defaults (no servers): a simulated bank, the pipeline, the dashboard'))
-  .addOption(opt('--input <files...>', 'NDJSON event files to play instead of the bundled sample'))
+commonOptions(program.command('demo').description('everything on embedded defaults (no servers): a simulated bank whose customers react to the webhooks, the pipeline, the dashboard'))
+  .addOption(opt('--customers <n>', 'customers of the simulated bank (default 2000)', 'DEMO_CUSTOMERS'))
+  .addOption(opt('--days <n>', 'simulated days (default 120)', 'DEMO_DAYS'))
+  .addOption(opt('--start <date>', 'first simulated day, YYYY-MM-DD (default 2026-09-01)', 'DEMO_START'))
+  .addOption(opt('--seed <n>', 'random seed of the simulated bank (default 1)', 'DEMO_SEED'))
+  .addOption(opt('--bank-config <file>', 'rates and treatment effects of the simulated bank (YAML; default simulator/bank.yaml)', 'BANK_CONFIG'))
+  .addOption(opt('--input <files...>', 'play these NDJSON event files instead of simulating a bank (no closed loop)'))
+  .addOption(opt('--out <dir>', 'also write what replay writes (decisions, alerts, dead letters, conversions, summary with ROI) and the ground truth here'))
   .addOption(new Option('--no-serve', 'exit after playing the events instead of serving the dashboard'))
   .action(
     action(DemoConfig, async (config, log) => {

@@ -67,6 +67,12 @@ const InputFile = z.string().refine((path) => path === '-' || existsSync(path), 
 
 export const DemoConfig = CommonConfig.extend({
   input: z.array(InputFile).optional(),
+  customers: z.coerce.number().int().min(1).max(1_000_000).default(2000),
+  days: z.coerce.number().int().min(1).max(3660).default(120),
+  start: z.iso.date({ message: 'must be a date like 2026-09-01' }).default('2026-09-01'),
+  seed: z.coerce.number().int().default(1),
+  bankConfig: z.string().optional(),
+  out: z.string().min(1).optional(),
   serve: z.boolean().default(true),
   webhookSecret: z.string().min(16).default('cardpulse-demo-secret-0000'),
 })

@@ -1,33 +1,43 @@
-import { mkdtempSync, rmSync, readdirSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
 import type { DemoConfig } from './config.ts'
 import { webhookEndpoints } from './config.ts'
 import { CatalogHolder, DEFAULT_CATALOG_FILE } from './catalog/index.ts'
 import { EmbeddedPipeline } from './embedded.ts'
-import { readNdjsonBatches, totalBytes } from './sources/ndjson.ts'
+import { readNdjsonBatches, totalBytes, type SourceItem } from './sources/ndjson.ts'
+import { decode } from './decode.ts'
 import { createMetrics } from './metrics.ts'
 import { countBatch, countDeadLetter } from './observe.ts'
 import { startHttp, json } from './http.ts'
-import { progressBar } from './progress.ts'
+import { dayProgressBar, progressBar } from './progress.ts'
+import { writeResults, type PipelineResults } from './results.ts'
 import type { Logger } from './log.ts'
+import type { Conversion } from '../schemas/conversion.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import { ClickHouseSink, connectClickHouse } from '../sinks/clickhouse.ts'
 import { drainRows } from '../sinks/outbox.ts'
 import { WebhookDispatcher, WebhookSender } from '../sinks/webhook.ts'
 import { verifyWebhook } from '../sinks/webhookSignature.ts'
 import { DEFAULT_RETRY_POLICY } from '../sinks/retry.ts'
+import { SimulatedBank } from '../simulator/bank.ts'
+import { loadBankConfig } from '../simulator/config.ts'
 
 /**
- * `cardpulse demo`: a bundled sample of the three streams through the whole pipeline on embedded
- * defaults — in-memory state, embedded ClickHouse, signed webhooks to a built-in receiver — with the
- * dashboard on HTTP_PORT. Time in the demo is event time: webhooks go out as the sample's clock
- * reaches their sendAt.
+ * `cardpulse demo`: a simulated bank through the whole pipeline on embedded defaults — in-memory
+ * state, embedded ClickHouse, signed webhooks to a built-in receiver — with the dashboard on
+ * HTTP_PORT. The loop is closed: each webhook reaches the simulated customer, who may react to it
+ * as the bank's configuration says, while the control group gets nothing; so the dashboard's
+ * measured lift can be held against the effect the simulation was given. Time is event time:
+ * webhooks go out as the simulated clock reaches their sendAt. `--input` plays NDJSON files
+ * instead (open loop).
  */
 
-export const SAMPLE_DIR = fileURLToPath(new URL('../simulator/sample/', import.meta.url))
+const HOUR = 3_600_000
+const DAY = 24 * HOUR
+/** Simulated time per step: webhooks due within a step reach the bank at its end. */
+const STEP = 3 * HOUR
 
 export async function runDemo(config: DemoConfig, log: Logger) {
   const metrics = createMetrics()
@@ -35,6 +45,13 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     r.ok ? log.info({ version: r.version }, 'catalog.reloaded') : log.error({ error: r.error }, 'catalog.rejected'),
   )
   catalog.watch()
+  const bankConfig = loadBankConfig(config.bankConfig)
+  // Without a configuration of its own, the demo's bank sends a few malformed messages, so the
+  // dashboard shows what becomes of bad input.
+  if (!config.bankConfig) bankConfig.malformed.share = 0.0003
+  const start = Date.parse(`${config.start}T00:00:00Z`)
+  const bank = config.input ? undefined : new SimulatedBank({ customers: config.customers, days: config.days, start, seed: config.seed, config: bankConfig })
+
   const dataDir = mkdtempSync(join(tmpdir(), 'cardpulse-demo-'))
   const clickhouse = new ClickHouseSink(
     await connectClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(dataDir, 'chdb') }),
@@ -42,8 +59,9 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   )
   await clickhouse.ensureSchema()
 
-  let status = 'playing the sample'
+  let status = bank ? 'starting' : 'playing the files'
   let applied = 0
+  let persuaded = 0
   const received = new Map<string, number>()
   const server = await startHttp({
     port: config.httpPort,
@@ -51,10 +69,18 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     log,
     clickhouse: () => clickhouse,
     health: () => ({ ok: true, mode: 'demo' }),
-    info: () => ({ mode: 'demo', catalogVersion: catalog.current().version, status, eventsApplied: applied, webhooksReceived: received.size }),
+    info: () => ({
+      mode: 'demo',
+      catalogVersion: catalog.current().version,
+      status,
+      eventsApplied: applied,
+      webhooksReceived: received.size,
+      ...(bank ? { simulation: { customers: config.customers, days: config.days, seed: config.seed, day: simulatedDay(), persuaded, effects: bankConfig.effects } } : {}),
+    }),
     reloadCatalog: () => catalog.reload(),
     economics: () => catalog.current().economics,
-    // The built-in marketing system: verifies signatures and deduplicates on Idempotency-Key.
+    // The built-in marketing system: verifies signatures, deduplicates on Idempotency-Key, and
+    // hands each touchpoint to the simulated customer.
     routes(req, res, body) {
       if (req.method !== 'POST' || !req.url?.startsWith('/demo/webhooks')) return false
       const check = verifyWebhook(config.webhookSecret, req.headers, body)
@@ -64,6 +90,8 @@ export async function runDemo(config: DemoConfig, log: Logger) {
       }
       const key = String(req.headers['idempotency-key'])
       received.set(key, (received.get(key) ?? 0) + 1)
+      const reaction = bank?.receive(JSON.parse(body.toString('utf8')))
+      if (reaction?.ok && !reaction.duplicate && reaction.persuaded) persuaded++
       json(res, 200, { received: key, duplicate: received.get(key)! > 1 })
       return true
     },
@@ -75,31 +103,45 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     secret: config.webhookSecret,
     timeoutMs: config.webhookTimeout,
   })
+
+  // What `--out` writes, as replay would; conversions keep each decision's latest row.
+  const results: PipelineResults = { decisions: [], alerts: [], deadLetters: [], conversions: [], applied: 0, duplicates: 0, late: 0, timersFired: 0 }
+  const conversions = new Map<string, Conversion>()
   const deadLetters: DeadLetter[] = []
   let played = false
   const engine = new EmbeddedPipeline({
     catalog: catalog.current,
     allowedLateness: config.allowedLateness,
-    // Small batches keep the sample's clock moving in small steps, so webhooks go out before they expire.
-    batchSize: 20,
     outbox: { webhooks: true, alerts: false, rows: true },
     onOutput: (o) => {
       applied += o.applied
       countBatch(metrics, o)
+      if (!config.out) return
+      results.decisions.push(...o.decisions)
+      results.alerts.push(...o.alerts)
+      results.deadLetters.push(...o.deadLetters)
+      for (const c of o.conversions) conversions.set(c.decisionId, c)
+      results.applied += o.applied
+      results.duplicates += o.duplicates
+      results.late += o.late
+      results.timersFired += o.timersFired
     },
     onDeadLetter: (q) => {
       deadLetters.push(q)
+      if (config.out) results.deadLetters.push(q)
       countDeadLetter(metrics, q)
     },
   })
   const partitions = engine.processors.map((p) => p.partition)
+  const watermark = () => Math.min(...engine.processors.map((p) => p.watermark))
+  const simulatedDay = () => Math.max(0, Math.min(config.days, Math.floor((watermark() - start) / DAY)))
   const dispatcher = new WebhookDispatcher({
     store: engine.store,
     sender,
     partitions: () => partitions,
-    // The sample's clock: what the pipeline has applied, not what it has read ahead; after the
-    // sample, half a day more, so that touchpoints deferred by quiet hours go out too.
-    clock: () => Math.min(...engine.processors.map((p) => p.watermark)) + (played ? 12 * 3_600_000 : config.allowedLateness),
+    // The demo's clock: what the pipeline has applied, not what it has read ahead; at the end,
+    // half a day more, so that touchpoints deferred by quiet hours go out too.
+    clock: () => watermark() + (played ? 12 * HOUR : config.allowedLateness),
     retry: DEFAULT_RETRY_POLICY,
     batchSize: 500,
     concurrency: 16,
@@ -112,38 +154,75 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     await drainRows(engine.store, partitions, clickhouse, { onRows: (table, n) => metrics.outboxRows.inc({ table }, n) })
   }
 
-  const input = config.input ?? readdirSync(SAMPLE_DIR).filter((f) => f.endsWith('.ndjson')).map((f) => join(SAMPLE_DIR, f))
-  log.info({ input, dashboard: `http://127.0.0.1:${port}/` }, `dashboard on http://127.0.0.1:${port}/ — playing ${input.length} event files`)
-  const bar = progressBar('demo', totalBytes(input))
+  const dashboard = `http://127.0.0.1:${port}/`
   const started = Date.now()
-  bar.start()
   let n = 0
-  try {
-    for await (const batch of readNdjsonBatches(input, { onBytes: (b) => bar.bytes(b), now: Date.now() })) {
-      // Small steps, so that the dashboard fills in as the sample plays.
-      for (let i = 0; i < batch.length; i += 20) {
-        const step = batch.slice(i, i + 20)
-        await engine.pushAll(step)
-        n += step.length
-        bar.events(applied)
+  if (bank) {
+    log.info({ dashboard, customers: config.customers, days: config.days, seed: config.seed }, `dashboard on ${dashboard} — simulating ${config.customers} customers over ${config.days} days`)
+    const bar = dayProgressBar('demo', start, config.days)
+    const offsets: Record<string, number> = {}
+    bar.start()
+    try {
+      while (!bank.done) {
+        const t = Math.min(Math.max(bank.time, bank.start) + STEP, bank.end)
+        const items: SourceItem[] = []
+        for (const m of bank.messages(t)) {
+          const source = { topic: m.stream, partition: 0, offset: String((offsets[m.stream] = (offsets[m.stream] ?? -1) + 1)) }
+          // Through the same edge as live input: decoding, validation and the PAN screen.
+          const d = decode(m.value, source, m.stream, null)
+          items.push(d.ok ? { ok: true, event: d.event, at: m.at, source } : { ok: false, deadLetter: d.deadLetter })
+        }
+        await engine.pushAll(items)
+        n += items.length
         await drain()
+        status = `simulated day ${simulatedDay()} of ${config.days}`
+        bar.update(t, applied)
       }
+      await engine.finish(bank.end)
+      played = true
+      await drain()
+    } finally {
+      bar.stop()
     }
-    await engine.finish()
-    played = true
-    await drain()
-  } finally {
-    bar.stop()
+  } else {
+    const input = config.input!
+    log.info({ input, dashboard }, `dashboard on ${dashboard} — playing ${input.length} event files`)
+    const bar = progressBar('demo', totalBytes(input))
+    bar.start()
+    try {
+      for await (const batch of readNdjsonBatches(input, { onBytes: (b) => bar.bytes(b), now: null })) {
+        for (let i = 0; i < batch.length; i += 500) {
+          const step = batch.slice(i, i + 500)
+          await engine.pushAll(step)
+          n += step.length
+          bar.events(applied)
+          await drain()
+        }
+      }
+      await engine.finish()
+      played = true
+      await drain()
+    } finally {
+      bar.stop()
+    }
   }
+
   const [totals] = await clickhouse.query<{ decisions: string; sent: string; control: string; suppressed: string; alerts: string }>(
     `SELECT count() AS decisions, countIf(outcome = 'send') AS sent, countIf(outcome = 'control') AS control, countIf(outcome = 'suppressed') AS suppressed,
        (SELECT count() FROM ${clickhouse.database}.alerts FINAL) AS alerts FROM ${clickhouse.database}.decisions FINAL`,
   )
-  status = 'sample played'
+  status = bank ? `simulated ${config.days} days` : 'files played'
   log.info(
-    { events: n, applied, ...totals, webhooksReceived: received.size, seconds: (Date.now() - started) / 1000 },
+    { events: n, applied, ...totals, webhooksReceived: received.size, persuaded, seconds: (Date.now() - started) / 1000 },
     `played ${n} events: ${totals.decisions} decisions (${totals.sent} sent, ${totals.control} control, ${totals.suppressed} suppressed), ${totals.alerts} risk alerts, ${received.size} webhooks received`,
   )
+  if (config.out) {
+    for (const c of engine.openConversions()) conversions.set(c.decisionId, c)
+    results.conversions = [...conversions.values()]
+    await writeResults(config.out, results, catalog.current(), clickhouse)
+    if (bank) writeFileSync(join(config.out, 'truth.ndjson'), bank.truthNdjson())
+    log.info({ out: config.out }, `wrote what replay writes to ${config.out}`)
+  }
 
   const close = async () => {
     catalog.close()
@@ -156,7 +235,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     rmSync(dataDir, { recursive: true, force: true })
   }
   if (!config.serve) return close()
-  log.info(`dashboard on http://127.0.0.1:${port}/ — press Ctrl-C to stop`)
+  log.info(`dashboard on ${dashboard} — press Ctrl-C to stop`)
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve)
     process.once('SIGTERM', resolve)

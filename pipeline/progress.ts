@@ -33,3 +33,26 @@ export function progressBar(label: string, total: number | undefined) {
     },
   }
 }
+
+/** A progress bar in simulated days, on stderr; silent when stderr is not a terminal. */
+export function dayProgressBar(label: string, start: number, days: number, enabled = true) {
+  const bar = new cliProgress.SingleBar(
+    { format: `${label} {bar} {percentage}% | day {value}/{total} | {events} events | {eta_formatted} left`, hideCursor: true, stream: process.stderr, fps: 5 },
+    cliProgress.Presets.shades_classic,
+  )
+  let started = false
+  return {
+    start() {
+      if (!enabled || !process.stderr.isTTY) return
+      bar.start(days, 0, { events: 0 })
+      started = true
+    },
+    update(time: number, events: number) {
+      if (started) bar.update(Math.min(days, Math.max(0, Math.floor((time - start) / 86_400_000))), { events })
+    },
+    stop() {
+      if (started) bar.stop()
+      started = false
+    },
+  }
+}

@@ -4,10 +4,10 @@ import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { z } from 'zod'
-import cliProgress from 'cli-progress'
 import { Kafka, logLevel, type Producer } from 'kafkajs'
 import { parseConfig } from '../pipeline/config.ts'
 import type { Logger } from '../pipeline/log.ts'
+import { dayProgressBar } from '../pipeline/progress.ts'
 import { verifyWebhook } from '../sinks/webhookSignature.ts'
 import type { EventType } from '../schemas/events.ts'
 import { SimulatedBank, type BankMessage } from './bank.ts'
@@ -57,7 +57,7 @@ export async function simulateCommand(raw: Record<string, unknown>, log: Logger)
   const start = c.start ? Date.parse(`${c.start}T00:00:00Z`) : c.listen !== undefined ? Math.floor((now - c.days * DAY) / HOUR) * HOUR : Date.parse('2026-09-01T00:00:00Z')
   const bank = new SimulatedBank({ customers: c.customers, days: c.days, start, seed: c.seed, config })
   const files = c.out ? new StreamFiles(c.out) : undefined
-  const bar = dayBar(start, c.days, c.progress)
+  const bar = dayProgressBar('simulate', start, c.days, c.progress)
   let producer: Producer | undefined
   let server: Server | undefined
   const topics: Record<EventType, string> = { transaction: c.transactionsTopic, app: c.appEventsTopic, lifecycle: c.lifecycleTopic }
@@ -212,30 +212,6 @@ class StreamFiles {
   }
   async close() {
     await Promise.all(Object.values(this.streams).map((s) => new Promise((resolve) => s.end(resolve))))
-  }
-}
-
-/** A progress bar in simulated days, on stderr; silent when stderr is not a terminal. */
-function dayBar(start: number, days: number, enabled: boolean) {
-  const bar = new cliProgress.SingleBar(
-    { format: 'simulate {bar} {percentage}% | day {value}/{total} | {events} events | {eta_formatted} left', hideCursor: true, stream: process.stderr, fps: 5 },
-    cliProgress.Presets.shades_classic,
-  )
-  let started = false
-  return {
-    start() {
-      if (!enabled || !process.stderr.isTTY) return
-      bar.start(days, 0, { events: 0 })
-      started = true
-    },
-    update(time: number, events: number) {
-      if (!started) return
-      bar.update(Math.min(days, Math.max(0, Math.floor((time - start) / DAY))), { events })
-    },
-    stop() {
-      if (started) bar.stop()
-      started = false
-    },
   }
 }
 

@@ -181,12 +181,12 @@ describe('dead letters of cardpulse run', () => {
       expect(Buffer.byteLength(JSON.stringify(q))).toBeLessThan(BROKER_LIMIT / 8)
     }
     const rows = await waitFor('their rows in ClickHouse', async () => {
-      const q = await pipeline.clickhouse.query<{ topic: string; original_bytes: string | number; original_truncated: boolean }>(
+      const q = await pipeline.clickhouse.query<{ topic: string; original_bytes: string | number; original_truncated: number }>(
         `SELECT topic, original_bytes, original_truncated FROM ${db()}.dead_letters FINAL WHERE original_bytes > 524288 ORDER BY topic`,
       )
       return q.length === 2 && q
     })
-    expect(rows.map((r) => [r.topic, Number(r.original_bytes), r.original_truncated])).toEqual([
+    expect(rows.map((r) => [r.topic, Number(r.original_bytes), Boolean(r.original_truncated)])).toEqual([
       [topics.lifecycleTopic, Buffer.byteLength(nearLimit), true],
       [topics.transactionsTopic, overLimit.length, true],
     ])

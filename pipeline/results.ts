@@ -1,0 +1,87 @@
+import { join } from 'node:path'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import type { Catalog } from '../schemas/catalog.ts'
+import type { Decision } from '../schemas/decision.ts'
+import type { RiskAlert } from '../schemas/alert.ts'
+import type { DeadLetter } from '../schemas/deadLetter.ts'
+import type { Conversion } from '../schemas/conversion.ts'
+import { NdjsonWriter } from '../sinks/files.ts'
+import type { ClickHouseSink } from '../sinks/clickhouse.ts'
+import { roiFromRows } from './analytics/roiFromRows.ts'
+import type { RoiRow } from './analytics/queries.ts'
+
+/**
+ * What `replay` (and `demo --out`) write: decisions.ndjson, alerts.ndjson, dlq.ndjson,
+ * conversions.ndjson and summary.json. Sorted, so the bytes do not depend on how the work was
+ * shared or interleaved.
+ */
+
+export interface ReplaySummary {
+  catalogVersion: string
+  input: { events: number; applied: number; duplicates: number; late: number; deadLetters: number }
+  decisions: { total: number; byTrigger: Record<string, Record<string, number>>; suppressedBy: Record<string, number> }
+  alerts: { total: number; byKind: Record<string, number> }
+  timersFired: number
+  /**
+   * ROI per trigger (CONTRACT §3, §5), computed by embedded ClickHouse from the decisions and
+   * conversion windows with the dashboards' query. A replay sends nothing, so every send decision
+   * counts as delivered: cost = channel cost per send decision + offer value of the converted
+   * treated decisions.
+   */
+  roi: RoiRow[]
+}
+
+export interface PipelineResults {
+  decisions: Decision[]
+  alerts: RiskAlert[]
+  deadLetters: DeadLetter[]
+  conversions: Conversion[]
+  applied: number
+  duplicates: number
+  late: number
+  timersFired: number
+}
+
+/** `clickhouse`: a connection to compute the ROI in (a scratch database); default: embedded chDB in memory. */
+export async function writeResults(dir: string, r: PipelineResults, catalog: Catalog, clickhouse?: ClickHouseSink): Promise<ReplaySummary> {
+  mkdirSync(dir, { recursive: true })
+  const decisions = [...r.decisions].sort(byTimeThenId)
+  const alerts = [...r.alerts].sort(byTimeThenId)
+  const deadLetters = [...r.deadLetters].sort(
+    (a, b) => (a.source.topic < b.source.topic ? -1 : a.source.topic > b.source.topic ? 1 : Number(a.source.offset) - Number(b.source.offset) || (a.id < b.id ? -1 : 1)),
+  )
+  const conversions = [...r.conversions].sort(
+    (a, b) => (a.decisionTime < b.decisionTime ? -1 : a.decisionTime > b.decisionTime ? 1 : a.decisionId < b.decisionId ? -1 : a.decisionId > b.decisionId ? 1 : 0),
+  )
+  writeNdjson(join(dir, 'decisions.ndjson'), decisions)
+  writeNdjson(join(dir, 'alerts.ndjson'), alerts)
+  writeNdjson(join(dir, 'dlq.ndjson'), deadLetters)
+  writeNdjson(join(dir, 'conversions.ndjson'), conversions)
+
+  const summary: ReplaySummary = {
+    catalogVersion: catalog.version,
+    input: { events: r.applied + r.duplicates + deadLetters.length, applied: r.applied, duplicates: r.duplicates, late: r.late, deadLetters: deadLetters.length },
+    decisions: { total: decisions.length, byTrigger: {}, suppressedBy: {} },
+    alerts: { total: alerts.length, byKind: {} },
+    timersFired: r.timersFired,
+    roi: [],
+  }
+  for (const d of decisions) {
+    const byOutcome = (summary.decisions.byTrigger[d.trigger] ??= { send: 0, control: 0, suppressed: 0 })
+    byOutcome[d.outcome]++
+    if (d.suppressedBy) summary.decisions.suppressedBy[d.suppressedBy] = (summary.decisions.suppressedBy[d.suppressedBy] ?? 0) + 1
+  }
+  for (const a of alerts) summary.alerts.byKind[a.kind] = (summary.alerts.byKind[a.kind] ?? 0) + 1
+  summary.roi = await roiFromRows({ decisions, conversions, catalog, clickhouse })
+  writeFileSync(join(dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n')
+  return summary
+}
+
+const byTimeThenId = (a: { eventTime: string; id: string }, b: { eventTime: string; id: string }) =>
+  a.eventTime < b.eventTime ? -1 : a.eventTime > b.eventTime ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0
+
+function writeNdjson(path: string, values: unknown[]) {
+  const w = new NdjsonWriter(path)
+  for (const v of values) w.write(v)
+  w.close()
+}
