@@ -121,7 +121,7 @@ describe('verdict', () => {
     expect(verdict([0.02, 0.08], 500, 200).verdict).toBe('lift credible')
     expect(verdict([-0.08, -0.01], 500, 200).verdict).toBe('negative')
     expect(verdict([-0.01, 0.05], 500, 200)).toEqual({ verdict: 'not yet', text: 'not yet: the 95% interval (-1.0 pts to 5.0 pts) still includes no effect' })
-    expect(verdict([0.2, 0.5], 500, 40)).toEqual({ verdict: 'not yet', text: 'not yet: too few decisions (40 control); at least 100 in each group are needed' })
+    expect(verdict([0.2, 0.5], 500, 20)).toEqual({ verdict: 'not yet', text: 'not yet: too few decisions (20 control); at least 30 in each group are needed' })
     expect(verdict(null, 0, 0).text).toMatch(/0 treated and 0 control/)
   })
 })
