@@ -1,7 +1,5 @@
-import type { Decision } from '../schemas/decision.ts'
-import type { RiskAlert } from '../schemas/alert.ts'
-import type { DeadLetter } from '../schemas/deadLetter.ts'
 import type { Conversion } from '../schemas/conversion.ts'
+import type { PipelineResults } from './results.ts'
 import { loadCatalogFile } from './catalog/index.ts'
 import { EmbeddedPipeline } from './embedded.ts'
 import { partitionOf } from './partitioner.ts'
@@ -28,17 +26,8 @@ export interface ShardOptions {
   lastEventTime?: (own: number) => Promise<number>
 }
 
-export interface ShardResult {
-  decisions: Decision[]
-  alerts: RiskAlert[]
-  deadLetters: DeadLetter[]
-  /** Each send/control decision's conversion row, in its latest state at the end of input. */
-  conversions: Conversion[]
-  applied: number
-  duplicates: number
-  late: number
-  timersFired: number
-}
+/** A shard's share of the results; each send/control decision's conversion row in its latest state at the end of input. */
+export type ShardResult = PipelineResults
 
 export async function runShard(opts: ShardOptions): Promise<ShardResult> {
   const catalog = loadCatalogFile(opts.catalogFile)

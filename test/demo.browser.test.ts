@@ -1,17 +1,21 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser } from 'playwright-core'
 
 /**
- * `npm start` as a newcomer sees it: the demo plays the bundled sample, then serves the dashboard,
- * which a real browser (Debian's chromium) renders with the numbers from embedded ClickHouse.
+ * `npm start` as a newcomer sees it: the demo simulates a bank through the pipeline and serves the
+ * dashboard, which a real browser (Debian's chromium) renders with the numbers from embedded
+ * ClickHouse; the numbers agree with the API and with the summary.json that replay would write.
  */
 
 const CLI = fileURLToPath(new URL('../bin/cardpulse.js', import.meta.url))
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 let demo: ChildProcess | undefined
+const OUT = mkdtempSync(join(tmpdir(), 'cardpulse-demo-out-'))
 let browser: Browser | undefined
 
 afterAll(async () => {
@@ -21,7 +25,7 @@ afterAll(async () => {
 
 function startDemo(): Promise<{ port: number; played: Record<string, unknown> }> {
   // A smaller bank than the default, so the test does not wait for two minutes of simulation.
-  demo = spawn(process.execPath, [CLI, 'demo'], { env: { ...process.env, HTTP_PORT: '0', LOG_FORMAT: 'json', DEMO_CUSTOMERS: '600', DEMO_DAYS: '60' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  demo = spawn(process.execPath, [CLI, 'demo', '--out', OUT], { env: { ...process.env, HTTP_PORT: '0', LOG_FORMAT: 'json', DEMO_CUSTOMERS: '600', DEMO_DAYS: '60' }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   return new Promise((resolve, reject) => {
     demo!.stdout!.on('data', (chunk: Buffer) => {
@@ -90,6 +94,11 @@ describe('the demo', () => {
     expect(Number(cells[2].replace(/,/g, ''))).toBe(first.control)
     expect(cells[4]).toContain(`${first.lift! >= 0 ? '+' : ''}${(first.lift! * 100).toFixed(1)} pp`)
     expect(await kpi('Sent')).toBe(roi.reduce((n, r) => n + r.treated, 0))
+    // summary.json (what replay writes, from its own rows) says what the live tables say.
+    await expect.poll(() => existsSync(join(OUT, 'summary.json')), { timeout: 30_000 }).toBe(true)
+    const pick = (r: Record<string, unknown>) => ({ trigger: r.trigger, treated: r.treated, control: r.control, treatedConversions: r.treatedConversions, controlConversions: r.controlConversions, lift: r.lift, liftCi95: r.liftCi95, incrementalSpend: r.incrementalSpend })
+    const summaryRoi = JSON.parse(readFileSync(join(OUT, 'summary.json'), 'utf8')).roi as Record<string, unknown>[]
+    expect(summaryRoi.map(pick)).toEqual(roi.map(pick))
     // Beside each measured lift, the effect the simulated bank was given.
     expect(await page.locator('#roiTable th').allTextContents()).toContain('Simulated effect')
     expect(await page.locator('#roiTable tr[data-trigger="activation_reminder"]').textContent()).toMatch(/30% activate within 2 d/)
