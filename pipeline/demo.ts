@@ -207,6 +207,10 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     }
   }
 
+  // Windows still open at the end of the simulation land in ClickHouse in their current state, as
+  // replay reports them, so the dashboard and summary.json agree.
+  const open = engine.openConversions()
+  if (open.length) await clickhouse.insert(open.map((row) => ({ table: 'conversions', row })))
   const [totals] = await clickhouse.query<{ decisions: string; sent: string; control: string; suppressed: string; alerts: string }>(
     `SELECT count() AS decisions, countIf(outcome = 'send') AS sent, countIf(outcome = 'control') AS control, countIf(outcome = 'suppressed') AS suppressed,
        (SELECT count() FROM ${clickhouse.database}.alerts FINAL) AS alerts FROM ${clickhouse.database}.decisions FINAL`,
@@ -217,7 +221,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     `played ${n} events: ${totals.decisions} decisions (${totals.sent} sent, ${totals.control} control, ${totals.suppressed} suppressed), ${totals.alerts} risk alerts, ${received.size} webhooks received`,
   )
   if (config.out) {
-    for (const c of engine.openConversions()) conversions.set(c.decisionId, c)
+    for (const c of open) conversions.set(c.decisionId, c)
     results.conversions = [...conversions.values()]
     await writeResults(config.out, results, catalog.current(), clickhouse)
     if (bank) writeFileSync(join(config.out, 'truth.ndjson'), bank.truthNdjson())
