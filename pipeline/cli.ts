@@ -47,14 +47,16 @@ function commonOptions(cmd: Command): Command {
  * Runs a command: parses its settings, builds the one logger from them, and calls it. Expected
  * failures end with one line that says what to fix.
  */
-function action<S extends z.ZodType<LogConfig>>(schema: S, fn: (config: z.infer<S>, log: Logger, raw: Record<string, unknown>) => Promise<unknown>) {
-  return async (raw: Record<string, unknown>) => {
+function action<S extends z.ZodType<LogConfig>>(schema: S, fn: (config: z.infer<S>, log: Logger, raw: Record<string, unknown>, envNames: Record<string, string>) => Promise<unknown>) {
+  return async (raw: Record<string, unknown>, cmd: Command) => {
     let log: Logger | undefined
+    // Error messages name a setting by its flag and its environment twin.
+    const envNames = Object.fromEntries(cmd.options.filter((o) => o.envVar).map((o) => [o.attributeName(), o.envVar!]))
     try {
       if (raw.catalog !== undefined) raw.catalogFile ??= raw.catalog
-      const config = parseConfig(schema, raw)
+      const config = parseConfig(schema, raw, envNames)
       log = createLogger(config.logLevel, config.logFormat)
-      await fn(config, log, raw)
+      await fn(config, log, raw, envNames)
     } catch (e) {
       const err = e as Error & { retriable?: boolean; oneLine?: boolean }
       if (err instanceof ConfigError || err.retriable !== undefined || err.oneLine || !log) {
@@ -142,9 +144,9 @@ logOptions(program.command('simulate'))
   .addOption(opt('--linger <seconds>', 'with --listen: keep receiving webhooks this long after the period ends (default 10)', 'SIM_LINGER'))
   .addOption(new Option('--no-progress', 'no progress bar'))
   .action(
-    action(LogConfig, async (_config, log, raw) => {
+    action(LogConfig, async (_config, log, raw, envNames) => {
       const { simulateCommand } = await import('../simulator/command.ts')
-      await simulateCommand(raw, log.child({ cmd: 'simulate' }))
+      await simulateCommand(raw, log.child({ cmd: 'simulate' }), envNames)
     }),
   )
 

@@ -8,6 +8,9 @@ import { Channel } from '../schemas/events.ts'
  * in the code reads process.env. A bad value stops the command with one line naming the setting.
  */
 
+/** A number from a flag or the environment; text that is no number says so, limits say theirs. */
+export const number = () => z.coerce.number({ error: (issue) => (issue.code === 'invalid_type' ? 'must be a number' : undefined) })
+
 const hostPort = /^[^\s:,]+:\d{1,5}$/
 const url = (what: string) => z.string().regex(/^https?:\/\/\S+$/, `must be an http(s) URL for ${what}`)
 
@@ -26,7 +29,7 @@ export const PipelineConfig = LogConfig.extend({
 
 /** What the commands that deliver (run, demo) take besides. */
 export const CommonConfig = PipelineConfig.extend({
-  httpPort: z.coerce.number().int().min(0).max(65535).default(8080),
+  httpPort: number().int().min(0).max(65535).default(8080),
   clickhouseUrl: url('the ClickHouse server').optional(),
   clickhouseDatabase: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('cardpulse'),
   webhookUrl: url('webhooks').optional(),
@@ -52,7 +55,7 @@ export const RunConfig = CommonConfig.extend({
   dlqTopic: z.string().min(1).default('cardpulse.dlq'),
   alertTopic: z.string().min(1).default('cards.risk-alerts'),
   eventsTopic: z.string().min(1).default('cardpulse.events'),
-  partitions: z.coerce.number().int().min(1).max(1024).default(6),
+  partitions: number().int().min(1).max(1024).default(6),
   idleAdvance: Duration.prefault('10s'),
   redisPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('cardpulse'),
   connectTimeout: Duration.prefault('30s'),
@@ -67,10 +70,10 @@ const InputFile = z.string().refine((path) => path === '-' || existsSync(path), 
 
 export const DemoConfig = CommonConfig.extend({
   input: z.array(InputFile).optional(),
-  customers: z.coerce.number().int().min(1).max(1_000_000).default(2000),
-  days: z.coerce.number().int().min(1).max(3660).default(120),
+  customers: number().int().min(1).max(1_000_000).default(2000),
+  days: number().int().min(1).max(3660).default(120),
   start: z.iso.date({ message: 'must be a date like 2026-09-01' }).default('2026-09-01'),
-  seed: z.coerce.number().int().default(1),
+  seed: number().int().default(1),
   bankConfig: z.string().optional(),
   out: z.string().min(1).optional(),
   serve: z.boolean().default(true),
@@ -82,13 +85,14 @@ export const ReplayConfig = PipelineConfig.extend({
   input: z.array(InputFile).min(1, 'give at least one NDJSON file (or - for stdin)'),
   out: z.string().min(1),
   progress: z.boolean().default(true),
-  threads: z.coerce.number().int().min(1).max(64).optional(),
+  threads: number().int().min(1).max(64).optional(),
 })
 export type ReplayConfig = z.infer<typeof ReplayConfig>
 
 /** The setting's flag and environment names, for error messages. */
-export function settingName(key: string): string {
-  const env = key.replace(/([A-Z])/g, '_$1').toUpperCase()
+/** `envNames`: the environment twin of a setting where it is not the key in capitals (DEMO_DAYS for days). */
+export function settingName(key: string, envNames: Record<string, string> = {}): string {
+  const env = envNames[key] ?? key.replace(/([A-Z])/g, '_$1').toUpperCase()
   const flag = key.replace(/([A-Z])/g, '-$1').toLowerCase()
   return `${env} (--${flag})`
 }
@@ -97,13 +101,13 @@ export class ConfigError extends Error {
   readonly retriable = false
 }
 
-export function parseConfig<T extends z.ZodType>(schema: T, raw: Record<string, unknown>): z.infer<T> {
+export function parseConfig<T extends z.ZodType>(schema: T, raw: Record<string, unknown>, envNames: Record<string, string> = {}): z.infer<T> {
   // An empty environment variable means "not set", as in most deployment tools.
   const given = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== '' && v !== undefined))
   const result = schema.safeParse(given)
   if (result.success) return result.data
   const issue = result.error.issues[0]
-  throw new ConfigError(`${settingName(String(issue.path[0] ?? 'config'))} ${issue.message}`)
+  throw new ConfigError(`${settingName(String(issue.path[0] ?? 'config'), envNames)} ${issue.message}`)
 }
 
 export function webhookEndpoints(c: CommonConfig): Partial<Record<Channel | 'default', string>> {

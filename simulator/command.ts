@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { z } from 'zod'
 import { Kafka, logLevel, type Producer } from 'kafkajs'
-import { parseConfig } from '../pipeline/config.ts'
+import { number, parseConfig } from '../pipeline/config.ts'
 import type { Logger } from '../pipeline/log.ts'
 import { dayProgressBar } from '../pipeline/progress.ts'
 import { verifyWebhook } from '../sinks/webhookSignature.ts'
@@ -19,22 +19,22 @@ const DAY = 24 * HOUR
 
 const SimulateConfig = z
   .object({
-    customers: z.coerce.number().int().min(1).max(10_000_000).default(1000),
-    days: z.coerce.number().int().min(1).max(3660).default(90),
+    customers: number().int().min(1).max(10_000_000).default(1000),
+    days: number().int().min(1).max(3660).default(90),
     start: z.iso.date().optional(),
-    seed: z.coerce.number().int().default(1),
+    seed: number().int().default(1),
     config: z.string().optional(),
-    malformed: z.coerce.number().min(0).max(1).optional(),
+    malformed: number().min(0).max(1).optional(),
     out: z.string().optional(),
     kafkaBrokers: z.string().optional(),
     transactionsTopic: z.string().default('cards.transactions'),
     appEventsTopic: z.string().default('cards.app-events'),
     lifecycleTopic: z.string().default('cards.lifecycle'),
-    rate: z.coerce.number().positive().optional(),
-    speed: z.coerce.number().positive().optional(),
-    listen: z.coerce.number().int().min(0).max(65535).optional(),
+    rate: number().positive().optional(),
+    speed: number().positive().optional(),
+    listen: number().int().min(0).max(65535).optional(),
     webhookSecret: z.string().min(16, 'must be at least 16 characters').optional(),
-    linger: z.coerce.number().min(0).default(10),
+    linger: number().min(0).default(10),
     progress: z.boolean().default(true),
   })
   .refine((c) => c.out || c.kafkaBrokers, { message: 'needs --out DIR or --kafka-brokers LIST', path: ['out'] })
@@ -48,8 +48,8 @@ export type SimulateConfig = z.infer<typeof SimulateConfig>
  * second. `--listen PORT` closes the loop: the bank receives cardpulse's webhooks and its
  * customers react.
  */
-export async function simulateCommand(raw: Record<string, unknown>, log: Logger) {
-  const c = parseConfig(SimulateConfig, raw)
+export async function simulateCommand(raw: Record<string, unknown>, log: Logger, envNames: Record<string, string> = {}) {
+  const c = parseConfig(SimulateConfig, raw, envNames)
   const config = loadBankConfig(c.config)
   if (c.malformed !== undefined) config.malformed.share = c.malformed
   const now = Date.now()

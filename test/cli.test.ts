@@ -46,6 +46,10 @@ describe('cardpulse command line', () => {
     const noFile = cardpulse(['replay', '--input', '/nonexistent/transactions.ndjson', '--out', '/tmp/cardpulse-never'])
     expect(noFile.code).toBe(2)
     expect(noFile.stderr.trim()).toBe('cardpulse: INPUT (--input) names a file that does not exist: /nonexistent/transactions.ndjson')
+    // The setting is named by its own environment twin, and text that is no number says so.
+    expect(cardpulse(['demo', '--customers', 'many']).stderr.trim()).toBe('cardpulse: DEMO_CUSTOMERS (--customers) must be a number')
+    expect(cardpulse(['replay', '--input', sample[0], '--out', '/tmp/cardpulse-never', '--threads', '0']).stderr.trim()).toBe('cardpulse: REPLAY_THREADS (--threads) Too small: expected number to be >=1')
+    expect(cardpulse(['simulate', '--out', '/tmp/cardpulse-never'], { SIM_DAYS: 'x' }).stderr.trim()).toBe('cardpulse: SIM_DAYS (--days) must be a number')
   })
 
   it('logs at the level and in the format the flags ask for', () => {
