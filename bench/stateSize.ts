@@ -38,7 +38,7 @@ export async function benchStateSize(opts: { customers: number; days: number; se
     const store = await RedisStore.connect(opts.redisUrl, { prefix, readyTimeoutMs: 3000 }).catch(() => undefined)
     if (store) {
       const customers = new Map(active.map((r, i) => [`cust_${i}`, r]))
-      await store.commit({ partition: 0, expectedOffset: null, offset: '1', watermark: 0, customers, timersSet: [], timersRemoved: [], webhooks: [], alerts: [], rows: [] })
+      await store.commit({ partition: 0, expectedOffset: null, offset: '1', watermark: 0, customers, timersSet: [], timersRemoved: [], webhooks: [], alerts: [], deadLetters: [], rows: [] })
       const client = store.redis as import('ioredis').Redis
       const key = `${prefix}:{${prefix}:p0}:customers`
       const usage = Number(await client.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'))

@@ -18,7 +18,7 @@ export interface EmbeddedOptions {
   partitions?: number
   batchSize?: number
   /** Outbox kinds kept in the store for sinks (demo drains webhooks and rows; replay writes files). */
-  outbox: { webhooks: boolean; alerts: boolean; rows: boolean }
+  outbox: ProcessorOptions['outbox']
   /** The default operators unless given (benchmarks measure subsets). */
   operators?: ProcessorOptions['operators']
   /** Receives every batch's output in order. */

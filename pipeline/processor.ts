@@ -46,7 +46,11 @@ export interface ProcessorOptions {
   /** `replay` decides at event time; `run` at wall-clock time. */
   mode: 'run' | 'replay'
   clock?: () => number
-  outbox: { webhooks: boolean; alerts: boolean; rows: boolean }
+  /**
+   * What the commit puts in the store's outbox for sinks to drain. `deadLetters`: late events'
+   * dead letters, for the live pipeline's dead-letter topic (default none).
+   */
+  outbox: { webhooks: boolean; alerts: boolean; rows: boolean; deadLetters?: boolean }
   operators?: readonly Operator<any, any>[]
   /** Most event ids remembered per customer for deduplication (the newest are kept). */
   seenPerCustomer?: number
@@ -186,8 +190,10 @@ export class PartitionProcessor {
           ...batch.volumeRows(partition),
         ]
       : []
+    const deadLetters = outbox.deadLetters ? out.deadLetters : []
     // A watermark that moved with nothing else need not be written: timers at or before it are gone.
-    const nothingChanged = offset === this.appliedOffset && !customers.size && !timersSet.length && !timersRemoved.length && !rows.length
+    const nothingChanged =
+      offset === this.appliedOffset && !customers.size && !timersSet.length && !timersRemoved.length && !rows.length && !deadLetters.length
     if (!nothingChanged) {
       await store.commit({
         partition,
@@ -199,6 +205,7 @@ export class PartitionProcessor {
         timersRemoved,
         webhooks,
         alerts: outbox.alerts ? out.alerts : [],
+        deadLetters,
         rows,
       })
     }

@@ -17,7 +17,7 @@ import type { Logger } from './log.ts'
 import type { EventType } from '../schemas/events.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import { ClickHouseSink, connectClickHouse } from '../sinks/clickhouse.ts'
-import { drainRows } from '../sinks/outbox.ts'
+import { drainOutbox, drainRows, outboxQueues } from '../sinks/outbox.ts'
 import { WebhookDispatcher, WebhookSender } from '../sinks/webhook.ts'
 import { DEFAULT_RETRY_POLICY } from '../sinks/retry.ts'
 
@@ -248,7 +248,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
         catalog: catalog.current,
         allowedLateness: config.allowedLateness,
         mode: 'run',
-        outbox: { webhooks: true, alerts: true, rows: true },
+        outbox: { webhooks: true, alerts: true, rows: true, deadLetters: true },
       })
       processors.set(partition, p)
     }
@@ -261,12 +261,9 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     return run
   }
   // Bad input passed through from ingest was published and counted there; late events are the
-  // state stage's own dead letters.
+  // state stage's own dead letters, committed to the outbox with their batch and drained below.
   const afterCommit = async (out: Awaited<ReturnType<PartitionProcessor['process']>>) => {
     countBatch(metrics, out)
-    const late = out.deadLetters
-    if (late.length)
-      await producer.send({ topic: config.dlqTopic, acks: -1, messages: late.map((q) => ({ key: `${q.source.topic}:${q.source.partition}:${q.source.offset}`, value: JSON.stringify(q) })) })
   }
   const onFenced = (partition: number, e: unknown) => {
     if (!(e instanceof FencedError)) throw e
@@ -350,23 +347,38 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
   dispatcher.start(250)
   let sinksBusy = false
   let clickhouseHealthy = true
+  // Alerts and late-event dead letters leave the outbox only once the broker has them: a crash in
+  // between publishes them again, under the same alert id and dead-letter id.
+  const queues = outboxQueues(store)
+  const drainToKafka = async (partitions: number[]) => {
+    await drainOutbox(
+      queues.alerts,
+      partitions,
+      async (alerts) => void (await producer.send({ topic: config.alertTopic, acks: -1, messages: alerts.map((a) => ({ key: a.customerId, value: JSON.stringify(a) })) })),
+      500,
+    )
+    await drainOutbox(
+      queues.deadLetters,
+      partitions,
+      async (late) =>
+        void (await producer.send({
+          topic: config.dlqTopic,
+          acks: -1,
+          messages: late.map((q) => ({ key: `${q.source.topic}:${q.source.partition}:${q.source.offset}`, value: JSON.stringify(q) })),
+        })),
+      500,
+    )
+  }
   const sinkTicker = setInterval(async () => {
     if (sinksBusy) return
     sinksBusy = true
     try {
-      for (const partition of owned) {
-        for (;;) {
-          const alerts = await store.peekAlerts(partition, 500)
-          if (!alerts.length) break
-          await producer.send({ topic: config.alertTopic, acks: -1, messages: alerts.map((a) => ({ key: a.customerId, value: JSON.stringify(a) })) })
-          await store.ackAlerts(partition, alerts.length)
-        }
-      }
+      await drainToKafka(owned)
       await drainRows(store, owned, clickhouse, { onRows: (table, n) => metrics.outboxRows.inc({ table }, n) })
       if (!clickhouseHealthy) log.info('clickhouse.recovered')
       clickhouseHealthy = true
     } catch (e) {
-      // Rows and alerts stay in the outbox and go out on a later tick.
+      // Rows, alerts and dead letters stay in the outbox and go out on a later tick.
       if (clickhouseHealthy) log.warn({ err: (e as Error).message }, 'sink.failed: will retry')
       clickhouseHealthy = false
     } finally {
@@ -407,6 +419,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       await state.disconnect()
       await Promise.all([...locks.values()].map((l) => l.catch(() => {})))
       await dispatcher.stop()
+      await drainToKafka(owned).catch(() => {})
       await drainRows(store, owned, clickhouse).catch(() => {})
       await producer.disconnect()
       await admin.disconnect()

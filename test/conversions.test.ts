@@ -230,7 +230,7 @@ describe('conversions', () => {
       [activated.eventId, false, 1],
       [activated.eventId, true, 2],
     ])
-    const rows = await store.peekRows(0, 10_000)
+    const rows = (await store.peekRows(0, 10_000)).map((e) => e.value)
     expect(rows.filter((r) => r.table === 'conversions').map((r) => r.row)).toEqual(out.conversions)
   })
 

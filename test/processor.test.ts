@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { PipelineHarness, app, defaultCatalogForTests, lifecycle, transaction } from './helpers/harness.ts'
 import type { MemoryStore } from '../pipeline/store/memory.ts'
+import type { BatchCommit } from '../pipeline/store/types.ts'
 import { TimerHeap } from '../pipeline/timers.ts'
 
 const HOUR = 3_600_000
@@ -20,6 +21,28 @@ describe('watermarks, lateness and deduplication', () => {
     expect(late.late).toBe(1)
     expect(h.deadLetters).toHaveLength(1)
     expect(h.deadLetters[0].error).toMatchObject({ code: 'late_event', path: '$.occurredAt' })
+  })
+
+  it('commits a late event\'s dead letter in the outbox with its batch, kept until acknowledged', async () => {
+    const h = new PipelineHarness(undefined, { allowedLateness: 10 * 60_000, mode: 'run', clock: () => T0 })
+    await h.send(app('c', 'login', at(10)))
+    const commits: BatchCommit[] = []
+    const commit = h.store.commit.bind(h.store)
+    h.store.commit = async (b) => {
+      commits.push(structuredClone(b))
+      return commit(b)
+    }
+    await h.send(app('c', 'login', at(9)))
+    expect(h.deadLetters).toHaveLength(1)
+    // Atomic with the batch: a crash after the commit cannot lose it.
+    expect(commits).toHaveLength(1)
+    expect(commits[0].deadLetters).toEqual(h.deadLetters)
+    const taken = await h.store.peekDeadLetters(0, 10)
+    expect(taken.map((e) => e.value)).toEqual(h.deadLetters)
+    await h.send(app('c', 'login', at(11)))
+    expect((await h.store.peekDeadLetters(0, 10)).map((e) => e.value)).toEqual(h.deadLetters) // still there
+    await h.store.ackDeadLetters(0, taken.map((e) => e.id))
+    expect(await h.store.peekDeadLetters(0, 10)).toEqual([])
   })
 
   it('processes a repeated eventId once', async () => {

@@ -8,6 +8,8 @@ import { Redis } from 'ioredis'
 import type { Admin, Producer } from 'kafkajs'
 import YAML from 'yaml'
 import { StoreKeys } from '../pipeline/store/keys.ts'
+import { RedisStore } from '../pipeline/store/redis.ts'
+import { deadLetter } from '../pipeline/decode.ts'
 import { DEFAULT_CATALOG_FILE, loadCatalogFile } from '../pipeline/catalog/index.ts'
 import { EmbeddedPipeline } from '../pipeline/embedded.ts'
 import { simulateBank } from '../simulator/bank.ts'
@@ -36,6 +38,7 @@ function topicsEnv(prefix: string) {
 }
 const topics = topicsEnv(`r-${id}`)
 const catchUpTopics = topicsEnv(`rc-${id}`)
+const deadTopics = topicsEnv(`rd-${id}`)
 const prefix = `cp-restart-${id}`
 const dir = mkdtempSync(join(tmpdir(), 'cardpulse-restart-'))
 writeFileSync(join(dir, 'catalog.yaml'), testCatalogYaml())
@@ -93,7 +96,7 @@ const approved = (customerId: string, at: number) => ({
 beforeAll(async () => {
   admin = kafka().admin()
   await admin.connect()
-  await createTopics(admin, [...Object.values(topics), ...Object.values(catchUpTopics)], 2)
+  await createTopics(admin, [...Object.values(topics), ...Object.values(catchUpTopics), ...Object.values(deadTopics)], 2)
   producer = kafka().producer()
   await producer.connect()
   redis = new Redis(REDIS_URL)
@@ -104,7 +107,7 @@ afterAll(async () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
   await producer?.disconnect()
   await admin?.disconnect()
-  for (const p of [prefix, `${prefix}-c`]) {
+  for (const p of [prefix, `${prefix}-c`, `${prefix}-d`]) {
     const keys = await redis.keys(new StoreKeys(p).pattern())
     if (keys.length) await redis.del(...keys)
   }
@@ -213,4 +216,50 @@ describe('a pipeline killed with SIGKILL while catching up on a backlog', () => 
     second.child.kill('SIGTERM')
     expect(await new Promise((r) => second.child.once('exit', r))).toBe(0)
   }, 240_000)
+})
+
+describe('a pipeline killed between a batch\'s commit and the publish of its late events', () => {
+  it('publishes the dead letters that batch committed, from the outbox, after a restart', async () => {
+    // What the killed process left: a committed batch whose late event is not on the DLQ topic yet.
+    const late = deadLetter(
+      Buffer.from(JSON.stringify({ type: 'app', eventId: 'late-1' })),
+      { topic: deadTopics.APP_EVENTS_TOPIC, partition: 1, offset: '7' },
+      'late_event',
+      'event time is behind the watermark by more than the allowed lateness',
+      '$.occurredAt',
+      Date.now(),
+    )
+    const store = await RedisStore.connect(REDIS_URL, { prefix: `${prefix}-d` })
+    await store.commit({
+      partition: 1,
+      expectedOffset: null,
+      offset: null,
+      watermark: Date.now() - HOUR,
+      customers: new Map(),
+      timersSet: [],
+      timersRemoved: [],
+      webhooks: [],
+      alerts: [],
+      deadLetters: [late],
+      rows: [],
+    })
+    await store.close()
+
+    const consumer = kafka().consumer({ groupId: `read-dlq-${id}` })
+    await consumer.connect()
+    await consumer.subscribe({ topic: deadTopics.DLQ_TOPIC, fromBeginning: true })
+    const onTopic: { key: string; value: Record<string, unknown> }[] = []
+    await consumer.run({ eachMessage: async ({ message }) => void onTopic.push({ key: message.key!.toString(), value: JSON.parse(message.value!.toString()) }) })
+    const second = await startPipeline({ ...deadTopics, REDIS_PREFIX: `${prefix}-d`, GROUP_ID: `gd-${id}`, CLICKHOUSE_DATABASE: `cp_dead_${id}` })
+    try {
+      await waitFor('the late event on the dead-letter topic', () => onTopic.length >= 1, 60_000)
+      await waitFor('the outbox emptied', async () => (await redis.xlen(new StoreKeys(`${prefix}-d`).partition(1).deadLetters)) === 0, 10_000)
+      await new Promise((r) => setTimeout(r, 1500)) // a second copy would arrive now
+    } finally {
+      await consumer.disconnect()
+    }
+    expect(onTopic).toEqual([{ key: `${deadTopics.APP_EVENTS_TOPIC}:1:7`, value: late }])
+    second.child.kill('SIGTERM')
+    expect(await new Promise((r) => second.child.once('exit', r))).toBe(0)
+  }, 120_000)
 })

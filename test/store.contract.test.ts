@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import { Cluster, type Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { RiskAlert } from '../schemas/alert.ts'
+import type { DeadLetter } from '../schemas/deadLetter.ts'
 import { MemoryStore } from '../pipeline/store/memory.ts'
 import { decodeRecord } from '../pipeline/store/codec.ts'
 import { initialFacts } from '../operators/facts.ts'
@@ -11,6 +12,7 @@ import {
   FencedError,
   type BatchCommit,
   type CustomerRecord,
+  type OutboxEntry,
   type OutboxRow,
   type PendingWebhook,
   type StateStore,
@@ -74,6 +76,21 @@ function alert(id: string): RiskAlert {
 }
 
 const row = (table: string, n: number): OutboxRow => ({ table, row: { n } })
+function late(id: string): DeadLetter {
+  return {
+    id,
+    source: { topic: 'transactions', partition: 0, offset: id.slice(1) },
+    error: { code: 'late_event', message: 'event time is behind the watermark', path: '$.occurredAt' },
+    original: '{"eventId":"e1"}',
+    originalEncoding: 'utf8',
+    originalBytes: 16,
+    originalTruncated: false,
+    receivedAt: '2024-01-01T00:00:01.000Z',
+  }
+}
+
+const values = <T>(entries: OutboxEntry<T>[]) => entries.map((e) => e.value)
+const ids = <T>(entries: OutboxEntry<T>[]) => entries.map((e) => e.id)
 
 function batch(b: Partial<BatchCommit> = {}): BatchCommit {
   return {
@@ -86,6 +103,7 @@ function batch(b: Partial<BatchCommit> = {}): BatchCommit {
     timersRemoved: [],
     webhooks: [],
     alerts: [],
+    deadLetters: [],
     rows: [],
     ...b,
   }
@@ -210,8 +228,8 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       )
       const before = {
         load: await s.load(0, ['c1', 'c2'], Infinity),
-        rows: await s.peekRows(0, 100),
-        alerts: await s.peekAlerts(0, 100),
+        rows: values(await s.peekRows(0, 100)),
+        alerts: values(await s.peekAlerts(0, 100)),
         webhooks: await s.dueWebhooks(0, Infinity, 100),
       }
 
@@ -237,8 +255,8 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       }
 
       expect(await s.load(0, ['c1', 'c2'], Infinity)).toEqual(before.load)
-      expect(await s.peekRows(0, 100)).toEqual(before.rows)
-      expect(await s.peekAlerts(0, 100)).toEqual(before.alerts)
+      expect(values(await s.peekRows(0, 100))).toEqual(before.rows)
+      expect(values(await s.peekAlerts(0, 100))).toEqual(before.alerts)
       expect(await s.dueWebhooks(0, Infinity, 100)).toEqual(before.webhooks)
     })
 
@@ -256,37 +274,86 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
         }),
       )
       expect(await s.load(2, ['c1'], Infinity)).toEqual({ appliedOffset: null, watermark: -Infinity, customers: new Map(), timers: [] })
-      expect(await s.peekRows(2, 10)).toEqual([])
-      expect(await s.peekAlerts(2, 10)).toEqual([])
+      expect(values(await s.peekRows(2, 10))).toEqual([])
+      expect(values(await s.peekAlerts(2, 10))).toEqual([])
       expect(await s.dueWebhooks(2, Infinity, 10)).toEqual([])
       // Each partition fences on its own offset.
       await s.commit(batch({ partition: 2, expectedOffset: null, offset: '3' }))
       await expect(s.commit(batch({ partition: 1, expectedOffset: '3', offset: '8' }))).rejects.toBeInstanceOf(FencedError)
       // Finishing a webhook in the wrong partition does nothing.
       await s.finishWebhook(2, 'd1', row('deliveries', 1))
-      expect(await s.peekRows(2, 10)).toEqual([])
+      expect(values(await s.peekRows(2, 10))).toEqual([])
       expect((await s.dueWebhooks(1, Infinity, 10)).map((w) => w.decision.id)).toEqual(['d1'])
       expect((await s.load(1, ['c1'], Infinity)).appliedOffset).toBe('7')
     })
 
-    it('hands out outbox rows and alerts in commit order, and acks from the front', async () => {
-      await s.commit(batch({ rows: [row('a', 1), row('b', 2)], alerts: [alert('x1')] }))
-      await s.commit(batch({ expectedOffset: '1', offset: '2', rows: [row('a', 3)], alerts: [alert('x2'), alert('x3')] }))
+    it('hands out outbox rows, alerts and dead letters in commit order, and acks exactly the ids given', async () => {
+      await s.commit(batch({ rows: [row('a', 1), row('b', 2)], alerts: [alert('x1')], deadLetters: [late('q1')] }))
+      await s.commit(batch({ expectedOffset: '1', offset: '2', rows: [row('a', 3)], alerts: [alert('x2'), alert('x3')], deadLetters: [late('q2')] }))
 
       expect(await s.peekRows(0, 0)).toEqual([])
-      expect(await s.peekRows(0, 2)).toEqual([row('a', 1), row('b', 2)])
-      expect(await s.peekRows(0, 2)).toEqual([row('a', 1), row('b', 2)]) // peeking takes nothing
-      await s.ackRows(0, 0)
-      await s.ackRows(0, 2)
-      expect(await s.peekRows(0, 10)).toEqual([row('a', 3)])
-      await s.ackRows(0, 5)
+      const taken = await s.peekRows(0, 2)
+      expect(values(taken)).toEqual([row('a', 1), row('b', 2)])
+      expect(await s.peekRows(0, 2)).toEqual(taken) // peeking takes nothing, and the ids stay
+      expect(new Set(ids(await s.peekRows(0, 10))).size).toBe(3)
+      await s.ackRows(0, [])
+      await s.ackRows(0, ids(taken))
+      expect(values(await s.peekRows(0, 10))).toEqual([row('a', 3)])
+      await s.ackRows(0, ids(taken)) // again: nothing more goes
+      expect(values(await s.peekRows(0, 10))).toEqual([row('a', 3)])
+      await s.ackRows(0, ids(await s.peekRows(0, 10)))
       expect(await s.peekRows(0, 10)).toEqual([])
 
-      expect((await s.peekAlerts(0, 10)).map((a) => a.id)).toEqual(['x1', 'x2', 'x3'])
-      await s.ackAlerts(0, 1)
-      expect(await s.peekAlerts(0, 1)).toEqual([alert('x2')])
-      await s.ackAlerts(0, 2)
+      expect(values(await s.peekAlerts(0, 10)).map((a) => a.id)).toEqual(['x1', 'x2', 'x3'])
+      // Not only from the front: the middle one alone.
+      await s.ackAlerts(0, [(await s.peekAlerts(0, 10))[1].id])
+      expect(values(await s.peekAlerts(0, 10))).toEqual([alert('x1'), alert('x3')])
+      await s.ackAlerts(0, ids(await s.peekAlerts(0, 10)))
       expect(await s.peekAlerts(0, 10)).toEqual([])
+
+      const dead = await s.peekDeadLetters(0, 10)
+      expect(values(dead)).toEqual([late('q1'), late('q2')])
+      await s.ackDeadLetters(0, ids(dead).slice(0, 1))
+      expect(values(await s.peekDeadLetters(0, 10))).toEqual([late('q2')])
+      await s.ackDeadLetters(0, ids(dead))
+      expect(await s.peekDeadLetters(0, 10)).toEqual([])
+    })
+
+    it('acks exactly the rows it took, though another owner drained them too and committed more', async () => {
+      await s.commit(batch({ rows: [row('a', 1), row('a', 2)] }))
+      const mine = await s.peekRows(0, 10)
+      // During a rebalance the new owner drains the same rows and commits more.
+      const theirs = await s.peekRows(0, 10)
+      await s.ackRows(0, ids(theirs))
+      await s.commit(batch({ expectedOffset: '1', offset: '2', rows: [row('b', 3), row('b', 4)] }))
+      await s.ackRows(0, ids(mine))
+      expect(values(await s.peekRows(0, 10))).toEqual([row('b', 3), row('b', 4)])
+    })
+
+    it('acks exactly the alerts and dead letters it took, though another owner drained them too and committed more', async () => {
+      await s.commit(batch({ alerts: [alert('x1')], deadLetters: [late('q1')] }))
+      const mine = { alerts: await s.peekAlerts(0, 10), dead: await s.peekDeadLetters(0, 10) }
+      await s.ackAlerts(0, ids(await s.peekAlerts(0, 10)))
+      await s.ackDeadLetters(0, ids(await s.peekDeadLetters(0, 10)))
+      await s.commit(batch({ expectedOffset: '1', offset: '2', alerts: [alert('x2')], deadLetters: [late('q2')] }))
+      await s.ackAlerts(0, ids(mine.alerts))
+      await s.ackDeadLetters(0, ids(mine.dead))
+      expect(values(await s.peekAlerts(0, 10))).toEqual([alert('x2')])
+      expect(values(await s.peekDeadLetters(0, 10))).toEqual([late('q2')])
+    })
+
+    it('keeps a batch\'s late dead letters in the outbox, atomically with it, until they are acknowledged', async () => {
+      await s.commit(batch({ rows: [row('dead_letters', 1)], deadLetters: [late('q1'), late('q2')] }))
+      // A fenced commit writes none.
+      await expect(s.commit(batch({ expectedOffset: '9', offset: '10', deadLetters: [late('q3')] }))).rejects.toBeInstanceOf(FencedError)
+      // Later batches, and other partitions' acks, leave them alone.
+      await s.commit(batch({ expectedOffset: '1', offset: '2', customers: new Map([['c1', record(1)]]) }))
+      await s.ackDeadLetters(1, ids(await s.peekDeadLetters(0, 10)))
+      expect(values(await s.peekDeadLetters(0, 10))).toEqual([late('q1'), late('q2')])
+      expect(values(await s.peekDeadLetters(0, 1))).toEqual([late('q1')])
+      expect(await s.peekDeadLetters(1, 10)).toEqual([])
+      await s.ackDeadLetters(0, ids(await s.peekDeadLetters(0, 10)))
+      expect(await s.peekDeadLetters(0, 10)).toEqual([])
     })
 
     it('hands out webhooks when due, oldest first, ties by id, at most max', async () => {
@@ -319,7 +386,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       await s.finishWebhook(0, 'd1', { ...delivery, row: { ...delivery.row, status: 'again' } })
       await s.finishWebhook(0, 'unknown', delivery)
       expect(await s.dueWebhooks(0, Infinity, 10)).toEqual([pending('d2', 100)])
-      expect(await s.peekRows(0, 10)).toEqual([row('decisions', 0), delivery])
+      expect(values(await s.peekRows(0, 10))).toEqual([row('decisions', 0), delivery])
     })
 
     it('round-trips records, rows, alerts and webhooks exactly', async () => {
@@ -343,8 +410,8 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       await s.commit(batch({ customers: new Map([['c_ü', rec]]), rows: [r], alerts: [a], webhooks: [w] }))
 
       expect((await s.load(0, ['c_ü'], 0)).customers.get('c_ü')).toStrictEqual(rec)
-      expect(await s.peekRows(0, 1)).toStrictEqual([r])
-      expect(await s.peekAlerts(0, 1)).toStrictEqual([a])
+      expect(values(await s.peekRows(0, 1))).toStrictEqual([r])
+      expect(values(await s.peekAlerts(0, 1))).toStrictEqual([a])
       expect(await s.dueWebhooks(0, 100, 1)).toStrictEqual([w])
     })
 

@@ -152,10 +152,11 @@ function harness() {
       timersRemoved: [],
       webhooks,
       alerts: [],
+      deadLetters: [],
       rows: [],
     })
   }
-  const rows = async (partition = 0) => (await store.peekRows(partition, 1000)).map((r) => ({ table: r.table, ...(r.row as DeliveryRow) }))
+  const rows = async (partition = 0) => (await store.peekRows(partition, 1000)).map(({ value: r }) => ({ table: r.table, ...(r.row as DeliveryRow) }))
   const pending = async (partition = 0) => store.dueWebhooks(partition, Number.MAX_SAFE_INTEGER, 1000)
   return { store, clock, commit, rows, pending }
 }

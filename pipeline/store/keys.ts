@@ -11,10 +11,12 @@ export interface PartitionKeys {
   customers: string
   /** sorted set: timer member → due time (epoch ms) */
   timers: string
-  /** list: JSON OutboxRow, oldest first */
+  /** stream: field `v` = JSON OutboxRow, oldest first; entry ids are the outbox ids */
   rows: string
-  /** list: JSON RiskAlert, oldest first */
+  /** stream: field `v` = JSON RiskAlert, oldest first */
   alerts: string
+  /** stream: field `v` = JSON DeadLetter (late events), oldest first */
+  deadLetters: string
   /** sorted set: decisionId → dueAt (epoch ms) */
   webhooksDue: string
   /** hash: decisionId → JSON PendingWebhook */
@@ -39,8 +41,10 @@ export class StoreKeys {
       meta: `${base}:meta`,
       customers: `${base}:customers`,
       timers: `${base}:timers`,
-      rows: `${base}:rows`,
-      alerts: `${base}:alerts`,
+      // Streams since acknowledgement by id; the former lists were `:rows` and `:alerts`.
+      rows: `${base}:outbox:rows`,
+      alerts: `${base}:outbox:alerts`,
+      deadLetters: `${base}:outbox:dlq`,
       webhooksDue: `${base}:webhooks:due`,
       webhooksBody: `${base}:webhooks:body`,
     }

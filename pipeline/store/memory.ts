@@ -1,9 +1,11 @@
 import type { RiskAlert } from '../../schemas/alert.ts'
+import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import {
   FencedError,
   type BatchCommit,
   type CustomerRecord,
   type LoadedBatch,
+  type OutboxEntry,
   type OutboxRow,
   type PendingWebhook,
   type StateStore,
@@ -17,9 +19,34 @@ interface PartitionData {
   watermark: number
   customers: Map<string, string | CustomerRecord>
   timers: TimerHeap
-  rows: OutboxRow[]
-  alerts: RiskAlert[]
+  rows: OutboxQueue<OutboxRow>
+  alerts: OutboxQueue<RiskAlert>
+  deadLetters: OutboxQueue<DeadLetter>
   webhooks: Map<string, PendingWebhook>
+}
+
+/** An outbox queue in commit order; each entry's id is a sequence number unique in the queue. */
+class OutboxQueue<T> {
+  private entries: OutboxEntry<T>[] = []
+  private next = 0
+
+  push(values: T[]) {
+    for (const value of values) this.entries.push({ id: String(++this.next), value })
+  }
+
+  peek(max: number): OutboxEntry<T>[] {
+    return this.entries.slice(0, Math.max(0, max))
+  }
+
+  ack(ids: string[]) {
+    if (!ids.length) return
+    const gone = new Set(ids)
+    // Usually the drain acks what it peeked, the front of the queue: no need to scan the rest.
+    let front = 0
+    while (front < this.entries.length && gone.has(this.entries[front].id)) front++
+    if (front === gone.size) this.entries.splice(0, front)
+    else this.entries = this.entries.filter((e) => !gone.has(e.id))
+  }
 }
 
 export class MemoryStore implements StateStore {
@@ -34,7 +61,7 @@ export class MemoryStore implements StateStore {
   private part(p: number): PartitionData {
     let d = this.partitions.get(p)
     if (!d) {
-      d = { appliedOffset: null, watermark: -Infinity, customers: new Map(), timers: new TimerHeap(), rows: [], alerts: [], webhooks: new Map() }
+      d = { appliedOffset: null, watermark: -Infinity, customers: new Map(), timers: new TimerHeap(), rows: new OutboxQueue(), alerts: new OutboxQueue(), deadLetters: new OutboxQueue(), webhooks: new Map() }
       this.partitions.set(p, d)
     }
     return d
@@ -60,24 +87,33 @@ export class MemoryStore implements StateStore {
     for (const m of b.timersRemoved) d.timers.delete(m)
     for (const t of b.timersSet) d.timers.set(t.member, t.at)
     for (const w of b.webhooks) d.webhooks.set(w.decision.id, structuredClone(w))
-    d.alerts.push(...b.alerts)
-    d.rows.push(...b.rows)
+    d.alerts.push(b.alerts)
+    d.rows.push(b.rows)
+    d.deadLetters.push(b.deadLetters)
   }
 
   async peekRows(partition: number, max: number) {
-    return this.part(partition).rows.slice(0, max)
+    return this.part(partition).rows.peek(max)
   }
 
-  async ackRows(partition: number, count: number) {
-    this.part(partition).rows.splice(0, count)
+  async ackRows(partition: number, ids: string[]) {
+    this.part(partition).rows.ack(ids)
   }
 
   async peekAlerts(partition: number, max: number) {
-    return this.part(partition).alerts.slice(0, max)
+    return this.part(partition).alerts.peek(max)
   }
 
-  async ackAlerts(partition: number, count: number) {
-    this.part(partition).alerts.splice(0, count)
+  async ackAlerts(partition: number, ids: string[]) {
+    this.part(partition).alerts.ack(ids)
+  }
+
+  async peekDeadLetters(partition: number, max: number) {
+    return this.part(partition).deadLetters.peek(max)
+  }
+
+  async ackDeadLetters(partition: number, ids: string[]) {
+    this.part(partition).deadLetters.ack(ids)
   }
 
   async dueWebhooks(partition: number, now: number, max: number) {
@@ -90,7 +126,7 @@ export class MemoryStore implements StateStore {
 
   async finishWebhook(partition: number, decisionId: string, row: OutboxRow) {
     const d = this.part(partition)
-    if (d.webhooks.delete(decisionId)) d.rows.push(row)
+    if (d.webhooks.delete(decisionId)) d.rows.push([row])
   }
 
   async retryWebhook(partition: number, pending: PendingWebhook) {

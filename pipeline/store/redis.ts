@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis'
 import type { RiskAlert } from '../../schemas/alert.ts'
+import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import { decodeRecord, encodeRecord } from './codec.ts'
 import { StoreKeys } from './keys.ts'
 import {
@@ -8,6 +9,7 @@ import {
   type BatchCommit,
   type CustomerRecord,
   type LoadedBatch,
+  type OutboxEntry,
   type OutboxRow,
   type PendingWebhook,
   type StateStore,
@@ -45,7 +47,7 @@ export class RedisUnreachableError extends Error {
 // --- scripts -------------------------------------------------------------------------------
 
 const SCRIPT_FILES = {
-  commitBatch: 'commitBatch-7.lua',
+  commitBatch: 'commitBatch-8.lua',
   finishWebhook: 'finishWebhook-3.lua',
   retryWebhook: 'retryWebhook-2.lua',
 } as const
@@ -53,7 +55,7 @@ type ScriptName = keyof typeof SCRIPT_FILES
 
 type ScriptFn = (keys: string[], argv: (string | Buffer)[]) => Promise<unknown>
 
-/** Return codes of commitBatch-7.lua, mapped to a result in one place. */
+/** Return codes of commitBatch-8.lua, mapped to a result in one place. */
 type CommitReply = [0] | [1, string]
 type CommitResult = { ok: true } | { ok: false; found: string | null }
 
@@ -183,32 +185,42 @@ export class RedisStore implements StateStore {
       String(b.webhooks.length),
       String(b.alerts.length),
       String(b.rows.length),
+      String(b.deadLetters.length),
       ...customers,
       ...timersSet,
       ...b.timersRemoved,
       ...webhooks,
       ...b.alerts.map((a) => JSON.stringify(a)),
       ...b.rows.map((r) => JSON.stringify(r)),
+      ...b.deadLetters.map((q) => JSON.stringify(q)),
     ]
-    const keys = [k.meta, k.customers, k.timers, k.rows, k.alerts, k.webhooksDue, k.webhooksBody]
+    const keys = [k.meta, k.customers, k.timers, k.rows, k.alerts, k.webhooksDue, k.webhooksBody, k.deadLetters]
     const result = commitResult(await this.scripts.commitBatch(keys, argv))
     if (!result.ok) throw new FencedError(b.partition, b.expectedOffset, result.found)
   }
 
-  async peekRows(partition: number, max: number): Promise<OutboxRow[]> {
+  async peekRows(partition: number, max: number): Promise<OutboxEntry<OutboxRow>[]> {
     return this.peek(this.keys.partition(partition).rows, max)
   }
 
-  async ackRows(partition: number, count: number): Promise<void> {
-    await this.ack(this.keys.partition(partition).rows, count)
+  async ackRows(partition: number, ids: string[]): Promise<void> {
+    await this.ack(this.keys.partition(partition).rows, ids)
   }
 
-  async peekAlerts(partition: number, max: number): Promise<RiskAlert[]> {
+  async peekAlerts(partition: number, max: number): Promise<OutboxEntry<RiskAlert>[]> {
     return this.peek(this.keys.partition(partition).alerts, max)
   }
 
-  async ackAlerts(partition: number, count: number): Promise<void> {
-    await this.ack(this.keys.partition(partition).alerts, count)
+  async ackAlerts(partition: number, ids: string[]): Promise<void> {
+    await this.ack(this.keys.partition(partition).alerts, ids)
+  }
+
+  async peekDeadLetters(partition: number, max: number): Promise<OutboxEntry<DeadLetter>[]> {
+    return this.peek(this.keys.partition(partition).deadLetters, max)
+  }
+
+  async ackDeadLetters(partition: number, ids: string[]): Promise<void> {
+    await this.ack(this.keys.partition(partition).deadLetters, ids)
   }
 
   async dueWebhooks(partition: number, now: number, max: number): Promise<PendingWebhook[]> {
@@ -248,17 +260,21 @@ export class RedisStore implements StateStore {
     this.redis.disconnect()
   }
 
-  private async peek<T>(key: string, max: number): Promise<T[]> {
-    if (max <= 0) return [] // LRANGE 0 -1 would mean everything
-    const items = await this.redis.lrange(key, 0, max - 1)
-    return items.map((s) => JSON.parse(s) as T)
+  /** The oldest entries of an outbox stream; each has the one field `v`. */
+  private async peek<T>(key: string, max: number): Promise<OutboxEntry<T>[]> {
+    if (max <= 0) return []
+    const entries = await this.redis.xrange(key, '-', '+', 'COUNT', max)
+    return entries.map(([id, fields]) => ({ id, value: JSON.parse(fields[1]) as T }))
   }
 
-  private async ack(key: string, count: number): Promise<void> {
-    if (count <= 0) return
-    await this.redis.ltrim(key, count, -1)
+  /** Deletes exactly these stream entries: one a drain sent, never one appended since. */
+  private async ack(key: string, ids: string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += ACK_CHUNK) await this.redis.xdel(key, ...ids.slice(i, i + ACK_CHUNK))
   }
 }
+
+/** Ids per XDEL: a bound on one command's size. */
+const ACK_CHUNK = 5000
 
 /** Replies of a pipeline, or its first error. */
 function results(replies: [Error | null, unknown][] | null): unknown[] {

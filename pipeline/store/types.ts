@@ -4,6 +4,7 @@ import type { CustomerProfile, Moment } from '../../operators/types.ts'
 import type { CustomerFacts } from '../../operators/facts.ts'
 import type { PolicyState } from '../policy.ts'
 import type { InputEvent } from '../../schemas/events.ts'
+import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import type { OpenWindow } from '../conversions.ts'
 
 /**
@@ -43,6 +44,16 @@ export interface OutboxRow {
   row: Record<string, unknown>
 }
 
+/**
+ * One item taken from an outbox queue. `id` is unique within the partition's queue and given at
+ * commit; acknowledging by id removes exactly what was sent, never an entry appended meanwhile or
+ * one another owner took and acknowledged already.
+ */
+export interface OutboxEntry<T> {
+  id: string
+  value: T
+}
+
 export interface PendingWebhook {
   decision: Decision
   attempts: number
@@ -73,6 +84,8 @@ export interface BatchCommit {
   timersRemoved: string[]
   webhooks: PendingWebhook[]
   alerts: RiskAlert[]
+  /** Late events' dead letters, for the dead-letter topic. */
+  deadLetters: DeadLetter[]
   rows: OutboxRow[]
 }
 
@@ -95,11 +108,17 @@ export interface StateStore {
   /** Writes everything of one batch atomically, or nothing (FencedError on an offset mismatch). */
   commit(batch: BatchCommit): Promise<void>
 
-  /** Outbox: ClickHouse rows and alerts in commit order; `ack` removes the first n taken. */
-  peekRows(partition: number, max: number): Promise<OutboxRow[]>
-  ackRows(partition: number, count: number): Promise<void>
-  peekAlerts(partition: number, max: number): Promise<RiskAlert[]>
-  ackAlerts(partition: number, count: number): Promise<void>
+  /**
+   * Outbox: ClickHouse rows, alerts and late-event dead letters, each in commit order. `peek` takes
+   * nothing; `ack` removes exactly the entries of those ids (unknown ids are ignored), so two owners
+   * draining one partition during a rebalance send an entry twice at worst, and never drop one.
+   */
+  peekRows(partition: number, max: number): Promise<OutboxEntry<OutboxRow>[]>
+  ackRows(partition: number, ids: string[]): Promise<void>
+  peekAlerts(partition: number, max: number): Promise<OutboxEntry<RiskAlert>[]>
+  ackAlerts(partition: number, ids: string[]): Promise<void>
+  peekDeadLetters(partition: number, max: number): Promise<OutboxEntry<DeadLetter>[]>
+  ackDeadLetters(partition: number, ids: string[]): Promise<void>
 
   /** Webhooks due by `now`, oldest first. */
   dueWebhooks(partition: number, now: number, max: number): Promise<PendingWebhook[]>

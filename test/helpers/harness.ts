@@ -51,7 +51,7 @@ export class PipelineHarness {
       allowedLateness: opts.allowedLateness ?? 0,
       mode: opts.mode ?? 'replay',
       clock: opts.clock,
-      outbox: { webhooks: true, alerts: true, rows: true },
+      outbox: { webhooks: true, alerts: true, rows: true, deadLetters: true },
       operators: opts.operators,
     })
   }

@@ -3,7 +3,7 @@
 
   KEYS[1] webhooks:due   zset: decisionId -> dueAt ms
   KEYS[2] webhooks:body  hash: decisionId -> JSON PendingWebhook
-  KEYS[3] rows           list: JSON OutboxRow
+  KEYS[3] outbox:rows    stream: v = JSON OutboxRow
 
   ARGV[1] decisionId
   ARGV[2] delivery row, JSON OutboxRow
@@ -16,5 +16,5 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then
   return 0
 end
-redis.call('RPUSH', KEYS[3], ARGV[2])
+redis.call('XADD', KEYS[3], '*', 'v', ARGV[2])
 return 1

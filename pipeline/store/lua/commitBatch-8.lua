@@ -4,25 +4,28 @@
   KEYS[1] meta           hash: appliedOffset (absent = null), watermark
   KEYS[2] customers      hash: customerId -> JSON CustomerRecord
   KEYS[3] timers         zset: member -> due ms
-  KEYS[4] rows           list: JSON OutboxRow
-  KEYS[5] alerts         list: JSON RiskAlert
+  KEYS[4] outbox:rows    stream: v = JSON OutboxRow
+  KEYS[5] outbox:alerts  stream: v = JSON RiskAlert
   KEYS[6] webhooks:due   zset: decisionId -> dueAt ms
   KEYS[7] webhooks:body  hash: decisionId -> JSON PendingWebhook
+  KEYS[8] outbox:dlq     stream: v = JSON DeadLetter
 
   ARGV[1] expected applied offset, encoded: '' = null, '=' .. offset otherwise
   ARGV[2] new applied offset, same encoding
   ARGV[3] watermark (decimal string, stored verbatim)
-  ARGV[4..9] counts: customers, timers set, timers removed, webhooks, alerts, rows
-  ARGV[10..] the groups, in that order and without separators:
+  ARGV[4..10] counts: customers, timers set, timers removed, webhooks, alerts, rows, dead letters
+  ARGV[11..] the groups, in that order and without separators:
     customers       id, json          (2 each)
     timers set      member, at        (2 each)
     timers removed  member            (1 each)
     webhooks        id, dueAt, json   (3 each)
     alerts          json              (1 each)
     rows            json              (1 each)
+    dead letters    json              (1 each)
 
   Flat strings rather than a cjson payload: records are stored byte for byte as sent, and offsets
-  and times never pass through Lua numbers.
+  and times never pass through Lua numbers. Outbox entries are appended with XADD '*': the stream
+  entry id is the outbox id that acknowledges exactly that entry (XDEL).
 
   Returns
     {0}                committed
@@ -39,9 +42,9 @@ if found ~= decode(ARGV[1]) then
 end
 
 local nc, nts, ntr = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local nw, na, nr = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local nw, na, nr, nd = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 -- Checked before any write: a script error part-way would leave a partial commit.
-if #ARGV ~= 9 + 2 * nc + 2 * nts + ntr + 3 * nw + na + nr then
+if #ARGV ~= 10 + 2 * nc + 2 * nts + ntr + 3 * nw + na + nr + nd then
   return redis.error_reply('ERR commitBatch: ARGV does not match its counts')
 end
 
@@ -53,7 +56,7 @@ else
   redis.call('HSET', KEYS[1], 'watermark', ARGV[3])
 end
 
-local i = 10
+local i = 11
 for _ = 1, nc do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2
 end
@@ -71,9 +74,12 @@ for _ = 1, nw do
   redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 2]); i = i + 3
 end
 for _ = 1, na do
-  redis.call('RPUSH', KEYS[5], ARGV[i]); i = i + 1
+  redis.call('XADD', KEYS[5], '*', 'v', ARGV[i]); i = i + 1
 end
 for _ = 1, nr do
-  redis.call('RPUSH', KEYS[4], ARGV[i]); i = i + 1
+  redis.call('XADD', KEYS[4], '*', 'v', ARGV[i]); i = i + 1
+end
+for _ = 1, nd do
+  redis.call('XADD', KEYS[8], '*', 'v', ARGV[i]); i = i + 1
 end
 return {0}
