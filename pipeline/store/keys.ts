@@ -17,6 +17,10 @@ export interface PartitionKeys {
   alerts: string
   /** stream: field `v` = JSON DeadLetter (late events), oldest first */
   deadLetters: string
+  /** list: the outbox rows as kept before the streams; adopted into `rows` at load */
+  formerRows: string
+  /** list: the outbox alerts as kept before the streams; adopted into `alerts` at load */
+  formerAlerts: string
   /** sorted set: decisionId → dueAt (epoch ms) */
   webhooksDue: string
   /** hash: decisionId → JSON PendingWebhook */
@@ -41,10 +45,11 @@ export class StoreKeys {
       meta: `${base}:meta`,
       customers: `${base}:customers`,
       timers: `${base}:timers`,
-      // Streams since acknowledgement by id; the former lists were `:rows` and `:alerts`.
       rows: `${base}:outbox:rows`,
       alerts: `${base}:outbox:alerts`,
       deadLetters: `${base}:outbox:dlq`,
+      formerRows: `${base}:rows`,
+      formerAlerts: `${base}:alerts`,
       webhooksDue: `${base}:webhooks:due`,
       webhooksBody: `${base}:webhooks:body`,
     }

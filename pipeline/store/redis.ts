@@ -47,6 +47,7 @@ export class RedisUnreachableError extends Error {
 // --- scripts -------------------------------------------------------------------------------
 
 const SCRIPT_FILES = {
+  adoptListOutbox: 'adoptListOutbox-4.lua',
   commitBatch: 'commitBatch-8.lua',
   finishWebhook: 'finishWebhook-3.lua',
   retryWebhook: 'retryWebhook-2.lua',
@@ -145,6 +146,11 @@ export class RedisStore implements StateStore {
 
   async load(partition: number, customerIds: string[], timersUpTo: number): Promise<LoadedBatch> {
     const k = this.keys.partition(partition)
+    if (!this.adopted.has(partition)) {
+      // Once per partition and process: an outbox left in the former lists moves to the streams.
+      await this.scripts.adoptListOutbox([k.formerRows, k.rows, k.formerAlerts, k.alerts], [])
+      this.adopted.add(partition)
+    }
     const p = this.redis.pipeline()
     p.hmget(k.meta, 'appliedOffset', 'watermark')
     if (customerIds.length) p.hmgetBuffer(k.customers, ...customerIds) // HMGET needs at least one field
@@ -166,6 +172,8 @@ export class RedisStore implements StateStore {
 
     return { appliedOffset: offset, watermark: watermark === null ? -Infinity : Number(watermark), customers, timers }
   }
+
+  private readonly adopted = new Set<number>()
 
   async commit(b: BatchCommit): Promise<void> {
     const k = this.keys.partition(b.partition)
