@@ -47,9 +47,9 @@ describe('the package', () => {
   it('installed without dev dependencies, runs on plain node from the build', () => {
     expect(run(process.execPath, ['scripts/build.mjs'], ROOT).code).toBe(0)
     mkdirSync(prod)
-    for (const name of readdirSync(ROOT))
-      if (!['node_modules', '.git', '.services', '.cardpulse'].includes(name)) cpSync(join(ROOT, name), join(prod, name), { recursive: true })
-    // As the Docker image installs it.
+    // What the Docker image holds: the package files, the bin and the build, no sources; and the
+    // build script, which npm runs as `prepare` when a receiver installs this copy by path.
+    for (const name of ['package.json', 'package-lock.json', 'bin', 'dist', 'scripts/build.mjs']) cpSync(join(ROOT, name), join(prod, name), { recursive: true })
     const install = run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'], prod)
     expect(install.code, install.out).toBe(0)
     expect(existsSync(join(prod, 'node_modules', 'tsx'))).toBe(false)
@@ -63,7 +63,7 @@ describe('the package', () => {
     expect(runHelp.code, runHelp.out).toBe(0)
     expect(runHelp.stdout).toMatch(/KAFKA_BROKERS/)
 
-    const sample = join(prod, 'simulator', 'sample')
+    const sample = join(prod, 'dist', 'simulator', 'sample')
     const out = join(scratch, 'replay')
     const replay = run(process.execPath, [cli, 'replay', '--input', ...readdirSync(sample).map((f) => join(sample, f)), '--out', out, '--no-progress'], prod, { LOG_FORMAT: 'json' })
     expect(replay.code, replay.out).toBe(0)
