@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir, cpus } from 'node:os'
 import { Command } from 'commander'
+import { wholeNumber } from './options.ts'
 import { simulateBank } from '../simulator/bank.ts'
 import { writeStreams } from '../simulator/write.ts'
 import { replay } from '../pipeline/replay.ts'
@@ -18,13 +19,13 @@ import { benchLive } from './live.ts'
 const program = new Command()
   .name('npm run bench --')
   .description('replay throughput and per-customer state size on a simulated bank')
-  .option('--customers <n>', 'customers in the simulated bank', '10000')
-  .option('--days <n>', 'days of events', '365')
-  .option('--seed <n>', 'simulation seed', '1')
+  .option('--customers <n>', 'customers in the simulated bank', wholeNumber(1), 10000)
+  .option('--days <n>', 'days of events', wholeNumber(1), 365)
+  .option('--seed <n>', 'simulation seed', wholeNumber(0), 1)
   .option('--redis-url <url>', 'also measure state bytes in this Redis', process.env.REDIS_URL ?? 'redis://127.0.0.1:6379')
-  .option('--threads <n>', 'replay threads (default: one per core, up to 4; at most 12)')
+  .option('--threads <n>', 'replay threads (default: one per core, up to 4; at most 12)', wholeNumber(1))
   .option('--live', 'also measure `cardpulse run` catching up on the bank through Kafka (first --live-days days)')
-  .option('--live-days <n>', 'days of the bank for --live', '30')
+  .option('--live-days <n>', 'days of the bank for --live', wholeNumber(1), 30)
   .option('--kafka-brokers <list>', 'Kafka for --live', process.env.KAFKA_BROKERS ?? '127.0.0.1:19092')
   .parse()
 const opts = program.opts()

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { cpus, tmpdir } from 'node:os'
 import { createInterface } from 'node:readline'
 import { Command } from 'commander'
+import { wholeNumber } from './options.ts'
 import { simulateCommand } from '../simulator/command.ts'
 import { STREAM_FILES } from '../simulator/write.ts'
 import type { TruthRecord } from '../simulator/truth.ts'
@@ -105,13 +106,13 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1
   const program = new Command()
     .name('npm run quality --')
     .description('simulate a bank, replay it through cardpulse, and report precision, recall and median detection delay per risk signal and trigger against the ground truth')
-    .option('--customers <n>', 'customers in the simulated bank', '2000')
-    .option('--days <n>', 'days of events', '365')
-    .option('--seed <n>', 'simulation seed', '1')
+    .option('--customers <n>', 'customers in the simulated bank', wholeNumber(1), 2000)
+    .option('--days <n>', 'days of events', wholeNumber(1), 365)
+    .option('--seed <n>', 'simulation seed', wholeNumber(0), 1)
     .option('--config <file>', 'bank configuration (YAML) merged over simulator/bank.yaml, e.g. higher fraud rates')
     .option('--json <file>', 'also write the figures as JSON to this file')
     .option('--keep <dir>', 'keep the simulated bank and the replay output in this folder')
-    .option('--threads <n>', 'replay threads (default: one per core, up to 4)')
+    .option('--threads <n>', 'replay threads (default: one per core, up to 4)', wholeNumber(1))
     .parse()
   const opts = program.opts()
   const result = await runQuality({ customers: Number(opts.customers), days: Number(opts.days), seed: Number(opts.seed), config: opts.config, dir: opts.keep, threads: opts.threads === undefined ? undefined : Number(opts.threads) })
