@@ -75,6 +75,14 @@ export interface Operator<S = unknown, P = unknown> {
   name: string
   /** The catalogue entry (a trigger or a signal) whose params it reads; disabled with it. */
   uses: string
+  /** Names this operator's state and timers were stored under by earlier releases. */
+  formerNames?: readonly string[]
+  /**
+   * The shape of its state; raise it when the shape changes, and give `migrate`, which the runtime
+   * calls on a state stored under an older version before the operator sees it. Default 1.
+   */
+  version?: number
+  migrate?(state: unknown, fromVersion: number): S
   initial(): S
   parseParams(raw: Record<string, unknown>): P
   onEvent(state: S, event: InputEvent, at: number, ctx: OperatorContext<P>): OperatorResult<S>
