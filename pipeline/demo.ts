@@ -18,6 +18,7 @@ import type { Conversion } from '../schemas/conversion.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import { ClickHouseSink, connectClickHouse } from '../sinks/clickhouse.ts'
 import { drainRows } from '../sinks/outbox.ts'
+import { outboxQueues } from './store/outbox.ts'
 import { WebhookDispatcher, WebhookSender } from '../sinks/webhook.ts'
 import { verifyWebhook } from '../sinks/webhookSignature.ts'
 import { DEFAULT_RETRY_POLICY } from '../sinks/retry.ts'
@@ -151,7 +152,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   const drain = async () => {
     await dispatcher.runOnce()
     if (deadLetters.length) await clickhouse.insert(deadLetters.splice(0).map((row) => ({ table: 'dead_letters', row })))
-    await drainRows(engine.store, partitions, clickhouse, { onRows: (table, n) => metrics.outboxRows.inc({ table }, n) })
+    await drainRows(outboxQueues(engine.store).rows, partitions, clickhouse, { onRows: (table, n) => metrics.outboxRows.inc({ table }, n) })
   }
 
   const dashboard = `http://127.0.0.1:${port}/`

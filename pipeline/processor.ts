@@ -13,8 +13,9 @@ import { decide, initialPolicyState } from './policy.ts'
 import { deadLetter, type SourceCoordinates } from './decode.ts'
 import { alertId } from './ids.ts'
 import { admit, closeEnded, nextWindowEnd, observe, openWindow, tracked } from './conversions.ts'
-import { TimerHeap } from './timers.ts'
-import type { CustomerRecord, OutboxRow, PendingWebhook, StateStore, TimerEntry } from './store/types.ts'
+import { TimerHeap, type TimerEntry } from './timers.ts'
+import type { CustomerRecord, StateStore } from './store/types.ts'
+import type { OutboxRow, PendingWebhook } from '../schemas/outbox.ts'
 
 /**
  * Runs the operators and the decision step over one partition's stream, in event time.

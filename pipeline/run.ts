@@ -17,7 +17,8 @@ import type { Logger } from './log.ts'
 import type { EventType } from '../schemas/events.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import { ClickHouseSink, connectClickHouse } from '../sinks/clickhouse.ts'
-import { drainOutbox, drainRows, outboxQueues } from '../sinks/outbox.ts'
+import { drainOutbox, drainRows } from '../sinks/outbox.ts'
+import { outboxQueues } from './store/outbox.ts'
 import { WebhookDispatcher, WebhookSender } from '../sinks/webhook.ts'
 import { DEFAULT_RETRY_POLICY } from '../sinks/retry.ts'
 
@@ -374,7 +375,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     sinksBusy = true
     try {
       await drainToKafka(owned)
-      await drainRows(store, owned, clickhouse, { onRows: (table, n) => metrics.outboxRows.inc({ table }, n) })
+      await drainRows(queues.rows, owned, clickhouse, { onRows: (table, n) => metrics.outboxRows.inc({ table }, n) })
       if (!clickhouseHealthy) log.info('clickhouse.recovered')
       clickhouseHealthy = true
     } catch (e) {
@@ -420,7 +421,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       await Promise.all([...locks.values()].map((l) => l.catch(() => {})))
       await dispatcher.stop()
       await drainToKafka(owned).catch(() => {})
-      await drainRows(store, owned, clickhouse).catch(() => {})
+      await drainRows(queues.rows, owned, clickhouse).catch(() => {})
       await producer.disconnect()
       await admin.disconnect()
       await sender.close()

@@ -1,4 +1,8 @@
-import type { TimerEntry } from './store/types.ts'
+/** A pending event-time timer; `member` is `<customerId>|<operator>:<key>`. */
+export interface TimerEntry {
+  member: string
+  at: number
+}
 
 /** Event-time timers of one partition: a min-heap on (at, member) with lazy deletion. */
 export class TimerHeap {

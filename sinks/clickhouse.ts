@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
-import type { OutboxRow } from '../pipeline/store/types.ts'
+import type { OutboxRow } from '../schemas/outbox.ts'
 import type { Decision } from '../schemas/decision.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'

@@ -1,4 +1,6 @@
-import type { OutboxEntry, StateStore } from '../pipeline/store/types.ts'
+import type { OutboxEntry, OutboxRow } from '../schemas/outbox.ts'
+import type { RiskAlert } from '../schemas/alert.ts'
+import type { DeadLetter } from '../schemas/deadLetter.ts'
 import type { ClickHouseSink } from './clickhouse.ts'
 
 /**
@@ -34,25 +36,25 @@ export async function drainOutbox<T>(
   return total
 }
 
-/** The outbox queues of a store, by kind. */
-export const outboxQueues = (store: StateStore) => ({
-  rows: { peek: (p: number, max: number) => store.peekRows(p, max), ack: (p: number, ids: string[]) => store.ackRows(p, ids) },
-  alerts: { peek: (p: number, max: number) => store.peekAlerts(p, max), ack: (p: number, ids: string[]) => store.ackAlerts(p, ids) },
-  deadLetters: { peek: (p: number, max: number) => store.peekDeadLetters(p, max), ack: (p: number, ids: string[]) => store.ackDeadLetters(p, ids) },
-})
+/** The outbox as the sinks see it: a queue per kind, each drained in commit order. */
+export interface OutboxQueues {
+  rows: OutboxQueue<OutboxRow>
+  alerts: OutboxQueue<RiskAlert>
+  deadLetters: OutboxQueue<DeadLetter>
+}
 
 /**
  * Moves committed outbox rows into ClickHouse. Rows are acknowledged only after the insert, so a
  * crash in between inserts them again; ReplacingMergeTree collapses the copies on their ids.
  */
 export async function drainRows(
-  store: StateStore,
+  queue: OutboxQueue<OutboxRow>,
   partitions: number[],
   sink: ClickHouseSink,
   opts: { max?: number; onRows?: (table: string, count: number) => void } = {},
 ): Promise<number> {
   return drainOutbox(
-    outboxQueues(store).rows,
+    queue,
     partitions,
     (rows) => sink.insert(rows),
     opts.max ?? 5000,

@@ -4,7 +4,7 @@ import type { Logger } from 'pino'
 import { Counter, Histogram, type Registry } from 'prom-client'
 import { webhookBodyOf, type Decision } from '../schemas/decision.ts'
 import type { Channel } from '../schemas/events.ts'
-import type { OutboxRow, PendingWebhook, StateStore } from '../pipeline/store/types.ts'
+import type { OutboxRow, PendingWebhook } from '../schemas/outbox.ts'
 import { nextRetryDelay, type RetryPolicy } from './retry.ts'
 import { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signWebhook } from './webhookSignature.ts'
 
@@ -255,8 +255,18 @@ export interface DispatchCounts {
   expired: number
 }
 
+/** The webhooks' part of the outbox: what is due, and how an attempt's outcome is recorded. */
+export interface WebhookOutbox {
+  /** Webhooks due by `now`, oldest first. */
+  dueWebhooks(partition: number, now: number, max: number): Promise<PendingWebhook[]>
+  /** Ends a webhook (delivered, expired or dead) and records its delivery row, atomically. */
+  finishWebhook(partition: number, decisionId: string, row: OutboxRow): Promise<void>
+  /** Reschedules a webhook after a retriable failure. */
+  retryWebhook(partition: number, pending: PendingWebhook): Promise<void>
+}
+
 export interface WebhookDispatcherOptions {
-  store: StateStore
+  store: WebhookOutbox
   sender: WebhookTransport
   /** The partitions this instance owns now; read on every run, so rebalances take effect. */
   partitions: () => number[]

@@ -12,11 +12,9 @@ import {
   FencedError,
   type BatchCommit,
   type CustomerRecord,
-  type OutboxEntry,
-  type OutboxRow,
-  type PendingWebhook,
   type StateStore,
 } from '../pipeline/store/types.ts'
+import type { OutboxEntry, OutboxRow, PendingWebhook } from '../schemas/outbox.ts'
 
 /**
  * One contract, run against every StateStore: the memory store (demo, replay) and the Redis store

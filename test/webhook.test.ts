@@ -7,7 +7,7 @@ import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import { Decision, webhookBodyOf } from '../schemas/decision.ts'
 import { MemoryStore } from '../pipeline/store/memory.ts'
-import type { PendingWebhook } from '../pipeline/store/types.ts'
+import type { PendingWebhook } from '../schemas/outbox.ts'
 import { DEFAULT_RETRY_POLICY, FAST_RETRY_POLICY, backoffDelay, nextRetryDelay, type BackoffOptions, type RetryPolicy } from '../sinks/retry.ts'
 import {
   WebhookConfigError,

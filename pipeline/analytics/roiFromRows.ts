@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Decision } from '../../schemas/decision.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
-import type { OutboxRow } from '../store/types.ts'
+import type { OutboxRow } from '../../schemas/outbox.ts'
 import type { Conversion } from '../../schemas/conversion.ts'
 import type { DeliveryRow } from '../../sinks/webhook.ts'
 import { ClickHouseSink, connectClickHouse } from '../../sinks/clickhouse.ts'

@@ -5,11 +5,9 @@ import {
   type BatchCommit,
   type CustomerRecord,
   type LoadedBatch,
-  type OutboxEntry,
-  type OutboxRow,
-  type PendingWebhook,
   type StateStore,
 } from './types.ts'
+import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import { TimerHeap } from '../timers.ts'
 
 /** The embedded state store: the same contract as Redis, in this process's memory. */

@@ -9,12 +9,10 @@ import {
   type BatchCommit,
   type CustomerRecord,
   type LoadedBatch,
-  type OutboxEntry,
-  type OutboxRow,
-  type PendingWebhook,
   type StateStore,
-  type TimerEntry,
 } from './types.ts'
+import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
+import type { TimerEntry } from '../timers.ts'
 
 /**
  * The live state store: one partition's state in Redis keys that share a hash tag (keys.ts), every

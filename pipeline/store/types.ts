@@ -6,6 +6,9 @@ import type { PolicyState } from '../policy.ts'
 import type { InputEvent } from '../../schemas/events.ts'
 import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import type { OpenWindow } from '../conversions.ts'
+import type { TimerEntry } from '../timers.ts'
+import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
+import type { WebhookOutbox } from '../../sinks/webhook.ts'
 
 /**
  * Durable keyed state, owned by partition. One implementation keeps it in Redis (the live pipeline),
@@ -30,35 +33,6 @@ export interface CustomerRecord {
   conversions?: OpenWindow[]
   /** Each operator's own state, by operator name. */
   ops: Record<string, unknown>
-}
-
-/** A pending event-time timer; `member` is `<customerId>|<operator>:<key>`. */
-export interface TimerEntry {
-  member: string
-  at: number
-}
-
-/** A row for ClickHouse, by table name. */
-export interface OutboxRow {
-  table: string
-  row: Record<string, unknown>
-}
-
-/**
- * One item taken from an outbox queue. `id` is unique within the partition's queue and given at
- * commit; acknowledging by id removes exactly what was sent, never an entry appended meanwhile or
- * one another owner took and acknowledged already.
- */
-export interface OutboxEntry<T> {
-  id: string
-  value: T
-}
-
-export interface PendingWebhook {
-  decision: Decision
-  attempts: number
-  /** When to try next (epoch ms). */
-  dueAt: number
 }
 
 export interface PartitionMeta {
@@ -102,7 +76,8 @@ export class FencedError extends Error {
   }
 }
 
-export interface StateStore {
+/** The webhook dispatcher's part of the outbox (due webhooks, finishing and retrying them) comes from WebhookOutbox. */
+export interface StateStore extends WebhookOutbox {
   /** Partition metadata, the customers asked for (absent ones are new) and the timers due by `timersUpTo`. */
   load(partition: number, customerIds: string[], timersUpTo: number): Promise<LoadedBatch>
   /** Writes everything of one batch atomically, or nothing (FencedError on an offset mismatch). */
@@ -119,13 +94,6 @@ export interface StateStore {
   ackAlerts(partition: number, ids: string[]): Promise<void>
   peekDeadLetters(partition: number, max: number): Promise<OutboxEntry<DeadLetter>[]>
   ackDeadLetters(partition: number, ids: string[]): Promise<void>
-
-  /** Webhooks due by `now`, oldest first. */
-  dueWebhooks(partition: number, now: number, max: number): Promise<PendingWebhook[]>
-  /** Ends a webhook (delivered, expired or dead) and records its delivery row, atomically. */
-  finishWebhook(partition: number, decisionId: string, row: OutboxRow): Promise<void>
-  /** Reschedules a webhook after a retriable failure. */
-  retryWebhook(partition: number, pending: PendingWebhook): Promise<void>
 
   close(): Promise<void>
 }
