@@ -7,9 +7,9 @@ import { Kafka, logLevel } from 'kafkajs'
 import { Redis } from 'ioredis'
 import { simulateBank } from '../simulator/bank.ts'
 import { produceStreams } from '../simulator/produce.ts'
-import { startPipeline } from '../pipeline/run.ts'
-import { RunConfig, parseConfig } from '../pipeline/config.ts'
-import { createLogger } from '../pipeline/log.ts'
+import { startPipeline } from '../commands/run.ts'
+import { RunConfig, parseConfig } from '../commands/config.ts'
+import { createLogger } from '../core/log.ts'
 import { StoreKeys } from '../pipeline/store/keys.ts'
 
 /**

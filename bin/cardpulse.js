@@ -10,12 +10,12 @@ try {
 }
 if (tsx) {
   tsx.register()
-  await import('../pipeline/cli.ts')
+  await import('../commands/cli.ts')
 } else {
   try {
-    await import('../dist/pipeline/cli.js')
+    await import('../dist/commands/cli.js')
   } catch (e) {
-    if (e?.code !== 'ERR_MODULE_NOT_FOUND' || !String(e.message).includes('dist/pipeline/cli.js')) throw e
+    if (e?.code !== 'ERR_MODULE_NOT_FOUND' || !String(e.message).includes('dist/commands/cli.js')) throw e
     process.stderr.write('cardpulse: no build in dist/ and no tsx to run the sources: run `npm ci` (with dev dependencies), or `npm run build`\n')
     process.exit(2)
   }

@@ -1,6 +1,6 @@
 import type { BatchOutput } from './processor.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
-import type { Metrics } from './metrics.ts'
+import type { Metrics } from '../core/metrics.ts'
 
 /**
  * Counts one batch's outcome in the Prometheus metrics. Its dead letters are those the state stage

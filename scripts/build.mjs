@@ -11,14 +11,14 @@ import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const dist = join(root, 'dist')
-const SOURCES = ['pipeline', 'operators', 'schemas', 'sinks', 'dashboards', 'simulator']
+const SOURCES = ['commands', 'core', 'pipeline', 'operators', 'schemas', 'sinks', 'dashboards', 'simulator']
 
 let tsc
 try {
   tsc = join(dirname(createRequire(import.meta.url).resolve('typescript/package.json')), 'bin', 'tsc')
 } catch {
   // An install without dev dependencies cannot compile; a build made before it still runs.
-  console.warn(existsSync(join(dist, 'pipeline', 'cli.js'))
+  console.warn(existsSync(join(dist, 'commands', 'cli.js'))
     ? 'cardpulse build: TypeScript is not installed; keeping the existing dist/'
     : 'cardpulse build: TypeScript is not installed and there is no dist/: run `npm ci` with dev dependencies, then `npm run build`')
   process.exit(0)

@@ -3,8 +3,8 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { ClickHouseSink, connectClickHouse } from '../sinks/clickhouse.ts'
 import { startHttp } from '../pipeline/http.ts'
-import { createMetrics } from '../pipeline/metrics.ts'
-import { createLogger } from '../pipeline/log.ts'
+import { createMetrics } from '../core/metrics.ts'
+import { createLogger } from '../core/log.ts'
 
 /** The analytics views over HTTP: GET /api/analytics/:view with the filter in the query string. */
 

@@ -3,9 +3,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Admin, Producer } from 'kafkajs'
-import { startPipeline, type RunningPipeline } from '../pipeline/run.ts'
-import { RunConfig, parseConfig } from '../pipeline/config.ts'
-import { createLogger } from '../pipeline/log.ts'
+import { startPipeline, type RunningPipeline } from '../commands/run.ts'
+import { RunConfig, parseConfig } from '../commands/config.ts'
+import { createLogger } from '../core/log.ts'
 import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
 /** The live pipeline on the real Kafka broker, Redis and embedded ClickHouse, end to end. */

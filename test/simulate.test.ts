@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { SimulatedBank } from '../simulator/bank.ts'
 import { loadBankConfig, FRAUD_KINDS } from '../simulator/config.ts'
 import type { TruthRecord } from '../simulator/truth.ts'
-import { signWebhook } from '../sinks/webhookSignature.ts'
+import { signWebhook } from '../sinks/webhook/signature.ts'
 import type { WebhookBody } from '../schemas/decision.ts'
 import { createTopics, kafka, uniqueId, waitFor } from './helpers/services.ts'
 

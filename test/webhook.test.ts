@@ -8,18 +8,11 @@ import { Registry } from 'prom-client'
 import { Decision, webhookBodyOf } from '../schemas/decision.ts'
 import { MemoryStore } from '../pipeline/store/memory.ts'
 import type { PendingWebhook } from '../schemas/outbox.ts'
-import { DEFAULT_RETRY_POLICY, FAST_RETRY_POLICY, backoffDelay, nextRetryDelay, type BackoffOptions, type RetryPolicy } from '../sinks/retry.ts'
-import {
-  WebhookConfigError,
-  WebhookDispatcher,
-  WebhookSender,
-  createWebhookMetrics,
-  parseRetryAfter,
-  type DeliveryRow,
-  type WebhookDispatcherOptions,
-  type WebhookSenderOptions,
-} from '../sinks/webhook.ts'
-import { signWebhook, verifyWebhook } from '../sinks/webhookSignature.ts'
+import { DEFAULT_RETRY_POLICY, FAST_RETRY_POLICY, backoffDelay, nextRetryDelay, type BackoffOptions, type RetryPolicy } from '../core/backoff.ts'
+import { WebhookConfigError, WebhookSender, parseRetryAfter, type WebhookSenderOptions } from '../sinks/webhook/sender.ts'
+import { WebhookDispatcher, type DeliveryRow, type WebhookDispatcherOptions } from '../sinks/webhook/dispatcher.ts'
+import { createWebhookMetrics } from '../core/metrics.ts'
+import { signWebhook, verifyWebhook } from '../sinks/webhook/signature.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures

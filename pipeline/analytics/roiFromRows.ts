@@ -3,7 +3,7 @@ import type { Decision } from '../../schemas/decision.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
 import type { OutboxRow } from '../../schemas/outbox.ts'
 import type { Conversion } from '../../schemas/conversion.ts'
-import type { DeliveryRow } from '../../sinks/webhook.ts'
+import type { DeliveryRow } from '../../sinks/webhook/dispatcher.ts'
 import { ClickHouseSink, connectClickHouse } from '../../sinks/clickhouse.ts'
 import { roiByTrigger, type RoiRow } from './queries.ts'
 

@@ -8,7 +8,7 @@ import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import type { OpenWindow } from '../conversions.ts'
 import type { TimerEntry } from '../timers.ts'
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
-import type { WebhookOutbox } from '../../sinks/webhook.ts'
+import type { WebhookOutbox } from '../../sinks/webhook/dispatcher.ts'
 
 /**
  * Durable keyed state, owned by partition. One implementation keeps it in Redis (the live pipeline),

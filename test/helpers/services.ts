@@ -2,7 +2,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { Kafka, logLevel, type Admin } from 'kafkajs'
-import { verifyWebhook } from '../../sinks/webhookSignature.ts'
+import { verifyWebhook } from '../../sinks/webhook/signature.ts'
 
 /** Real services for integration tests: the Kafka broker and Redis that .ci/run starts. */
 

@@ -3,12 +3,12 @@ import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { mkdirSync } from 'node:fs'
 import type { ReplayConfig } from './config.ts'
-import { loadCatalogFile } from './catalog/index.ts'
-import { totalBytes } from './sources/ndjson.ts'
-import { REPLAY_PARTITIONS, type ShardOptions, type ShardResult } from './replayShard.ts'
+import { loadCatalogFile } from '../pipeline/catalog/index.ts'
+import { totalBytes } from '../pipeline/sources/ndjson.ts'
+import { REPLAY_PARTITIONS, type ShardOptions, type ShardResult } from '../pipeline/replayShard.ts'
 import { progressBar } from './progress.ts'
-import type { Logger } from './log.ts'
-import { writeResults, type ReplaySummary } from './results.ts'
+import type { Logger } from '../core/log.ts'
+import { writeResults, type ReplaySummary } from '../pipeline/results.ts'
 
 /**
  * `cardpulse replay`: the pipeline in event time over NDJSON files, on embedded state, sharded by
@@ -92,7 +92,7 @@ function inWorker(
 ): Promise<ShardResult> {
   return new Promise((resolve, reject) => {
     const fromStdin = options.input.includes('-')
-    const worker = new Worker(new URL('./replayWorker.js', import.meta.url), {
+    const worker = new Worker(new URL('../pipeline/replayWorker.js', import.meta.url), {
       workerData: options,
       stdin: fromStdin,
       resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander'
 import type { z } from 'zod'
-import { createLogger, type Logger } from './log.ts'
+import { createLogger, type Logger } from '../core/log.ts'
 import { ConfigError, DemoConfig, LogConfig, ReplayConfig, RunConfig, parseConfig } from './config.ts'
 
 /** The command line: run, demo, replay, simulate. Every option has an environment twin. */
@@ -145,7 +145,7 @@ logOptions(program.command('simulate'))
   .addOption(new Option('--no-progress', 'no progress bar'))
   .action(
     action(LogConfig, async (_config, log, raw, envNames) => {
-      const { simulateCommand } = await import('../simulator/command.ts')
+      const { simulateCommand } = await import('./simulate.ts')
       await simulateCommand(raw, log.child({ cmd: 'simulate' }), envNames)
     }),
   )

@@ -1,5 +1,4 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import { createWebhookMetrics } from '../sinks/webhook.ts'
 
 /** Prometheus metrics of one pipeline process, on its own registry. */
 export function createMetrics() {
@@ -22,3 +21,37 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>
+
+export interface WebhookMetrics {
+  /** Finished deliveries; labels `status` (delivered|failed|expired) and `channel`. */
+  deliveries: Counter<'status' | 'channel'>
+  /** Attempts rescheduled after a retriable failure; label `channel`. */
+  retries: Counter<'channel'>
+  /** Duration of each HTTP attempt in seconds; labels `outcome` (delivered|retriable|permanent) and `channel`. */
+  latency: Histogram<'outcome' | 'channel'>
+}
+
+/** Creates the metrics with the label names the dispatcher uses, in the caller's registry. */
+export function createWebhookMetrics(registry: Registry): WebhookMetrics {
+  return {
+    deliveries: new Counter({
+      name: 'cardpulse_webhook_deliveries_total',
+      help: 'Webhook deliveries finished, by status and channel',
+      labelNames: ['status', 'channel'] as const,
+      registers: [registry],
+    }),
+    retries: new Counter({
+      name: 'cardpulse_webhook_retries_total',
+      help: 'Webhook attempts rescheduled after a retriable failure',
+      labelNames: ['channel'] as const,
+      registers: [registry],
+    }),
+    latency: new Histogram({
+      name: 'cardpulse_webhook_latency_seconds',
+      help: 'Duration of webhook HTTP attempts',
+      labelNames: ['outcome', 'channel'] as const,
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+  }
+}
