@@ -1,0 +1,153 @@
+import type { Logger } from './log.ts'
+import type { Metrics } from './metrics.ts'
+
+/**
+ * Instrumentation events, as KafkaJS names them (`consumer.end_batch_process`): each lifecycle
+ * event of the runtime has one name and typed fields, and one place says how it is logged and
+ * what it counts in Prometheus. The runtime emits events; it never writes ad-hoc log lines or
+ * touches counters itself, so a log line and its metric cannot drift apart.
+ */
+
+type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error'
+
+/** A decision, alert or dead letter as far as counting it goes. */
+interface Counted {
+  decisions: readonly { trigger: string; outcome: string; suppressedBy?: string | null }[]
+  alerts: readonly { kind: string; severity: string }[]
+  /** Dead letters made by this step (bad input at ingest, late events in the state stage). */
+  deadLetters: readonly { error: { code: string } }[]
+}
+
+export interface InstrumentationEvents {
+  'catalog.reloaded': { version: string }
+  'catalog.rejected': { error: string }
+  'redis.error': { err: string }
+  'kafka.log': { level: 'error' | 'warn'; logger: string; message: string; err?: string }
+  'http.error': { err: string; url?: string }
+  'http.listening': { port: number; url: string }
+
+  'ingest.forwarded': { events: number; held: number } & Pick<Counted, 'deadLetters'>
+  'ingest.forward_failed': { err: string }
+  'ingest.backlog_unknown': { err: string }
+
+  'pipeline.assigned': { partitions: number[] }
+  'pipeline.batch_end': { partition: number; applied: number; duplicates: number; late: number; timersFired: number; seconds: number } & Counted
+  'pipeline.watermark': { partition: number; watermark: number; now: number }
+  'pipeline.fenced': { partition: number; err: string }
+  'pipeline.advance_failed': { partition: number; err: string }
+
+  'sink.rows_written': { table: string; rows: number }
+  'sink.failed': { sink: string; err: string }
+  'sink.recovered': { sink: string }
+
+  'webhook.attempt': { outcome: string; channel: string; latencyMs: number }
+  'webhook.delivered': Delivery
+  'webhook.retry': Delivery & { delayMs: number }
+  'webhook.failed': Delivery & { reason: string | null }
+  'webhook.expired': Delivery & { reason: string | null }
+  'webhook.dispatch_failed': { err: string }
+}
+
+interface Delivery {
+  decisionId: string
+  trigger: string
+  channel: string
+  attempts: number
+  httpStatus: number | null
+  latencyMs?: number | null
+}
+
+export type EventName = keyof InstrumentationEvents
+
+interface Spec<K extends EventName> {
+  level: Level
+  /** Words after the event name in the log line, for a person reading it. */
+  says?: string
+  /** The fields logged, when not all of them. */
+  log?: (e: InstrumentationEvents[K]) => object
+  count?: (m: Metrics, e: InstrumentationEvents[K]) => void
+}
+
+const countDeadLetters = (m: Metrics, deadLetters: Counted['deadLetters']) => {
+  for (const q of deadLetters) {
+    m.deadLetters.inc({ code: q.error.code })
+    if (q.error.code !== 'late_event') m.events.inc({ type: 'all', result: 'dead_letter' })
+  }
+}
+
+const delivered = (status: 'delivered' | 'failed' | 'expired') => (m: Metrics, e: Delivery) => m.webhooks.deliveries.inc({ status, channel: e.channel })
+
+const SPECS: { [K in EventName]: Spec<K> } = {
+  'catalog.reloaded': { level: 'info' },
+  'catalog.rejected': { level: 'error', says: 'the previous catalogue stays in force' },
+  'redis.error': { level: 'warn' },
+  'kafka.log': { level: 'warn', log: ({ level: _, ...rest }) => rest },
+  'http.error': { level: 'warn' },
+  'http.listening': { level: 'info' },
+
+  'ingest.forwarded': {
+    level: 'trace',
+    log: ({ events, held, deadLetters }) => ({ events, held, deadLetters: deadLetters.length }),
+    count: (m, e) => {
+      m.ingestHeld.set(e.held)
+      countDeadLetters(m, e.deadLetters)
+    },
+  },
+  'ingest.forward_failed': { level: 'warn', says: 'will retry' },
+  'ingest.backlog_unknown': { level: 'warn', says: 'every input partition counts as behind until its first batch' },
+
+  'pipeline.assigned': { level: 'info' },
+  'pipeline.batch_end': {
+    level: 'debug',
+    log: ({ decisions, alerts, deadLetters, ...rest }) => ({ ...rest, decisions: decisions.length, alerts: alerts.length, deadLetters: deadLetters.length }),
+    count: (m, e) => {
+      m.batchSeconds.observe(e.seconds)
+      if (e.applied) m.events.inc({ type: 'all', result: 'applied' }, e.applied)
+      if (e.duplicates) m.events.inc({ type: 'all', result: 'duplicate' }, e.duplicates)
+      if (e.late) m.events.inc({ type: 'all', result: 'late' }, e.late)
+      if (e.timersFired) m.timersFired.inc(e.timersFired)
+      for (const d of e.decisions) m.decisions.inc({ trigger: d.trigger, outcome: d.outcome, suppressed_by: d.suppressedBy ?? '' })
+      for (const a of e.alerts) m.alerts.inc({ kind: a.kind, severity: a.severity })
+      countDeadLetters(m, e.deadLetters)
+    },
+  },
+  'pipeline.watermark': { level: 'trace', count: (m, e) => m.watermarkLag.set({ partition: String(e.partition) }, (e.now - e.watermark) / 1000) },
+  'pipeline.fenced': { level: 'warn', says: 'another consumer owns the partition; its cached state is dropped' },
+  'pipeline.advance_failed': { level: 'warn' },
+
+  'sink.rows_written': { level: 'trace', count: (m, e) => m.outboxRows.inc({ table: e.table }, e.rows) },
+  'sink.failed': { level: 'warn', says: 'what it holds stays in the outbox and goes on a later tick' },
+  'sink.recovered': { level: 'info' },
+
+  'webhook.attempt': { level: 'trace', count: (m, e) => m.webhooks.latency.observe({ outcome: e.outcome, channel: e.channel }, e.latencyMs / 1000) },
+  'webhook.delivered': { level: 'debug', count: delivered('delivered') },
+  'webhook.retry': { level: 'debug', says: 'attempt failed; retry scheduled', count: (m, e) => m.webhooks.retries.inc({ channel: e.channel }) },
+  'webhook.failed': { level: 'warn', says: 'recorded as a delivery dead letter', count: delivered('failed') },
+  'webhook.expired': { level: 'warn', says: 'recorded as a delivery dead letter', count: delivered('expired') },
+  'webhook.dispatch_failed': { level: 'error', says: 'will retry' },
+}
+
+/** Emits instrumentation events to a pino logger and, when given, a process's Prometheus metrics. */
+export class Instrumentation {
+  constructor(
+    readonly log: Logger,
+    private readonly metrics?: Metrics,
+  ) {}
+
+  emit<K extends EventName>(name: K, event: InstrumentationEvents[K]): void {
+    const spec = SPECS[name] as Spec<K>
+    if (this.metrics) spec.count?.(this.metrics, event)
+    const level = name === 'kafka.log' ? (event as InstrumentationEvents['kafka.log']).level : spec.level
+    if (!this.log.isLevelEnabled(level)) return
+    const message: string = spec.says ? `${name}: ${spec.says}` : name
+    this.log[level]({ event: name, ...(spec.log ? spec.log(event) : event) }, message)
+  }
+
+  /** The same sinks, with fields every line of one component carries (pino child logger). */
+  child(bindings: Record<string, unknown>): Instrumentation {
+    return new Instrumentation(this.log.child(bindings), this.metrics)
+  }
+}
+
+/** The message of an error, for an event's `err` field. */
+export const errText = (e: unknown) => (e instanceof Error ? e.message : String(e))
