@@ -9,7 +9,7 @@ import { decode, type Decoded, type SourceCoordinates } from '../pipeline/decode
 import { PartitionProcessor, type StreamMessage } from '../pipeline/processor.ts'
 import { InputAlignment, type Released } from '../pipeline/alignment.ts'
 import { RedisStore } from '../pipeline/store/redis.ts'
-import { FencedError } from '../pipeline/store/types.ts'
+import { FencedError } from '../core/errors.ts'
 import { createMetrics } from '../core/metrics.ts'
 import { countBatch, countDeadLetter } from '../pipeline/observe.ts'
 import { startHttp } from '../pipeline/http.ts'

@@ -9,11 +9,11 @@ import { decodeRecord } from '../pipeline/store/codec.ts'
 import { initialFacts } from '../operators/facts.ts'
 import { RedisStore, RedisUnreachableError } from '../pipeline/store/redis.ts'
 import {
-  FencedError,
   type BatchCommit,
   type CustomerRecord,
   type StateStore,
 } from '../pipeline/store/types.ts'
+import { FencedError } from '../core/errors.ts'
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../schemas/outbox.ts'
 
 /**

@@ -1,12 +1,12 @@
 import type { RiskAlert } from '../../schemas/alert.ts'
 import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import {
-  FencedError,
   type BatchCommit,
   type CustomerRecord,
   type LoadedBatch,
   type StateStore,
 } from './types.ts'
+import { FencedError } from '../../core/errors.ts'
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import { TimerHeap } from '../timers.ts'
 

@@ -5,12 +5,12 @@ import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import { decodeRecord, encodeRecord } from './codec.ts'
 import { StoreKeys } from './keys.ts'
 import {
-  FencedError,
   type BatchCommit,
   type CustomerRecord,
   type LoadedBatch,
   type StateStore,
 } from './types.ts'
+import { FencedError } from '../../core/errors.ts'
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import type { TimerEntry } from '../timers.ts'
 

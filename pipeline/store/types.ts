@@ -63,19 +63,6 @@ export interface BatchCommit {
   rows: OutboxRow[]
 }
 
-/** Raised when a commit finds the partition's applied offset moved: this instance no longer owns it. */
-export class FencedError extends Error {
-  readonly retriable = false
-  override readonly name = 'FencedError'
-  constructor(
-    readonly partition: number,
-    readonly expected: string | null,
-    readonly found: string | null,
-  ) {
-    super(`partition ${partition} moved on (expected applied offset ${expected}, found ${found}); another consumer owns it`)
-  }
-}
-
 /** The webhook dispatcher's part of the outbox (due webhooks, finishing and retrying them) comes from WebhookOutbox. */
 export interface StateStore extends WebhookOutbox {
   /** Partition metadata, the customers asked for (absent ones are new) and the timers due by `timersUpTo`. */
