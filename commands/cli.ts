@@ -1,7 +1,8 @@
 import { Command, Option } from 'commander'
 import type { z } from 'zod'
 import { createLogger, type Logger } from '../core/log.ts'
-import { ConfigError, DemoConfig, LogConfig, ReplayConfig, RunConfig, parseConfig } from './config.ts'
+import { DemoConfig, LogConfig, ReplayConfig, RunConfig, parseConfig } from './config.ts'
+import { CardpulseError } from '../core/errors.ts'
 
 /** The command line: run, demo, replay, simulate. Every option has an environment twin. */
 
@@ -44,8 +45,9 @@ function commonOptions(cmd: Command): Command {
 }
 
 /**
- * Runs a command: parses its settings, builds the one logger from them, and calls it. Expected
- * failures end with one line that says what to fix.
+ * Runs a command: parses its settings, builds the one logger from them, and calls it. An error of
+ * the error tree (core/errors.ts) ends it with one line that says what to fix; anything else is a
+ * bug, logged with its stack.
  */
 function action<S extends z.ZodType<LogConfig>>(schema: S, fn: (config: z.infer<S>, log: Logger, raw: Record<string, unknown>, envNames: Record<string, string>) => Promise<unknown>) {
   return async (raw: Record<string, unknown>, cmd: Command) => {
@@ -57,16 +59,12 @@ function action<S extends z.ZodType<LogConfig>>(schema: S, fn: (config: z.infer<
       const config = parseConfig(schema, raw, envNames)
       log = createLogger(config.logLevel, config.logFormat)
       await fn(config, log, raw, envNames)
-    } catch (e) {
-      const err = e as Error & { retriable?: boolean; oneLine?: boolean }
-      if (err instanceof ConfigError || err.retriable !== undefined || err.oneLine || !log) {
-        process.stderr.write(`cardpulse: ${err.message}\n`)
-        if (!log && !(err instanceof ConfigError)) process.stderr.write(`${err.stack}\n`)
-      } else {
-        log.fatal({ err }, err.message)
-      }
+    } catch (err) {
+      if (err instanceof CardpulseError) process.stderr.write(`cardpulse: ${err.oneLine}\n`)
+      else if (log) log.fatal({ err }, (err as Error).message)
+      else process.stderr.write(`cardpulse: ${(err as Error).stack ?? err}\n`)
       await new Promise((r) => setTimeout(r, 50)) // let the logger flush
-      process.exit(err instanceof ConfigError ? 2 : 1)
+      process.exit(err instanceof CardpulseError ? err.exitCode : 1)
     }
   }
 }

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs'
 import { z } from 'zod'
 import { Duration } from '../schemas/duration.ts'
 import { Channel } from '../schemas/events.ts'
+import { ConfigError } from '../core/errors.ts'
 
 /**
  * Configuration, parsed once at the edge from flags and their environment twins. Nothing deeper
@@ -95,10 +96,6 @@ export function settingName(key: string, envNames: Record<string, string> = {}):
   const env = envNames[key] ?? key.replace(/([A-Z])/g, '_$1').toUpperCase()
   const flag = key.replace(/([A-Z])/g, '-$1').toLowerCase()
   return `${env} (--${flag})`
-}
-
-export class ConfigError extends Error {
-  readonly retriable = false
 }
 
 export function parseConfig<T extends z.ZodType>(schema: T, raw: Record<string, unknown>, envNames: Record<string, string> = {}): z.infer<T> {

@@ -14,6 +14,7 @@ import { startHttp, json } from '../pipeline/http.ts'
 import { dayProgressBar, progressBar } from './progress.ts'
 import { writeResults, type PipelineResults } from '../pipeline/results.ts'
 import type { Logger } from '../core/log.ts'
+import { Instrumentation } from '../core/instrumentation.ts'
 import type { Conversion } from '../schemas/conversion.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import { ClickHouseSink, connectClickHouse } from '../sinks/clickhouse.ts'
@@ -147,8 +148,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     retry: DEFAULT_RETRY_POLICY,
     batchSize: 500,
     concurrency: 16,
-    logger: log,
-    metrics: metrics.webhooks,
+    instrumentation: new Instrumentation(log, metrics),
   })
   const drain = async () => {
     await dispatcher.runOnce()

@@ -14,6 +14,7 @@ import { createMetrics } from '../core/metrics.ts'
 import { countBatch, countDeadLetter } from '../pipeline/observe.ts'
 import { startHttp } from '../pipeline/http.ts'
 import type { Logger } from '../core/log.ts'
+import { Instrumentation } from '../core/instrumentation.ts'
 import type { EventType } from '../schemas/events.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import { ClickHouseSink, connectClickHouse } from '../sinks/clickhouse.ts'
@@ -343,8 +344,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     retry: DEFAULT_RETRY_POLICY,
     batchSize: 200,
     concurrency: 32,
-    logger: log,
-    metrics: metrics.webhooks,
+    instrumentation: new Instrumentation(log, metrics),
   })
   dispatcher.start(250)
   let sinksBusy = false

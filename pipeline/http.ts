@@ -7,6 +7,7 @@ import type { Logger } from '../core/log.ts'
 import { VIEWS, type ViewName } from './analytics/queries.ts'
 import { FilterError } from './analytics/filter.ts'
 import { Economics } from '../schemas/catalog.ts'
+import { UnavailableError } from '../core/errors.ts'
 
 /** The pipeline's HTTP face: the dashboard page, its API, health and Prometheus metrics. */
 
@@ -72,7 +73,7 @@ export async function startHttp(opts: HttpOptions): Promise<Server> {
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(new Error(e.code === 'EADDRINUSE' ? `port ${opts.port} is taken: set HTTP_PORT to a free port` : e.message)),
+      reject(e.code === 'EADDRINUSE' ? new UnavailableError('http', `port ${opts.port} is taken`, 'set HTTP_PORT to a free port') : new UnavailableError('http', `cannot listen on port ${opts.port}: ${e.message}`)),
     )
     server.listen(opts.port, '0.0.0.0', () => resolve())
   })

@@ -4,6 +4,7 @@ import YAML from 'yaml'
 import { z } from 'zod'
 import { Duration } from '../schemas/duration.ts'
 import { Channel } from '../schemas/events.ts'
+import { ConfigError } from '../core/errors.ts'
 
 /**
  * The simulated bank's configuration: who the customers are, how they spend, how cards live and
@@ -139,9 +140,7 @@ export type BankConfig = z.infer<typeof BankConfig>
 export type BankConfigInput = DeepPartial<z.input<typeof BankConfig>>
 type DeepPartial<T> = T extends readonly unknown[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
 
-export class BankConfigError extends Error {
-  readonly oneLine = true
-}
+export class BankConfigError extends ConfigError {}
 
 let defaultRaw: unknown
 

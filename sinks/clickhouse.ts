@@ -6,6 +6,7 @@ import type { RiskAlert } from '../schemas/alert.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import type { Conversion } from '../schemas/conversion.ts'
 import { migrate, type MigrationReport } from './migrations.ts'
+import { ConfigError, UnavailableError } from '../core/errors.ts'
 
 /**
  * The analytics store: ClickHouse through @clickhouse/client, either a server (CLICKHOUSE_URL) or
@@ -21,14 +22,14 @@ export interface ClickHouseOptions {
 }
 
 export async function connectClickHouse(opts: ClickHouseOptions): Promise<ClickHouseClient> {
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(opts.database)) throw new Error(`CLICKHOUSE_DATABASE "${opts.database}" is not a valid database name`)
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(opts.database)) throw new ConfigError(`CLICKHOUSE_DATABASE "${opts.database}" is not a valid database name`)
   if (opts.url) {
     const client = createClient({ url: opts.url, request_timeout: 30_000, clickhouse_settings: { date_time_input_format: 'best_effort' } })
     const ping = await client.ping()
     if (!ping.success) {
       await client.close()
       const reason = (ping as { error?: Error }).error?.message ?? 'no answer'
-      throw new Error(`cannot reach ClickHouse at ${opts.url} (${reason}): start it or set CLICKHOUSE_URL`)
+      throw new UnavailableError('clickhouse', `cannot reach ClickHouse at ${opts.url} (${reason})`, 'start it or set CLICKHOUSE_URL')
     }
     return client
   }

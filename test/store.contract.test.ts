@@ -637,7 +637,7 @@ describe('RedisStore.connect', () => {
     )
     expect(err).toBeInstanceOf(RedisUnreachableError)
     expect((err as RedisUnreachableError).retriable).toBe(true)
-    expect((err as Error).message).toBe('cannot reach Redis at redis://:***@127.0.0.1:1 (ECONNREFUSED): start Redis or set REDIS_URL')
+    expect((err as RedisUnreachableError).oneLine).toBe('cannot reach Redis at redis://:***@127.0.0.1:1 (ECONNREFUSED): start Redis or set REDIS_URL')
     expect(Date.now() - started).toBeLessThan(2000)
   })
 })

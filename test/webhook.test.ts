@@ -4,14 +4,14 @@ import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { pino } from 'pino'
-import { Registry } from 'prom-client'
 import { Decision, webhookBodyOf } from '../schemas/decision.ts'
 import { MemoryStore } from '../pipeline/store/memory.ts'
 import type { PendingWebhook } from '../schemas/outbox.ts'
 import { DEFAULT_RETRY_POLICY, FAST_RETRY_POLICY, backoffDelay, nextRetryDelay, type BackoffOptions, type RetryPolicy } from '../core/backoff.ts'
 import { WebhookConfigError, WebhookSender, parseRetryAfter, type WebhookSenderOptions } from '../sinks/webhook/sender.ts'
 import { WebhookDispatcher, type DeliveryRow, type WebhookDispatcherOptions } from '../sinks/webhook/dispatcher.ts'
-import { createWebhookMetrics } from '../core/metrics.ts'
+import { createMetrics } from '../core/metrics.ts'
+import { Instrumentation } from '../core/instrumentation.ts'
 import { signWebhook, verifyWebhook } from '../sinks/webhook/signature.ts'
 
 // ---------------------------------------------------------------------------------------------
@@ -406,9 +406,8 @@ describe('WebhookDispatcher', () => {
     const h = harness()
     const d = decision()
     await h.commit(0, [pendingOf(d)])
-    const registry = new Registry()
-    const metrics = createWebhookMetrics(registry)
-    const disp = dispatcher(h, sender({ urls: { default: `${server.url}/hook` } }), { metrics })
+    const metrics = createMetrics()
+    const disp = dispatcher(h, sender({ urls: { default: `${server.url}/hook` } }), { instrumentation: new Instrumentation(pino({ level: 'silent' }), metrics) })
 
     h.clock.now = T0 + 5_000
     expect(await disp.runOnce()).toEqual({ delivered: 1, retried: 0, failed: 0, expired: 0 })
@@ -431,8 +430,8 @@ describe('WebhookDispatcher', () => {
     })
     expect(typeof row.latencyMs).toBe('number')
     expect(await h.pending()).toHaveLength(0)
-    expect((await metrics.deliveries.get()).values).toContainEqual(expect.objectContaining({ labels: { status: 'delivered', channel: 'sms' }, value: 1 }))
-    expect(await registry.metrics()).toContain('cardpulse_webhook_latency_seconds_count{outcome="delivered",channel="sms"} 1')
+    expect((await metrics.webhooks.deliveries.get()).values).toContainEqual(expect.objectContaining({ labels: { status: 'delivered', channel: 'sms' }, value: 1 }))
+    expect(await metrics.registry.metrics()).toContain('cardpulse_webhook_latency_seconds_count{outcome="delivered",channel="sms"} 1')
   })
 
   it('does not send before sendAt', async () => {
@@ -497,7 +496,7 @@ describe('WebhookDispatcher', () => {
     const d = decision()
     await h.commit(0, [pendingOf(d)])
     const { logger, lines } = capturingLogger()
-    const disp = dispatcher(h, sender({ urls: { default: `${server.url}/hook` } }), { logger })
+    const disp = dispatcher(h, sender({ urls: { default: `${server.url}/hook` } }), { instrumentation: new Instrumentation(logger) })
 
     expect(await disp.runOnce()).toEqual({ delivered: 0, retried: 0, failed: 1, expired: 0 })
     h.clock.now += HOUR
@@ -566,7 +565,7 @@ describe('WebhookDispatcher', () => {
     const d = decision({ id: 'dec-expired', expiresAt: new Date(T0 + HOUR).toISOString() })
     await h.commit(0, [pendingOf(d, 2)])
     const { logger, lines } = capturingLogger()
-    const disp = dispatcher(h, sender({ urls: { default: `${server.url}/hook` } }), { logger })
+    const disp = dispatcher(h, sender({ urls: { default: `${server.url}/hook` } }), { instrumentation: new Instrumentation(logger) })
     h.clock.now = T0 + HOUR
     expect(await disp.runOnce()).toEqual({ delivered: 0, retried: 0, failed: 0, expired: 1 })
     expect(server.received).toHaveLength(0)

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { RequestError } from '../../core/errors.ts'
 
 /**
  * The filter every analytics query takes: a date range on decision time (`from` inclusive, `to`
@@ -27,7 +28,7 @@ export const AnalyticsFilter = z
 export type AnalyticsFilter = z.infer<typeof AnalyticsFilter>
 
 /** A bad filter: the message says which field and why, for a 400 answer. */
-export class FilterError extends Error {
+export class FilterError extends RequestError {
   readonly status = 400
 }
 

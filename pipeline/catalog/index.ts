@@ -5,14 +5,14 @@ import type { z } from 'zod'
 import { Catalog } from '../../schemas/catalog.ts'
 import { OPERATORS } from '../../operators/index.ts'
 import { catalogProblems } from './validate.ts'
+import { ConfigError } from '../../core/errors.ts'
 
 /** Loading, validation and live reload of the trigger catalogue. */
 
 export const DEFAULT_CATALOG_FILE = fileURLToPath(new URL('./default.yaml', import.meta.url))
 
-export class CatalogError extends Error {
-  readonly retriable = false
-}
+/** A catalogue that cannot be used; the one in force (if any) stays. */
+export class CatalogError extends ConfigError {}
 
 /** Parses catalogue text (YAML or JSON) into a validated catalogue, or throws a readable CatalogError. */
 export function parseCatalog(text: string, origin: string): Catalog {

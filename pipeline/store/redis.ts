@@ -10,7 +10,7 @@ import {
   type LoadedBatch,
   type StateStore,
 } from './types.ts'
-import { FencedError } from '../../core/errors.ts'
+import { ConfigError, FencedError, UnavailableError } from '../../core/errors.ts'
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import type { TimerEntry } from '../timers.ts'
 
@@ -33,12 +33,10 @@ export interface RedisConnectOptions extends RedisStoreOptions {
   onError?: (err: Error) => void
 }
 
-/** Redis did not become ready in time: retriable (start it, or wait), and said in one line. */
-export class RedisUnreachableError extends Error {
-  readonly retriable = true
+/** Redis did not become ready in time: start it, or wait. */
+export class RedisUnreachableError extends UnavailableError {
   constructor(url: string, reason: string) {
-    super(`cannot reach Redis at ${url} (${reason}): start Redis or set REDIS_URL`)
-    this.name = 'RedisUnreachableError'
+    super('redis', `cannot reach Redis at ${url} (${reason})`, 'start Redis or set REDIS_URL')
   }
 }
 
@@ -317,7 +315,7 @@ function createClient(url: string, redisOptions: RedisOptions): Client {
       const i = hp.lastIndexOf(':')
       return i < 0 ? { host: hp, port: 6379 } : { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) }
     })
-  if (!nodes.length) throw new Error(`no nodes in ${redactUrl(url)}`)
+  if (!nodes.length) throw new ConfigError(`no nodes in ${redactUrl(url)}`, 'give REDIS_URL as redis-cluster://host:port,host:port')
   const { retryStrategy: _ignored, ...perNode } = redisOptions
   return new Cluster(nodes, { clusterRetryStrategy: retryStrategy, redisOptions: { ...perNode, ...auth } })
 }

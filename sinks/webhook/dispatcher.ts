@@ -1,9 +1,8 @@
-import type { Logger } from 'pino'
 import type { Decision } from '../../schemas/decision.ts'
 import type { Channel } from '../../schemas/events.ts'
 import type { OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import { nextRetryDelay, type RetryPolicy } from '../../core/backoff.ts'
-import type { WebhookMetrics } from '../../core/metrics.ts'
+import { errText, type Instrumentation } from '../../core/instrumentation.ts'
 import { WebhookConfigError, type WebhookTransport } from './sender.ts'
 
 /**
@@ -61,8 +60,8 @@ export interface WebhookDispatcherOptions {
   batchSize: number
   /** Most HTTP attempts in flight at once. */
   concurrency: number
-  logger?: Logger
-  metrics?: WebhookMetrics
+  /** Where deliveries, retries and attempts are logged and counted. */
+  instrumentation?: Instrumentation
   /** Jitter source; default Math.random. */
   random?: () => number
 }
@@ -111,7 +110,7 @@ export class WebhookDispatcher {
       try {
         await this.runOnce()
       } catch (err) {
-        this.opts.logger?.error({ event: 'webhook.dispatch_error', err }, 'webhook dispatch run failed; will retry')
+        this.opts.instrumentation?.emit('webhook.dispatch_failed', { err: errText(err) })
       }
       if (this.running) this.timer = setTimeout(tick, this.backlog ? 0 : intervalMs)
     }
@@ -144,7 +143,7 @@ export class WebhookDispatcher {
   }
 
   private async handle(partition: number, pending: PendingWebhook, counts: DispatchCounts): Promise<void> {
-    const { store, sender, clock, retry, metrics } = this.opts
+    const { store, sender, clock, retry, instrumentation } = this.opts
     const { decision } = pending
     const expiresAt = Date.parse(decision.expiresAt)
     // Past its expiry a touchpoint is stale (the moment is gone); record it and never send.
@@ -162,7 +161,7 @@ export class WebhookDispatcher {
     const result = await sender.send(decision)
     const attempts = pending.attempts + (result.attempted ? 1 : 0)
     const channel = decision.channel ?? 'none'
-    if (result.attempted && result.latencyMs !== null) metrics?.latency.observe({ outcome: result.outcome, channel }, result.latencyMs / 1000)
+    if (result.attempted && result.latencyMs !== null) instrumentation?.emit('webhook.attempt', { outcome: result.outcome, channel, latencyMs: result.latencyMs })
     const attempt: Attempt = { attempts, httpStatus: result.httpStatus, latencyMs: result.latencyMs, error: result.error }
 
     if (result.outcome === 'delivered') {
@@ -175,11 +174,15 @@ export class WebhookDispatcher {
       const now = clock()
       if (delay !== null && now + delay < expiresAt) {
         await store.retryWebhook(partition, { decision, attempts, dueAt: now + delay })
-        metrics?.retries.inc({ channel })
-        this.opts.logger?.debug(
-          { event: 'webhook.retry', decisionId: decision.id, attempts, httpStatus: result.httpStatus, error: result.error, delayMs: delay },
-          'webhook attempt failed; retry scheduled',
-        )
+        instrumentation?.emit('webhook.retry', {
+          decisionId: decision.id,
+          trigger: decision.trigger,
+          channel,
+          attempts,
+          httpStatus: result.httpStatus,
+          latencyMs: result.latencyMs,
+          delayMs: delay,
+        })
         counts.retried++
         return
       }
@@ -215,10 +218,9 @@ export class WebhookDispatcher {
     }
     const outbox: OutboxRow = { table: 'deliveries', row }
     await this.opts.store.finishWebhook(partition, decision.id, outbox)
-    this.opts.metrics?.deliveries.inc({ status, channel: decision.channel ?? 'none' })
-    const log = { event: `webhook.${status}`, decisionId: decision.id, trigger: decision.trigger, channel: row.channel, attempts: a.attempts, httpStatus: a.httpStatus }
-    if (status === 'delivered') this.opts.logger?.debug({ ...log, latencyMs: a.latencyMs }, 'webhook delivered')
-    else this.opts.logger?.warn({ ...log, reason: a.error }, `webhook ${status}; recorded as a delivery dead letter`)
+    const delivery = { decisionId: decision.id, trigger: decision.trigger, channel: decision.channel ?? 'none', attempts: a.attempts, httpStatus: a.httpStatus, latencyMs: a.latencyMs }
+    if (status === 'delivered') this.opts.instrumentation?.emit('webhook.delivered', delivery)
+    else this.opts.instrumentation?.emit(`webhook.${status}`, { ...delivery, reason: a.error })
   }
 }
 

@@ -2,15 +2,13 @@ import { performance } from 'node:perf_hooks'
 import { Agent, request, type Dispatcher } from 'undici'
 import { webhookBodyOf, type Decision } from '../../schemas/decision.ts'
 import type { Channel } from '../../schemas/events.ts'
+import { ConfigError } from '../../core/errors.ts'
 import { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signWebhook } from './signature.ts'
 
 /** One signed webhook POST per attempt (CONTRACT.md §2.1), and what it came to. */
 
 /** Raised at construction for configuration a person must fix; retrying cannot help. */
-export class WebhookConfigError extends Error {
-  readonly retriable = false
-  override readonly name = 'WebhookConfigError'
-}
+export class WebhookConfigError extends ConfigError {}
 
 /** Endpoint per channel; `default` serves every channel without its own URL. */
 export type WebhookUrls = { default?: string } & Partial<Record<Channel, string>>
