@@ -1,7 +1,7 @@
 /**
- * The one backoff policy of the project: exponential, capped, jittered. Every sink that retries
- * (webhooks today) asks this module how long to wait, so the behaviour is tuned in one place.
- * Pure: randomness is passed in, the clock is never read.
+ * The one backoff policy of the project: exponential, capped, jittered. Everything that waits
+ * before trying again — webhook attempts, Redis and Kafka reconnects — asks this module how long,
+ * so the behaviour is tuned in one place. Pure: randomness is passed in, the clock is never read.
  */
 
 /**
@@ -37,6 +37,17 @@ export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = Object.freeze({
   factor: 2,
   maxMs: 5 * 60_000,
   maxAttempts: 12,
+  jitter: 'equal',
+})
+
+/**
+ * Reconnecting to Redis or Kafka: 100 ms, doubling to at most 2 s between tries, so a server
+ * restart costs about its own downtime and a long outage a try every two seconds or so.
+ */
+export const RECONNECT_POLICY: Readonly<BackoffOptions> = Object.freeze({
+  initialMs: 100,
+  factor: 2,
+  maxMs: 2_000,
   jitter: 'equal',
 })
 

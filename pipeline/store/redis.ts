@@ -11,6 +11,7 @@ import {
   type StateStore,
 } from './types.ts'
 import { ConfigError, FencedError, UnavailableError } from '../../core/errors.ts'
+import { RECONNECT_POLICY, backoffDelay } from '../../core/backoff.ts'
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import type { TimerEntry } from '../timers.ts'
 
@@ -292,7 +293,7 @@ function results(replies: [Error | null, unknown][] | null): unknown[] {
 // --- connecting ----------------------------------------------------------------------------
 
 /** Reconnect quickly at first, then every ~2 s; never give up (the owner decides when to stop). */
-const retryStrategy = (times: number) => Math.min(2000, 100 * 2 ** Math.min(times - 1, 5)) + Math.floor(Math.random() * 100)
+const retryStrategy = (times: number) => backoffDelay(times, RECONNECT_POLICY)
 
 const CLUSTER_SCHEME = 'redis-cluster://'
 
