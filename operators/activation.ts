@@ -21,8 +21,9 @@ const Params = z.object({ delay: Duration.prefault('72h') })
 type Params = z.infer<typeof Params>
 
 export const activationReminder: Operator<ActivationState, Params> = {
-  name: 'activation',
+  name: 'activation_reminder',
   uses: 'activation_reminder',
+  formerNames: ['activation'],
   initial: () => ({ cards: {} }),
   parseParams: (raw) => Params.parse(raw),
 

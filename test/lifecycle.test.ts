@@ -251,7 +251,7 @@ describe('first_purchase_reward', () => {
     await h.send(app('c', 'login', at(MINUTE + SECOND + 1)))
     const after = (await h.store.load(0, ['c'], -Infinity)).customers.get('c')!
     expect(after.inbox?.map((e) => e.occurredAt)).toEqual([at(MINUTE + SECOND + 1)])
-    expect(after.ops.first_purchase).toBeUndefined()
+    expect(after.ops.first_purchase_reward).toBeUndefined()
     // An activation now comes after both: neither counts.
     await h.send(lifecycle('c', 'activated', at(2 * MINUTE)))
     await h.advanceTo(T0 + 30 * DAY)
@@ -524,12 +524,12 @@ describe('every lifecycle trigger together', () => {
     const bytes = Buffer.byteLength(JSON.stringify(ops))
     expect(bytes).toBeLessThan(400)
     expect(ops).toEqual({
-      first_swipe: { cards: { tok_c: { done: true } } },
-      bind_wallet: { cards: { tok_c: { done: true } } },
-      first_purchase: { done: true },
-      renewal: { cards: { tok_c: ['2027-06-30'] } },
-      birthday: { birthDate: '1991-03-15', tz: 'Asia/Shanghai', due: Date.parse('2028-03-15T01:00:00Z'), greeted: 2027 },
-      cross_border: { last: T0 + 200 * DAY + 12 * HOUR },
+      first_swipe_incentive: { cards: { tok_c: { done: true } } },
+      bind_wallet_nudge: { cards: { tok_c: { done: true } } },
+      first_purchase_reward: { done: true },
+      renewal_reminder: { cards: { tok_c: ['2027-06-30'] } },
+      birthday_greeting: { birthDate: '1991-03-15', tz: 'Asia/Shanghai', due: Date.parse('2028-03-15T01:00:00Z'), greeted: 2027 },
+      cross_border_offer: { last: T0 + 200 * DAY + 12 * HOUR },
     })
     expect(h.decisions.map((d) => d.trigger).sort()).toEqual(
       [...Array(5).fill('installment_offer'), ...Array(4).fill('cross_border_offer'), 'birthday_greeting', 'first_purchase_reward', 'renewal_reminder'].sort(),

@@ -45,6 +45,7 @@ afterEach(() => {
 
 const idsOf = (events: { eventId: string }[]) => events.map((e) => e.eventId)
 const kinds = (h: PipelineHarness) => h.alerts.map((a) => a.kind)
+const RISK_NAMES = new Set(RISK_OPERATORS.map((o) => o.name))
 
 const tx = transaction
 /** A transaction at a merchant with the given fields (coordinates, id, mcc) on top of the default one. */
@@ -93,7 +94,8 @@ describe('params', () => {
     const catalog = defaultCatalogForTests()
     expect(RISK_OPERATORS.map((o) => o.uses).sort()).toEqual(Object.keys(catalog.signals).sort())
     for (const op of RISK_OPERATORS) {
-      expect(op.name).toBe(`risk.${op.uses}`)
+      expect(op.name).toBe(op.uses)
+      expect(op.formerNames).toEqual([`risk.${op.uses}`])
       expect(op.parseParams(catalog.signals[op.uses].params)).toEqual(op.parseParams({}))
       expect(() => op.parseParams({ nonsense: 1 })).toThrow()
     }
@@ -562,7 +564,7 @@ describe('operators are pure and their state stays small', () => {
       if (day % 60 === 10) batch.unshift({ ...app('norm', 'device_registered', iso(T0 + day * DAY - MIN)), eventId: newId() })
       await h.send(...batch)
       const ops = (await h.store.load(0, ['norm'], 0)).customers.get('norm')!.ops
-      final = Object.fromEntries(Object.entries(ops).filter(([name]) => name.startsWith('risk.')).map(([name, v]) => [name, JSON.stringify(v).length]))
+      final = Object.fromEntries(Object.entries(ops).filter(([name]) => RISK_NAMES.has(name)).map(([name, v]) => [name, JSON.stringify(v).length]))
       const total = Object.values(final).reduce((a, b) => a + b, 0)
       peak = Math.max(peak, total)
       sum += total
@@ -570,7 +572,7 @@ describe('operators are pure and their state stays small', () => {
     const total = Object.values(final).reduce((a, b) => a + b, 0)
     console.log(`risk state, ${style} ids, after ${DAYS} days: ${total} bytes (mean ${Math.round(sum / DAYS)}, peak ${peak}); per operator ${JSON.stringify(final)}`)
     // Operators whose state is empty are not stored at all.
-    expect(RISK_OPERATORS.map((o) => o.name)).toEqual(expect.arrayContaining(Object.keys(final).filter((k) => k.startsWith('risk.'))))
+    expect(RISK_OPERATORS.map((o) => o.name)).toEqual(expect.arrayContaining(Object.keys(final)))
     expect(h.alerts.filter((a) => a.kind !== 'amount_anomaly')).toEqual([])
     expect(total).toBeLessThan(maxFinal)
     expect(peak).toBeLessThan(maxPeak)

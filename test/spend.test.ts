@@ -161,7 +161,7 @@ describe('churn_retention', () => {
     // Day S+28 at 10:00 local: 2 × 100 + 4 × 300 = 1400 in the 30 days.
     expect(ds.map((d) => d.eventTime)).toEqual([iso(at(S + 28, 2))])
     const { customers } = await h.store.load(0, ['c1'], -Infinity)
-    expect((customers.get('c1') as CustomerRecord).ops.churn).toMatchObject({ episode: epochDay(at(S + 28)) })
+    expect((customers.get('c1') as CustomerRecord).ops.churn_retention).toMatchObject({ episode: epochDay(at(S + 28)) })
   })
 
   it('fires a second time after spend recovered from the drop and fell again', async () => {
@@ -172,7 +172,7 @@ describe('churn_retention', () => {
     // Day S+36: 1600 spent since the drop, at least half of the 3000 average: the episode ends.
     await h.send(transaction('c1', iso(at(S + 36)), 1300))
     const { customers } = await h.store.load(0, ['c1'], -Infinity)
-    expect((customers.get('c1') as CustomerRecord).ops.churn).not.toHaveProperty('episode')
+    expect((customers.get('c1') as CustomerRecord).ops.churn_retention).not.toHaveProperty('episode')
     // Back to 300 a week: once the 1300 has left the 30 days, spend is below half again.
     for (let week = 6; week < 14; week++) await h.send(transaction('c1', iso(at(S + 1 + 7 * week)), 300))
     await h.advanceTo(at(S + 1 + 7 * 14))
@@ -188,7 +188,7 @@ describe('churn_retention', () => {
     await h.send(...daily('c1', S + 1))
     await h.advanceTo(at(S + 200))
     const { customers } = await h.store.load(0, ['c1'], -Infinity)
-    expect((customers.get('c1') as CustomerRecord).ops.churn).toEqual({ episode: epochDay(at(S + 16)) })
+    expect((customers.get('c1') as CustomerRecord).ops.churn_retention).toEqual({ episode: epochDay(at(S + 16)) })
   })
 
   it('compares the average with the minimum inclusively (pure figures)', () => {
@@ -421,7 +421,7 @@ describe('spend operators together', () => {
     await h.send(...events)
     const { customers } = await h.store.load(0, ['t1'], -Infinity)
     const ops = (customers.get('t1') as CustomerRecord).ops
-    for (const name of ['dormancy', 'spendChallenge']) expect(ops).toHaveProperty(name) // others only while they hold something
+    for (const name of ['dormancy_wakeup', 'spend_threshold_challenge']) expect(ops).toHaveProperty(name) // others only while they hold something
     expect(Buffer.byteLength(JSON.stringify(ops))).toBeLessThan(256)
   })
 

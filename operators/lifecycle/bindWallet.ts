@@ -28,8 +28,9 @@ type Params = z.infer<typeof Params>
 const DAY = 86_400_000
 
 export const bindWallet: Operator<BindWalletState, Params> = {
-  name: 'bind_wallet',
+  name: 'bind_wallet_nudge',
   uses: 'bind_wallet_nudge',
+  formerNames: ['bind_wallet'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 

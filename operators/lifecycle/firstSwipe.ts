@@ -28,8 +28,9 @@ type Params = z.infer<typeof Params>
 const DAY = 86_400_000
 
 export const firstSwipe: Operator<FirstSwipeState, Params> = {
-  name: 'first_swipe',
+  name: 'first_swipe_incentive',
   uses: 'first_swipe_incentive',
+  formerNames: ['first_swipe'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 
