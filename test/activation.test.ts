@@ -29,13 +29,13 @@ describe('activation_reminder operator (pure)', () => {
     const t = Date.parse(T0)
     const s = activationReminder.onEvent(activationReminder.initial(), ev('approved', 0), t, ctx).state
     expect(activationReminder.onEvent(s, ev('activated', 10), t + 10 * HOUR, ctx).effects).toEqual([{ kind: 'cancelTimer', key: 'tok_c' }])
-    expect(activationReminder.onEvent(s, ev('activated', 73), t + 73 * HOUR, ctx).effects).toEqual([])
+    expect(activationReminder.onEvent(s, ev('activated', 73), t + 73 * HOUR, ctx).effects ?? []).toEqual([])
   })
 
   it('does not return the state object it was given mutated', () => {
     const s = activationReminder.initial()
     activationReminder.onEvent(s, ev('approved', 0), Date.parse(T0), ctx)
-    expect(s).toEqual({ cards: {} })
+    expect(s).toEqual({})
   })
 })
 
@@ -100,5 +100,39 @@ describe('activation_reminder through the processor, in event time', () => {
     await h.send(lifecycle('c1', 'approved', T0))
     await h.advanceTo(at(T0, 24))
     expect(h.decisions[0]).toMatchObject({ eventTime: at(T0, 24), reason: { hoursWithoutActivation: 24 } })
+  })
+})
+
+describe('activation_reminder state from the previous release (version 1)', () => {
+  it('is version 2 and migrates version-1 cards: reminded or activated are done, an open window keeps its start', () => {
+    expect(activationReminder.version).toBe(2)
+    const v1 = {
+      cards: {
+        waiting: { startedAt: 1000 },
+        reminded: { startedAt: 1000, reminded: true },
+        remindedThenActivated: { startedAt: 1000, activatedAt: 9000, reminded: true },
+        activatedInTime: { startedAt: 1000, activatedAt: 2000 },
+        activatedBeforeApproval: { activatedAt: 500 },
+      },
+    }
+    expect(activationReminder.migrate!(v1, 1)).toEqual({
+      cards: {
+        waiting: { startedAt: 1000 },
+        reminded: { done: true },
+        remindedThenActivated: { done: true },
+        activatedInTime: { done: true },
+        activatedBeforeApproval: { done: true },
+      },
+    })
+    expect(activationReminder.migrate!({ cards: {} }, 1)).toEqual({})
+    const v2 = { cards: { a: { startedAt: 1000 } } }
+    expect(activationReminder.migrate!(v2, 2)).toBe(v2)
+  })
+
+  it('a migrated waiting card still fires, and a migrated done card does not', () => {
+    const ctx = { customerId: 'c', profile: { timezone: 'Asia/Shanghai', homeCountry: 'CN', consent: {} }, facts: initialFacts(), params: { delay: 72 * HOUR } }
+    const s = activationReminder.migrate!({ cards: { tok_a: { startedAt: 0 }, tok_b: { startedAt: 0, activatedAt: HOUR } } }, 1)
+    expect(activationReminder.onTimer!(s, { key: 'tok_a', at: 72 * HOUR }, ctx).effects).toEqual([expect.objectContaining({ kind: 'moment', occurrence: 'tok_a@0' })])
+    expect(activationReminder.onTimer!(s, { key: 'tok_b', at: 72 * HOUR }, ctx).effects ?? []).toEqual([])
   })
 })
