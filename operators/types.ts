@@ -71,11 +71,14 @@ export interface TimerFire {
 }
 
 export interface Operator<S = unknown, P = unknown> {
-  /** Names its state and timers; stable across releases, as state is stored under it. */
+  /**
+   * Names its state and timers; equal to `uses`, so an operator, its catalogue entry, its state and
+   * its timers carry one name. Stable across releases, as state is stored under it.
+   */
   name: string
   /** The catalogue entry (a trigger or a signal) whose params it reads; disabled with it. */
   uses: string
-  /** Names this operator's state and timers were stored under by earlier releases. */
+  /** Names this operator's state and timers were stored under by earlier releases; never reused. */
   formerNames?: readonly string[]
   /**
    * The shape of its state; raise it when the shape changes, and give `migrate`, which the runtime

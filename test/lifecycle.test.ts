@@ -6,11 +6,8 @@ import { firstSwipe } from '../operators/lifecycle/firstSwipe.ts'
 import { firstPurchase } from '../operators/lifecycle/firstPurchase.ts'
 import { crossBorderOffer } from '../operators/lifecycle/crossBorder.ts'
 import { birthdayGreeting, nextBirthday } from '../operators/lifecycle/birthday.ts'
-import { initialFacts } from '../operators/facts.ts'
-import { initialProfile } from '../operators/profile.ts'
 import type { Decision } from '../schemas/decision.ts'
-import type { InputEvent } from '../schemas/events.ts'
-import type { OperatorContext } from '../operators/types.ts'
+import { OperatorHarness } from './helpers/operatorHarness.ts'
 
 const SECOND = 1000
 const MINUTE = 60 * SECOND
@@ -112,14 +109,21 @@ describe('first_swipe_incentive', () => {
   })
 
   it('is pure: the state it is given is left as it was', () => {
-    const ctx: OperatorContext<{ delay: number }> = { customerId: 'c', profile: initialProfile(), facts: initialFacts(), params: { delay: 7 * DAY } }
-    const s0 = firstSwipe.initial()
-    const r1 = firstSwipe.onEvent(s0, lifecycle('c', 'activated', at(0)) as InputEvent, T0, ctx)
+    // The harness freezes every state it hands the operator: a mutation would throw.
+    const h = new OperatorHarness(firstSwipe, { params: { delay: '7d' } })
+    const s0 = h.state
+    h.event(lifecycle('c', 'activated', at(0)))
     expect(s0).toEqual({})
-    const frozen = structuredClone(r1.state)
-    firstSwipe.onEvent(r1.state, transaction('c', at(DAY), 10) as InputEvent, T0 + DAY, ctx)
-    firstSwipe.onTimer!(r1.state, { key: 'tok_c', at: T0 + 7 * DAY }, ctx)
-    expect(r1.state).toEqual(frozen)
+    const s1 = h.state
+    const frozen = structuredClone(s1)
+    h.event(transaction('c', at(DAY), 10))
+    expect(s1).toEqual(frozen)
+    const unbought = new OperatorHarness(firstSwipe, { params: { delay: '7d' } })
+    unbought.event(lifecycle('c', 'activated', at(0)))
+    const armed = unbought.state
+    unbought.advanceTo(T0 + 7 * DAY)
+    expect(unbought.moments).toHaveLength(1)
+    expect(armed).toEqual(frozen)
   })
 })
 
@@ -251,7 +255,7 @@ describe('first_purchase_reward', () => {
     await h.send(app('c', 'login', at(MINUTE + SECOND + 1)))
     const after = (await h.store.load(0, ['c'], -Infinity)).customers.get('c')!
     expect(after.inbox?.map((e) => e.occurredAt)).toEqual([at(MINUTE + SECOND + 1)])
-    expect(after.ops.first_purchase).toBeUndefined()
+    expect(after.ops.first_purchase_reward).toBeUndefined()
     // An activation now comes after both: neither counts.
     await h.send(lifecycle('c', 'activated', at(2 * MINUTE)))
     await h.advanceTo(T0 + 30 * DAY)
@@ -268,13 +272,13 @@ describe('first_purchase_reward', () => {
   })
 
   it('keeps only a flag once rewarded', () => {
-    const ctx: OperatorContext<{}> = { customerId: 'c', profile: initialProfile(), facts: initialFacts(), params: {} }
-    const s1 = firstPurchase.onEvent(firstPurchase.initial(), lifecycle('c', 'activated', at(0)) as InputEvent, T0, ctx).state
-    expect(s1).toEqual({ activatedAt: T0 })
-    const r2 = firstPurchase.onEvent(s1, transaction('c', at(HOUR), 10) as InputEvent, T0 + HOUR, ctx)
-    expect(r2.state).toEqual({ done: true })
-    expect(r2.effects).toEqual([expect.objectContaining({ trigger: 'first_purchase_reward', occurrence: 'first', eventTime: T0 + HOUR })])
-    expect(firstPurchase.onEvent(r2.state, transaction('c', at(2 * HOUR), 10) as InputEvent, T0 + 2 * HOUR, ctx).effects).toBeUndefined()
+    const h = new OperatorHarness(firstPurchase, { params: {} })
+    h.event(lifecycle('c', 'activated', at(0)))
+    expect(h.state).toEqual({ activatedAt: T0 })
+    const rewarded = h.event(transaction('c', at(HOUR), 10))
+    expect(h.state).toEqual({ done: true })
+    expect(rewarded).toEqual([expect.objectContaining({ trigger: 'first_purchase_reward', occurrence: 'first', eventTime: T0 + HOUR })])
+    expect(h.event(transaction('c', at(2 * HOUR), 10))).toEqual([])
   })
 })
 
@@ -401,12 +405,12 @@ describe('birthday_greeting', () => {
   })
 
   it('arms for a profile known before the operator first saw the customer', () => {
-    const profileKnown = { ...initialProfile(), birthDate: '1990-10-05' }
-    const ctx = { customerId: 'c', profile: profileKnown, facts: initialFacts(), params: { at: '09:00' } }
-    const r = birthdayGreeting.onEvent(birthdayGreeting.initial(), transaction('c', at(0), 10) as InputEvent, T0, ctx)
-    expect(r.effects).toEqual([{ kind: 'setTimer', key: 'next', at: Date.parse('2026-10-05T01:00:00Z') }])
+    const h = new OperatorHarness(birthdayGreeting, { params: { at: '09:00' }, profile: { birthDate: '1990-10-05' } })
+    expect(h.event(transaction('c', at(0), 10))).toEqual([{ kind: 'setTimer', key: 'next', at: Date.parse('2026-10-05T01:00:00Z') }])
     // A transaction changes nothing once armed: no time-zone arithmetic per event.
-    expect(birthdayGreeting.onEvent(r.state, transaction('c', at(HOUR), 10) as InputEvent, T0 + HOUR, ctx)).toEqual({ state: r.state })
+    const armed = h.state
+    expect(h.event(transaction('c', at(HOUR), 10))).toEqual([])
+    expect(h.state).toBe(armed)
   })
 
   it('computes the next birthday in local time', () => {
@@ -491,12 +495,11 @@ describe('cross_border_offer', () => {
   })
 
   it('keeps just the last cross-border time', () => {
-    const ctx = { customerId: 'c', profile: initialProfile(), facts: initialFacts(), params: { window: 30 * DAY } }
-    const r1 = crossBorderOffer.onEvent(crossBorderOffer.initial(), abroad('c', 0) as InputEvent, T0, ctx)
-    expect(r1.state).toEqual({ last: T0 })
-    expect(r1.effects).toEqual([expect.objectContaining({ trigger: 'cross_border_offer', eventTime: T0 })])
-    const r2 = crossBorderOffer.onEvent(r1.state, abroad('c', DAY) as InputEvent, T0 + DAY, ctx)
-    expect(r2).toEqual({ state: { last: T0 + DAY } })
+    const h = new OperatorHarness(crossBorderOffer, { params: { window: '30d' } })
+    expect(h.event(abroad('c', 0))).toEqual([expect.objectContaining({ trigger: 'cross_border_offer', eventTime: T0 })])
+    expect(h.state).toEqual({ last: T0 })
+    expect(h.event(abroad('c', DAY))).toEqual([])
+    expect(h.state).toEqual({ last: T0 + DAY })
   })
 })
 
@@ -524,12 +527,12 @@ describe('every lifecycle trigger together', () => {
     const bytes = Buffer.byteLength(JSON.stringify(ops))
     expect(bytes).toBeLessThan(400)
     expect(ops).toEqual({
-      first_swipe: { cards: { tok_c: { done: true } } },
-      bind_wallet: { cards: { tok_c: { done: true } } },
-      first_purchase: { done: true },
-      renewal: { cards: { tok_c: ['2027-06-30'] } },
-      birthday: { birthDate: '1991-03-15', tz: 'Asia/Shanghai', due: Date.parse('2028-03-15T01:00:00Z'), greeted: 2027 },
-      cross_border: { last: T0 + 200 * DAY + 12 * HOUR },
+      first_swipe_incentive: { cards: { tok_c: { done: true } } },
+      bind_wallet_nudge: { cards: { tok_c: { done: true } } },
+      first_purchase_reward: { done: true },
+      renewal_reminder: { cards: { tok_c: ['2027-06-30'] } },
+      birthday_greeting: { birthDate: '1991-03-15', tz: 'Asia/Shanghai', due: Date.parse('2028-03-15T01:00:00Z'), greeted: 2027 },
+      cross_border_offer: { last: T0 + 200 * DAY + 12 * HOUR },
     })
     expect(h.decisions.map((d) => d.trigger).sort()).toEqual(
       [...Array(5).fill('installment_offer'), ...Array(4).fill('cross_border_offer'), 'birthday_greeting', 'first_purchase_reward', 'renewal_reminder'].sort(),

@@ -117,7 +117,7 @@ describe('watermarks, lateness and deduplication', () => {
     expect((await h.store.load(0, [], Infinity)).timers).toEqual([{ member: 'c|!apply:', at: T0 }])
     await h.advanceTo(at(0))
     const loaded = await h.store.load(0, [], Infinity)
-    expect(loaded.timers).toEqual([{ member: 'c|activation:tok_c', at: T0 + 72 * HOUR }])
+    expect(loaded.timers).toEqual([{ member: 'c|activation_reminder:tok_c', at: T0 + 72 * HOUR }])
   })
 
   it('fires timers in event-time order across customers, whatever the batch cuts (property)', async () => {

@@ -7,31 +7,18 @@ import { churnFigures, churnRetention } from '../operators/spend/churn.ts'
 import { checkAt, monthOf, spendThresholdChallenge } from '../operators/spend/spendChallenge.ts'
 import { limitUpgradeOffer } from '../operators/spend/limitUpgrade.ts'
 import { addSpend, emptyLedger, epochDay } from '../operators/ledger.ts'
-import { foldFacts, initialFacts, type CustomerFacts } from '../operators/facts.ts'
-import type { OperatorContext } from '../operators/types.ts'
+import { initialFacts, type CustomerFacts } from '../operators/facts.ts'
+import { OperatorHarness } from './helpers/operatorHarness.ts'
 import type { CustomerRecord } from '../pipeline/store/types.ts'
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
 const iso = (ms: number) => new Date(ms).toISOString()
 const SH = 'Asia/Shanghai'
-const profile = { timezone: SH, homeCountry: 'CN', consent: {} }
 
 const harness = () => new PipelineHarness(defaultCatalogForTests(), { operators: [...SPEND_OPERATORS], settle: true })
 const of = (h: PipelineHarness, trigger: string) => h.decisions.filter((d) => d.trigger === trigger)
 
-function ctx<P>(params: P, facts: CustomerFacts = initialFacts()): OperatorContext<P> {
-  return { customerId: 'c', profile, facts, params }
-}
-
-/** Deep-freezes a state so that an operator writing to it throws. */
-function frozen<T>(value: T): T {
-  if (value && typeof value === 'object') {
-    for (const v of Object.values(value)) frozen(v)
-    Object.freeze(value)
-  }
-  return value
-}
 
 describe('dormancy_wakeup', () => {
   const T0 = Date.parse('2026-10-01T04:00:00.000Z')
@@ -85,11 +72,14 @@ describe('dormancy_wakeup', () => {
   it('is pure: the given state is left as it was', () => {
     const params = dormancyWakeup.parseParams({})
     expect(params.after).toEqual([30 * DAY, 60 * DAY, 90 * DAY])
-    const s = frozen(dormancyWakeup.onEvent({}, transaction('c', iso(T0), 5) as any, T0, ctx(params)).state)
-    const r = dormancyWakeup.onTimer!(s, { key: 'quiet', at: T0 + 30 * DAY }, ctx(params))
-    expect(r.state).toEqual({ last: T0, fired: 30 * DAY })
-    expect(r.effects).toContainEqual({ kind: 'setTimer', key: 'quiet', at: T0 + 60 * DAY })
-    expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'moment', occurrence: `${T0}:30d` }))
+    // The harness freezes every state it hands the operator: a mutation would throw.
+    const h = new OperatorHarness(dormancyWakeup, { params: {} })
+    h.event(transaction('c', iso(T0), 5))
+    expect(h.timers).toEqual([{ key: 'quiet', at: T0 + 30 * DAY }])
+    const fired = h.advanceTo(T0 + 30 * DAY)
+    expect(h.state).toEqual({ last: T0, fired: 30 * DAY })
+    expect(fired).toContainEqual({ kind: 'setTimer', key: 'quiet', at: T0 + 60 * DAY })
+    expect(fired).toContainEqual(expect.objectContaining({ kind: 'moment', occurrence: `${T0}:30d` }))
   })
 })
 
@@ -161,7 +151,7 @@ describe('churn_retention', () => {
     // Day S+28 at 10:00 local: 2 × 100 + 4 × 300 = 1400 in the 30 days.
     expect(ds.map((d) => d.eventTime)).toEqual([iso(at(S + 28, 2))])
     const { customers } = await h.store.load(0, ['c1'], -Infinity)
-    expect((customers.get('c1') as CustomerRecord).ops.churn).toMatchObject({ episode: epochDay(at(S + 28)) })
+    expect((customers.get('c1') as CustomerRecord).ops.churn_retention).toMatchObject({ episode: epochDay(at(S + 28)) })
   })
 
   it('fires a second time after spend recovered from the drop and fell again', async () => {
@@ -172,7 +162,7 @@ describe('churn_retention', () => {
     // Day S+36: 1600 spent since the drop, at least half of the 3000 average: the episode ends.
     await h.send(transaction('c1', iso(at(S + 36)), 1300))
     const { customers } = await h.store.load(0, ['c1'], -Infinity)
-    expect((customers.get('c1') as CustomerRecord).ops.churn).not.toHaveProperty('episode')
+    expect((customers.get('c1') as CustomerRecord).ops.churn_retention).not.toHaveProperty('episode')
     // Back to 300 a week: once the 1300 has left the 30 days, spend is below half again.
     for (let week = 6; week < 14; week++) await h.send(transaction('c1', iso(at(S + 1 + 7 * week)), 300))
     await h.advanceTo(at(S + 1 + 7 * 14))
@@ -188,7 +178,7 @@ describe('churn_retention', () => {
     await h.send(...daily('c1', S + 1))
     await h.advanceTo(at(S + 200))
     const { customers } = await h.store.load(0, ['c1'], -Infinity)
-    expect((customers.get('c1') as CustomerRecord).ops.churn).toEqual({ episode: epochDay(at(S + 16)) })
+    expect((customers.get('c1') as CustomerRecord).ops.churn_retention).toEqual({ episode: epochDay(at(S + 16)) })
   })
 
   it('compares the average with the minimum inclusively (pure figures)', () => {
@@ -227,18 +217,13 @@ describe('churn_retention', () => {
   })
 
   it('is pure: the given state is left as it was', () => {
-    const params = churnRetention.parseParams({})
-    let facts = initialFacts()
-    const events = daily('c', 40, 200)
-    let s = frozen(churnRetention.initial())
-    for (const e of events) {
-      const t = Date.parse(e.occurredAt)
-      facts = foldFacts(facts, e as any, t)
-      s = frozen(churnRetention.onEvent(s, e as any, t, ctx(params, facts)).state)
-    }
+    // The harness folds the facts from each event, as the runtime does, and freezes every state.
+    const h = new OperatorHarness(churnRetention, { params: {} })
+    h.events(...daily('c', 40, 200))
     // One check armed, after the purchases (when a drop could first show), not one per day.
-    expect(Object.keys(s)).toEqual(['check'])
-    expect(s.check).toBeGreaterThan(at(39))
+    expect(Object.keys(h.state)).toEqual(['check'])
+    expect(h.state.check).toBeGreaterThan(at(39))
+    expect(h.timers).toEqual([{ key: expect.any(String), at: h.state.check }])
   })
 })
 
@@ -313,12 +298,12 @@ describe('spend_threshold_challenge', () => {
     expect(iso(checkAt('2027-02', 31, SH))).toBe('2027-02-28T02:00:00.000Z')
     expect(iso(checkAt('2028-02', 31, SH))).toBe('2028-02-29T02:00:00.000Z')
     expect(iso(checkAt('2026-11', 20, 'America/New_York'))).toBe('2026-11-20T15:00:00.000Z')
-    const params = spendThresholdChallenge.parseParams({})
-    const s0 = frozen(spendThresholdChallenge.onEvent(spendThresholdChallenge.initial(), transaction('c', '2026-09-10T04:00:00Z', 700) as any, Date.parse('2026-09-10T04:00:00Z'), ctx(params)).state)
-    expect(s0).toEqual({ month: '2026-09', mtd: 70_000, last: 0 })
-    const r = spendThresholdChallenge.onTimer!(s0, { key: 'check', at: Date.parse('2026-10-20T02:00:00Z') }, ctx(params))
-    expect(r.effects).toEqual([expect.objectContaining({ kind: 'moment', occurrence: '2026-10', eventTime: Date.parse('2026-10-20T02:00:00Z') })])
-    expect(r.state).toEqual({ month: '2026-10', mtd: 0, last: 70_000, checked: '2026-10' })
+    const h = new OperatorHarness(spendThresholdChallenge, { params: {} })
+    h.event(transaction('c', '2026-09-10T04:00:00Z', 700))
+    expect(h.state).toEqual({ month: '2026-09', mtd: 70_000, last: 0 })
+    expect(h.timers).toEqual([{ key: 'check', at: Date.parse('2026-10-20T02:00:00Z') }])
+    expect(h.advanceTo('2026-10-20T02:00:00Z')).toEqual([expect.objectContaining({ kind: 'moment', occurrence: '2026-10', eventTime: Date.parse('2026-10-20T02:00:00Z') })])
+    expect(h.state).toEqual({ month: '2026-10', mtd: 0, last: 70_000, checked: '2026-10' })
   })
 })
 
@@ -380,34 +365,33 @@ describe('limit_upgrade_offer', () => {
   })
 
   describe('alerts (pure, facts built directly)', () => {
-    const params = limitUpgradeOffer.parseParams({})
     const now = T0 + 100 * DAY
+    /** A card with a 10 000 limit and no spend yet: the purchase below is folded in by the harness. */
     const facts = (alertAgo?: number): CustomerFacts => ({
+      ...initialFacts(),
       cards: { tok_c: { stage: 'activated', creditLimit: 10_000 } },
-      approved: 1,
-      lastApprovedAt: now,
-      firstApprovedAt: now,
-      spend: addSpend(emptyLedger(), now, 9_000),
       alerts: alertAgo === undefined ? [] : [{ at: now - alertAgo, severity: 'low' }],
     })
-    const tx = transaction('c', iso(now), 9_000) as any
+    const purchase = (alertAgo?: number) => {
+      const h = new OperatorHarness(limitUpgradeOffer, { params: {}, facts: facts(alertAgo) })
+      return { h, effects: h.event(transaction('c', iso(now), 9_000)) }
+    }
 
     it('is blocked by an alert of any severity within 90 days', () => {
-      expect(limitUpgradeOffer.onEvent({}, tx, now, ctx(params, facts(89 * DAY))).effects ?? []).toEqual([])
-      expect(limitUpgradeOffer.onEvent({}, tx, now, ctx(params, facts(0))).effects ?? []).toEqual([])
+      expect(purchase(89 * DAY).effects).toEqual([])
+      expect(purchase(0).effects).toEqual([])
     })
 
     it('is not blocked by an alert exactly 90 days old or by none', () => {
-      for (const f of [facts(90 * DAY), facts()]) {
-        const r = limitUpgradeOffer.onEvent(frozen({}), tx, now, ctx(params, f))
-        expect(r.effects).toEqual([expect.objectContaining({ kind: 'moment', occurrence: `${now}`, cardId: 'tok_c', reason: { spend30d: 9_000, creditLimit: 10_000, share: 0.9 } })])
-        expect(r.state).toEqual({ firedLimit: 10_000, firedAt: now })
+      for (const alertAgo of [90 * DAY, undefined]) {
+        const { h, effects } = purchase(alertAgo)
+        expect(effects).toEqual([expect.objectContaining({ kind: 'moment', occurrence: `${now}`, cardId: 'tok_c', reason: { spend30d: 9_000, creditLimit: 10_000, share: 0.9 } })])
+        expect(h.state).toEqual({ firedLimit: 10_000, firedAt: now })
       }
     })
 
     it('does not use the episode up while blocked', () => {
-      const blocked = limitUpgradeOffer.onEvent({}, tx, now, ctx(params, facts(10 * DAY))).state
-      expect(blocked).toEqual({})
+      expect(purchase(10 * DAY).h.state).toEqual({})
     })
   })
 })
@@ -421,7 +405,7 @@ describe('spend operators together', () => {
     await h.send(...events)
     const { customers } = await h.store.load(0, ['t1'], -Infinity)
     const ops = (customers.get('t1') as CustomerRecord).ops
-    for (const name of ['dormancy', 'spendChallenge']) expect(ops).toHaveProperty(name) // others only while they hold something
+    for (const name of ['dormancy_wakeup', 'spend_threshold_challenge']) expect(ops).toHaveProperty(name) // others only while they hold something
     expect(Buffer.byteLength(JSON.stringify(ops))).toBeLessThan(256)
   })
 

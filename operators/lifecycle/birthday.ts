@@ -38,8 +38,9 @@ type Params = z.infer<typeof Params>
 const TIMER = 'next'
 
 export const birthdayGreeting: Operator<BirthdayState, Params> = {
-  name: 'birthday',
+  name: 'birthday_greeting',
   uses: 'birthday_greeting',
+  formerNames: ['birthday'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 

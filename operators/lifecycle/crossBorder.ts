@@ -23,8 +23,9 @@ type Params = z.infer<typeof Params>
 const DAY = 86_400_000
 
 export const crossBorderOffer: Operator<CrossBorderState, Params> = {
-  name: 'cross_border',
+  name: 'cross_border_offer',
   uses: 'cross_border_offer',
+  formerNames: ['cross_border'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 

@@ -22,8 +22,9 @@ const Params = z.object({})
 type Params = z.infer<typeof Params>
 
 export const firstPurchase: Operator<FirstPurchaseState, Params> = {
-  name: 'first_purchase',
+  name: 'first_purchase_reward',
   uses: 'first_purchase_reward',
+  formerNames: ['first_purchase'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 

@@ -13,8 +13,9 @@ const Params = z.object({ minAmount: z.number().positive().default(5000) })
 type Params = z.infer<typeof Params>
 
 export const installmentOffer: Operator<InstallmentState, Params> = {
-  name: 'installment',
+  name: 'installment_offer',
   uses: 'installment_offer',
+  formerNames: ['installment'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 

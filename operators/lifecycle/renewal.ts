@@ -19,8 +19,9 @@ const Params = z.object({})
 type Params = z.infer<typeof Params>
 
 export const renewalReminder: Operator<RenewalState, Params> = {
-  name: 'renewal',
+  name: 'renewal_reminder',
   uses: 'renewal_reminder',
+  formerNames: ['renewal'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 

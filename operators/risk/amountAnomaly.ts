@@ -45,8 +45,9 @@ const Params = z.strictObject({
 type Params = z.infer<typeof Params>
 
 export const amountAnomaly: Operator<AnomalyState, Params> = {
-  name: 'risk.amount_anomaly',
+  name: 'amount_anomaly',
   uses: 'amount_anomaly',
+  formerNames: ['risk.amount_anomaly'],
   initial: () => ({ w: 0, b: 0, k: [] }),
   parseParams: (raw) => Params.parse(raw),
 

@@ -17,8 +17,9 @@ const Params = z.strictObject({
 type Params = z.infer<typeof Params>
 
 export const cardTesting: Operator<HitWindow, Params> = {
-  name: 'risk.card_testing',
+  name: 'card_testing',
   uses: 'card_testing',
+  formerNames: ['risk.card_testing'],
   initial: emptyWindow,
   parseParams: (raw) => Params.parse(raw),
 

@@ -24,8 +24,9 @@ export type CashoutState = Record<string, HitWindow>
 const MAX_MERCHANTS = 8
 
 export const cashoutPattern: Operator<CashoutState, Params> = {
-  name: 'risk.cashout_pattern',
+  name: 'cashout_pattern',
   uses: 'cashout_pattern',
+  formerNames: ['risk.cashout_pattern'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 

@@ -41,8 +41,9 @@ const MAX_DISTANCE_KM = Math.PI * EARTH_RADIUS_KM
 const HOUR = 3_600_000
 
 export const impossibleTravel: Operator<TravelState, Params> = {
-  name: 'risk.impossible_travel',
+  name: 'impossible_travel',
   uses: 'impossible_travel',
+  formerNames: ['risk.impossible_travel'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 

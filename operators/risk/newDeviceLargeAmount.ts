@@ -40,8 +40,9 @@ const NONE: readonly Registration[] = Object.freeze([])
 const MAX_KEPT = 4
 
 export const newDeviceLargeAmount: Operator<NewDeviceState, Params> = {
-  name: 'risk.new_device_large_amount',
+  name: 'new_device_large_amount',
   uses: 'new_device_large_amount',
+  formerNames: ['risk.new_device_large_amount'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 

@@ -26,8 +26,9 @@ type Params = z.infer<typeof Params>
 const DEFAULT_TZ = 'Asia/Shanghai'
 
 export const nightBurst: Operator<HitWindow, Params> = {
-  name: 'risk.night_burst',
+  name: 'night_burst',
   uses: 'night_burst',
+  formerNames: ['risk.night_burst'],
   initial: emptyWindow,
   parseParams: (raw) => Params.parse(raw),
 

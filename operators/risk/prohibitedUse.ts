@@ -16,8 +16,9 @@ const Params = z.strictObject({
 type Params = z.infer<typeof Params>
 
 export const prohibitedUse: Operator<ProhibitedState, Params> = {
-  name: 'risk.prohibited_use',
+  name: 'prohibited_use',
   uses: 'prohibited_use',
+  formerNames: ['risk.prohibited_use'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 

@@ -14,8 +14,9 @@ const Params = z.strictObject({ count: Count.default(10), window: Window.prefaul
 type Params = z.infer<typeof Params>
 
 export const velocity: Operator<HitWindow, Params> = {
-  name: 'risk.velocity',
+  name: 'velocity',
   uses: 'velocity',
+  formerNames: ['risk.velocity'],
   initial: emptyWindow,
   parseParams: (raw) => Params.parse(raw),
 

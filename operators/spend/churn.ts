@@ -90,8 +90,9 @@ export function churnFigures(spend: SpendLedger, day: number, p: Params, since =
 }
 
 export const churnRetention: Operator<ChurnState, Params> = {
-  name: 'churn',
+  name: 'churn_retention',
   uses: 'churn_retention',
+  formerNames: ['churn'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 

@@ -33,8 +33,9 @@ type Params = z.infer<typeof Params>
 const TIMER = 'quiet'
 
 export const dormancyWakeup: Operator<DormancyState, Params> = {
-  name: 'dormancy',
+  name: 'dormancy_wakeup',
   uses: 'dormancy_wakeup',
+  formerNames: ['dormancy'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 

@@ -39,8 +39,9 @@ type Params = z.infer<typeof Params>
 const EPSILON = 1e-6
 
 export const limitUpgradeOffer: Operator<LimitUpgradeState, Params> = {
-  name: 'limitUpgrade',
+  name: 'limit_upgrade_offer',
   uses: 'limit_upgrade_offer',
+  formerNames: ['limitUpgrade'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),
 

@@ -37,8 +37,9 @@ export const CHECK_HOUR = 10
 const TIMER = 'check'
 
 export const spendThresholdChallenge: Operator<ChallengeState, Params> = {
-  name: 'spendChallenge',
+  name: 'spend_threshold_challenge',
   uses: 'spend_threshold_challenge',
+  formerNames: ['spendChallenge'],
   initial: () => ({ mtd: 0, last: 0 }),
   parseParams: (raw) => Params.parse(raw),
 
