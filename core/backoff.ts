@@ -1,6 +1,7 @@
 /**
- * The one backoff policy of the project: exponential, capped, jittered. Every sink that retries
- * (webhooks today) asks this module how long to wait, so the behaviour is tuned in one place.
+ * The one backoff policy of the project: exponential, capped, jittered. Everything that retries
+ * (webhooks, the Kafka client's reconnects) takes its waits from this module, so the behaviour is
+ * tuned in one place.
  * Pure: randomness is passed in, the clock is never read.
  */
 
@@ -46,6 +47,17 @@ export const FAST_RETRY_POLICY: Readonly<RetryPolicy> = Object.freeze({
   factor: 2,
   maxMs: 100,
   maxAttempts: 5,
+  jitter: 'equal',
+})
+
+/**
+ * Reconnecting to a broker (the Kafka client's own retries): short waits, so a broker that is
+ * starting up is found within the connect timeout, which sets how many tries there are.
+ */
+export const RECONNECT_POLICY: Readonly<BackoffOptions> = Object.freeze({
+  initialMs: 300,
+  factor: 2,
+  maxMs: 2_000,
   jitter: 'equal',
 })
 
