@@ -3,7 +3,6 @@ import type { AddressInfo } from 'node:net'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Kafka, logLevel } from 'kafkajs'
 import { Redis } from 'ioredis'
 import { simulateBank } from '../simulator/bank.ts'
 import { produceStreams } from '../simulator/produce.ts'
@@ -11,6 +10,7 @@ import { startPipeline } from '../commands/run.ts'
 import { RunConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
 import { StoreKeys } from '../pipeline/store/keys.ts'
+import { connectAdmin, connectProducer, createKafka } from '../pipeline/kafka/client.ts'
 
 /**
  * `cardpulse run` catching up on a simulated bank waiting in the input topics: one process, real
@@ -27,13 +27,11 @@ export async function benchLive(opts: { customers: number; days: number; seed: n
     alertTopic: `${id}.alerts`,
     eventsTopic: `${id}.events`,
   }
-  const kafka = new Kafka({ clientId: 'cardpulse-bench', brokers: opts.brokers.split(','), logLevel: logLevel.NOTHING })
-  const admin = kafka.admin()
-  await admin.connect()
-  await admin.createTopics({ waitForLeaders: true, topics: Object.values(topics).map((topic) => ({ topic, numPartitions: opts.partitions })) })
+  const brokers = opts.brokers.split(',')
+  const kafka = createKafka({ clientId: 'cardpulse-bench', brokers })
+  const admin = await connectAdmin(kafka, brokers, Object.values(topics), opts.partitions)
   const events = simulateBank({ customers: opts.customers, days: opts.days, start: new Date(Date.UTC(2025, 9, 1)), seed: opts.seed })
-  const producer = kafka.producer()
-  await producer.connect()
+  const producer = await connectProducer(kafka, brokers)
   await produceStreams(producer, { transaction: topics.transactionsTopic, app: topics.appEventsTopic, lifecycle: topics.lifecycleTopic }, events)
   await producer.disconnect()
 

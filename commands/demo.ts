@@ -1,29 +1,20 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { AddressInfo } from 'node:net'
 import type { DemoConfig } from './config.ts'
-import { webhookEndpoints } from './config.ts'
-import { CatalogHolder, DEFAULT_CATALOG_FILE } from '../pipeline/catalog/index.ts'
+import { openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog } from './wiring.ts'
 import { EmbeddedPipeline } from '../pipeline/embedded.ts'
 import { readNdjsonBatches, totalBytes, type SourceItem } from '../pipeline/sources/ndjson.ts'
 import { decode } from '../pipeline/decode.ts'
 import { createMetrics } from '../core/metrics.ts'
-import { countBatch, countDeadLetter } from '../pipeline/observe.ts'
-import { startHttp, json } from '../pipeline/http.ts'
+import { Instrumentation } from '../core/instrumentation.ts'
+import { json } from '../pipeline/http.ts'
 import { dayProgressBar, progressBar } from './progress.ts'
 import { writeResults, type PipelineResults } from '../pipeline/results.ts'
 import type { Logger } from '../core/log.ts'
-import { Instrumentation } from '../core/instrumentation.ts'
 import type { Conversion } from '../schemas/conversion.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
-import { ClickHouseSink, connectClickHouse } from '../sinks/clickhouse.ts'
-import { drainRows } from '../sinks/outbox.ts'
-import { outboxQueues } from '../pipeline/store/outbox.ts'
-import { WebhookDispatcher } from '../sinks/webhook/dispatcher.ts'
-import { WebhookSender } from '../sinks/webhook/sender.ts'
 import { verifyWebhook } from '../sinks/webhook/signature.ts'
-import { DEFAULT_RETRY_POLICY } from '../core/backoff.ts'
 import { SimulatedBank } from '../simulator/bank.ts'
 import { loadBankConfig } from '../simulator/config.ts'
 
@@ -44,10 +35,8 @@ const STEP = 3 * HOUR
 
 export async function runDemo(config: DemoConfig, log: Logger) {
   const metrics = createMetrics()
-  const catalog = new CatalogHolder(config.catalogFile ?? DEFAULT_CATALOG_FILE, (r) =>
-    r.ok ? log.info({ version: r.version }, 'catalog.reloaded') : log.error({ error: r.error }, 'catalog.rejected'),
-  )
-  catalog.watch()
+  const events = new Instrumentation(log, metrics)
+  const catalog = watchedCatalog(config.catalogFile, events)
   const bankConfig = loadBankConfig(config.bankConfig)
   // Without a configuration of its own, the demo's bank sends a few malformed messages, so the
   // dashboard shows what becomes of bad input.
@@ -56,17 +45,13 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   const bank = config.input ? undefined : new SimulatedBank({ customers: config.customers, days: config.days, start, seed: config.seed, config: bankConfig })
 
   const dataDir = mkdtempSync(join(tmpdir(), 'cardpulse-demo-'))
-  const clickhouse = new ClickHouseSink(
-    await connectClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(dataDir, 'chdb') }),
-    config.clickhouseDatabase,
-  )
-  await clickhouse.ensureSchema()
+  const clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(dataDir, 'chdb') })
 
   let status = bank ? 'starting' : 'playing the files'
   let applied = 0
   let persuaded = 0
   const received = new Map<string, number>()
-  const server = await startHttp({
+  const http = await serveHttp({
     port: config.httpPort,
     metrics,
     log,
@@ -99,13 +84,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
       return true
     },
   })
-  const port = (server.address() as AddressInfo).port
-  const endpoints = webhookEndpoints(config)
-  const sender = new WebhookSender({
-    urls: Object.keys(endpoints).length ? endpoints : { default: `http://127.0.0.1:${port}/demo/webhooks` },
-    secret: config.webhookSecret,
-    timeoutMs: config.webhookTimeout,
-  })
+  const port = http.port
 
   // What `--out` writes, as replay would; conversions keep each decision's latest row.
   const results: PipelineResults = { decisions: [], alerts: [], deadLetters: [], conversions: [], applied: 0, duplicates: 0, late: 0, timersFired: 0 }
@@ -118,7 +97,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     outbox: { webhooks: true, alerts: false, rows: true },
     onOutput: (o) => {
       applied += o.applied
-      countBatch(metrics, o)
+      events.emit('pipeline.batch_end', o)
       if (!config.out) return
       results.decisions.push(...o.decisions)
       results.alerts.push(...o.alerts)
@@ -132,28 +111,31 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     onDeadLetter: (q) => {
       deadLetters.push(q)
       if (config.out) results.deadLetters.push(q)
-      countDeadLetter(metrics, q)
+      events.emit('ingest.dead_lettered', { topic: q.source.topic, partition: q.source.partition, offset: q.source.offset, code: q.error.code })
     },
   })
   const partitions = engine.processors.map((p) => p.partition)
   const watermark = () => Math.min(...engine.processors.map((p) => p.watermark))
   const simulatedDay = () => Math.max(0, Math.min(config.days, Math.floor((watermark() - start) / DAY)))
-  const dispatcher = new WebhookDispatcher({
+  // Alerts stay rows in ClickHouse (the demo has no alert topic), and the embedded pipeline's
+  // outbox keeps no dead letters: late events are rows, bad input is inserted below.
+  const delivery = outboxDelivery({
+    config,
     store: engine.store,
-    sender,
+    clickhouse,
     partitions: () => partitions,
     // The demo's clock: what the pipeline has applied, not what it has read ahead; at the end,
     // half a day more, so that touchpoints deferred by quiet hours go out too.
     clock: () => watermark() + (played ? 12 * HOUR : config.allowedLateness),
-    retry: DEFAULT_RETRY_POLICY,
     batchSize: 500,
     concurrency: 16,
-    instrumentation: new Instrumentation(log, metrics),
+    fallbackUrl: `http://127.0.0.1:${port}/demo/webhooks`,
+    events,
   })
   const drain = async () => {
-    await dispatcher.runOnce()
+    // Bad input never enters the embedded pipeline, so its rows do not pass through the outbox.
     if (deadLetters.length) await clickhouse.insert(deadLetters.splice(0).map((row) => ({ table: 'dead_letters', row })))
-    await drainRows(outboxQueues(engine.store).rows, partitions, clickhouse, { onRows: (table, n) => metrics.outboxRows.inc({ table }, n) })
+    await delivery.drain.runOnce()
   }
 
   const dashboard = `http://127.0.0.1:${port}/`
@@ -230,21 +212,16 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     log.info({ out: config.out }, `wrote what replay writes to ${config.out}`)
   }
 
-  const close = async () => {
-    catalog.close()
-    // A dashboard left open in a browser keeps connections alive; they must not hold up a shutdown.
-    const closed = new Promise((r) => server.close(r))
-    server.closeAllConnections()
-    await closed
-    await sender.close()
-    await clickhouse.close()
-    rmSync(dataDir, { recursive: true, force: true })
-  }
+  const close = () =>
+    shutDownInOrder(events, [
+      ['catalog', () => catalog.close()],
+      ['http', () => http.close()],
+      ['webhook sender', () => delivery.sender.close()],
+      ['clickhouse', () => clickhouse.close()],
+      ['data directory', () => rmSync(dataDir, { recursive: true, force: true })],
+    ])
   if (!config.serve) return close()
   log.info(`dashboard on ${dashboard} — press Ctrl-C to stop`)
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve)
-    process.once('SIGTERM', resolve)
-  })
+  await stopSignal()
   await close()
 }

@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { z } from 'zod'
-import { Kafka, logLevel, type Producer } from 'kafkajs'
+import type { Producer } from 'kafkajs'
 import { number, parseConfig } from './config.ts'
 import type { Logger } from '../core/log.ts'
 import { dayProgressBar } from './progress.ts'
@@ -13,6 +13,7 @@ import type { EventType } from '../schemas/events.ts'
 import { SimulatedBank, type BankMessage } from '../simulator/bank.ts'
 import { loadBankConfig } from '../simulator/config.ts'
 import { STREAM_FILES } from '../simulator/write.ts'
+import { connectProducer, createKafka } from '../pipeline/kafka/client.ts'
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
@@ -70,9 +71,8 @@ export async function simulateCommand(raw: Record<string, unknown>, log: Logger,
   process.once('SIGTERM', stop)
   try {
     if (c.kafkaBrokers) {
-      const kafka = new Kafka({ clientId: 'cardpulse-simulate', brokers: c.kafkaBrokers.split(','), logLevel: logLevel.NOTHING })
-      producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
-      await producer.connect()
+      const brokers = c.kafkaBrokers.split(',')
+      producer = await connectProducer(createKafka({ clientId: 'cardpulse-simulate', brokers }), brokers, { idempotent: true, maxInFlightRequests: 1 })
     }
     if (c.listen !== undefined) {
       server = await listen(c.listen, c.webhookSecret!, bank, stats, log)

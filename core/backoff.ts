@@ -40,23 +40,24 @@ export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = Object.freeze({
   jitter: 'equal',
 })
 
-/**
- * Reconnecting to Redis or Kafka: 100 ms, doubling to at most 2 s between tries, so a server
- * restart costs about its own downtime and a long outage a try every two seconds or so.
- */
-export const RECONNECT_POLICY: Readonly<BackoffOptions> = Object.freeze({
-  initialMs: 100,
-  factor: 2,
-  maxMs: 2_000,
-  jitter: 'equal',
-})
-
 /** For tests: the same shape of curve, in milliseconds instead of minutes. */
 export const FAST_RETRY_POLICY: Readonly<RetryPolicy> = Object.freeze({
   initialMs: 10,
   factor: 2,
   maxMs: 100,
   maxAttempts: 5,
+  jitter: 'equal',
+})
+
+/**
+ * Reconnecting to Redis or a Kafka broker: short waits (300 ms doubling to 2 s), so a server that
+ * is starting up or restarting is found again about as soon as it is back; for Kafka the connect
+ * timeout sets how many tries there are, Redis tries until the owner stops it.
+ */
+export const RECONNECT_POLICY: Readonly<BackoffOptions> = Object.freeze({
+  initialMs: 300,
+  factor: 2,
+  maxMs: 2_000,
   jitter: 'equal',
 })
 

@@ -25,13 +25,25 @@ export interface InstrumentationEvents {
   'kafka.log': { level: 'error' | 'warn'; logger: string; message: string; err?: string }
   'http.error': { err: string; url?: string }
   'http.listening': { port: number; url: string }
+  /** A step of an ordered shutdown failed; the steps after it still run. */
+  'shutdown.step_failed': { step: string; err: string }
 
-  'ingest.forwarded': { events: number; held: number } & Pick<Counted, 'deadLetters'>
+  /** A fetched batch taken into the alignment; `held`: input events fetched and not yet forwarded. */
+  'ingest.fetched': { topic: string; partition: number; messages: number; held: number }
+  /** Released input re-published and its offsets committed; `valid`: events forwarded by type. */
+  'ingest.forwarded': { valid: Record<string, number>; held: number } & Pick<Counted, 'deadLetters'>
+  /** One message of bad input dead-lettered where it was decoded (the demo's edge; live ingest reports it with ingest.forwarded). */
+  'ingest.dead_lettered': { topic: string; partition: number; offset: string; code: string }
   'ingest.forward_failed': { err: string }
   'ingest.backlog_unknown': { err: string }
 
   'pipeline.assigned': { partitions: number[] }
-  'pipeline.batch_end': { partition: number; applied: number; duplicates: number; late: number; timersFired: number; seconds: number } & Counted
+  /**
+   * A batch, or a move of the watermark with no input, committed. `partition`: absent where the
+   * output does not name it (the embedded pipeline); `seconds`: time to process and commit a batch
+   * read from Kafka, where that is measured.
+   */
+  'pipeline.batch_end': { partition?: number; applied: number; duplicates: number; late: number; timersFired: number; seconds?: number } & Counted
   'pipeline.watermark': { partition: number; watermark: number; now: number }
   'pipeline.fenced': { partition: number; err: string }
   'pipeline.advance_failed': { partition: number; err: string }
@@ -84,24 +96,39 @@ const SPECS: { [K in EventName]: Spec<K> } = {
   'kafka.log': { level: 'warn', log: ({ level: _, ...rest }) => rest },
   'http.error': { level: 'warn' },
   'http.listening': { level: 'info' },
+  'shutdown.step_failed': { level: 'warn' },
 
+  'ingest.fetched': { level: 'trace', count: (m, e) => m.ingestHeld.set(e.held) },
   'ingest.forwarded': {
     level: 'trace',
-    log: ({ events, held, deadLetters }) => ({ events, held, deadLetters: deadLetters.length }),
+    log: ({ valid, held, deadLetters }) => ({ valid, held, deadLetters: deadLetters.length }),
     count: (m, e) => {
       m.ingestHeld.set(e.held)
+      for (const type in e.valid) m.events.inc({ type, result: 'valid' }, e.valid[type])
       countDeadLetters(m, e.deadLetters)
     },
   },
+  'ingest.dead_lettered': { level: 'debug', count: (m, e) => countDeadLetters(m, [{ error: { code: e.code } }]) },
   'ingest.forward_failed': { level: 'warn', says: 'will retry' },
   'ingest.backlog_unknown': { level: 'warn', says: 'every input partition counts as behind until its first batch' },
 
   'pipeline.assigned': { level: 'info' },
   'pipeline.batch_end': {
     level: 'debug',
-    log: ({ decisions, alerts, deadLetters, ...rest }) => ({ ...rest, decisions: decisions.length, alerts: alerts.length, deadLetters: deadLetters.length }),
+    // Named fields only: callers pass a whole batch output, whose other parts are not for logs.
+    log: (e) => ({
+      partition: e.partition,
+      applied: e.applied,
+      duplicates: e.duplicates,
+      late: e.late,
+      timersFired: e.timersFired,
+      seconds: e.seconds,
+      decisions: e.decisions.length,
+      alerts: e.alerts.length,
+      deadLetters: e.deadLetters.length,
+    }),
     count: (m, e) => {
-      m.batchSeconds.observe(e.seconds)
+      if (e.seconds !== undefined) m.batchSeconds.observe(e.seconds)
       if (e.applied) m.events.inc({ type: 'all', result: 'applied' }, e.applied)
       if (e.duplicates) m.events.inc({ type: 'all', result: 'duplicate' }, e.duplicates)
       if (e.late) m.events.inc({ type: 'all', result: 'late' }, e.late)

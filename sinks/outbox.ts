@@ -2,6 +2,8 @@ import type { OutboxEntry, OutboxRow } from '../schemas/outbox.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import type { ClickHouseSink } from './clickhouse.ts'
+import type { WebhookDispatcher } from './webhook/dispatcher.ts'
+import { errText, type Instrumentation } from '../core/instrumentation.ts'
 
 /**
  * The outbox drain: takes committed entries of a partition in commit order, sends them, and only
@@ -65,4 +67,85 @@ export async function drainRows(
       for (const [table, n] of counts) opts.onRows(table, n)
     },
   )
+}
+
+export interface OutboxDrainOptions {
+  queues: OutboxQueues
+  clickhouse: ClickHouseSink
+  /** Sends the outbox's due webhooks; on its own loop once started, else once per pass. */
+  webhooks: Pick<WebhookDispatcher, 'runOnce' | 'start' | 'stop'>
+  /** The partitions whose outbox this process drains; read on every pass, so rebalances take effect. */
+  partitions: () => number[]
+  /** Resolves once the alerts are safely published; without it alerts are not drained (the demo keeps them as rows only). */
+  publishAlerts?: (alerts: RiskAlert[]) => Promise<void>
+  /** Resolves once late events' dead letters are safely published; without it they are not drained. */
+  publishDeadLetters?: (deadLetters: DeadLetter[]) => Promise<void>
+  instrumentation: Instrumentation
+}
+
+/** Entries taken per send of alerts and dead letters. */
+const PUBLISH_MAX = 500
+
+/**
+ * Everything that leaves the committed outbox, for `run` and `demo` alike: due webhooks through
+ * the dispatcher, alerts and late events' dead letters through the publish functions it is given,
+ * rows into ClickHouse. A pass stops at the first sink that fails; what it did not take stays in
+ * the outbox for the next pass. Each sink's failure is reported once, and its recovery.
+ */
+export class OutboxDrain {
+  private ticker?: NodeJS.Timeout
+  private inFlight?: Promise<void>
+  private readonly failing = new Set<string>()
+
+  constructor(private readonly opts: OutboxDrainOptions) {}
+
+  /** Drains on its own: webhooks every `webhooksEveryMs`, the other sinks every `everyMs`. */
+  start({ everyMs = 500, webhooksEveryMs = 250 } = {}): void {
+    this.opts.webhooks.start(webhooksEveryMs)
+    this.ticker = setInterval(() => {
+      // A slow sink must not stack passes up: a tick while one runs is skipped.
+      if (this.inFlight) return
+      this.inFlight = this.drainQueues()
+        .catch(() => {})
+        .finally(() => (this.inFlight = undefined))
+    }, everyMs)
+  }
+
+  /** One pass over every sink, webhooks first (a drain that was not started); rejects with the first failure. */
+  async runOnce(): Promise<void> {
+    await this.opts.webhooks.runOnce()
+    await this.drainQueues()
+  }
+
+  /** For /healthz: whether the last pass reached every sink. */
+  health(): { clickhouse: boolean } {
+    return { clickhouse: this.failing.size === 0 }
+  }
+
+  /** Stops draining and drains once more, for what the last batches committed; what fails stays for the next start. */
+  async stop(): Promise<void> {
+    clearInterval(this.ticker)
+    await this.inFlight
+    await this.opts.webhooks.stop()
+    await this.drainQueues().catch(() => {})
+  }
+
+  private async drainQueues(): Promise<void> {
+    const { queues, clickhouse, publishAlerts, publishDeadLetters, instrumentation } = this.opts
+    const partitions = this.opts.partitions()
+    if (publishAlerts) await this.reported('alerts', () => drainOutbox(queues.alerts, partitions, publishAlerts, PUBLISH_MAX))
+    if (publishDeadLetters) await this.reported('dead_letters', () => drainOutbox(queues.deadLetters, partitions, publishDeadLetters, PUBLISH_MAX))
+    await this.reported('clickhouse', () => drainRows(queues.rows, partitions, clickhouse, { onRows: (table, rows) => instrumentation.emit('sink.rows_written', { table, rows }) }))
+  }
+
+  private async reported(sink: string, drain: () => Promise<unknown>): Promise<void> {
+    try {
+      await drain()
+    } catch (e) {
+      if (!this.failing.has(sink)) this.opts.instrumentation.emit('sink.failed', { sink, err: errText(e) })
+      this.failing.add(sink)
+      throw e
+    }
+    if (this.failing.delete(sink)) this.opts.instrumentation.emit('sink.recovered', { sink })
+  }
 }

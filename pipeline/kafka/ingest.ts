@@ -1,0 +1,213 @@
+import { CompressionTypes, type Admin, type Consumer, type EachBatchPayload, type Kafka, type Producer } from 'kafkajs'
+import { decode, type Decoded, type SourceCoordinates } from '../decode.ts'
+import { InputAlignment, type Released } from '../alignment.ts'
+import type { EventType } from '../../schemas/events.ts'
+import type { DeadLetter } from '../../schemas/deadLetter.ts'
+import { errText, type Instrumentation } from '../../core/instrumentation.ts'
+import type { PipelineTopics } from './client.ts'
+import { deadLetterKey } from './publish.ts'
+
+/**
+ * The ingest stage: reads the three input topics, decodes and validates each message, aligns the
+ * input partitions in event time (pipeline/alignment.ts), and re-publishes valid events to the
+ * internal topic keyed by customer (bad input to the dead-letter topic too). Input offsets are
+ * committed only once what they cover has been re-published: a fetched batch may wait in the
+ * alignment, and what waits must be fetched again after a crash.
+ */
+
+export interface IngestOptions {
+  kafka: Kafka
+  /** For the committed offsets and topic ends at an assignment. */
+  admin: Admin
+  /** Idempotent; re-publishes with `acks: -1`. */
+  producer: Producer
+  topics: Pick<PipelineTopics, 'transactionsTopic' | 'appEventsTopic' | 'lifecycleTopic' | 'eventsTopic' | 'dlqTopic'>
+  groupId: string
+  sessionTimeout: number
+  allowedLateness: number
+  instrumentation: Instrumentation
+}
+
+interface Fetched {
+  source: SourceCoordinates
+  decoded: Decoded
+}
+
+/** Bytes of re-published events per produce request: a quarter of Kafka's default message size limit. */
+const PUBLISH_BYTES = 256 * 1024
+/** How often what the alignment may release is looked at without a new batch (a partition's grace period running out). */
+const GRACE_TICK_MS = 1000
+
+export class IngestStage {
+  private readonly consumer: Consumer
+  private readonly alignment: InputAlignment<Fetched>
+  private readonly typeOf: Map<string, EventType>
+  private readonly events: Instrumentation
+  /** Forwarding is one step at a time: batches, the grace ticker and rebalances take turns. */
+  private forwarding: Promise<unknown> = Promise.resolve()
+  private graceTicker?: NodeJS.Timeout
+
+  constructor(private readonly opts: IngestOptions) {
+    const { topics } = opts
+    this.events = opts.instrumentation
+    this.typeOf = new Map<string, EventType>([
+      [topics.transactionsTopic, 'transaction'],
+      [topics.appEventsTopic, 'app'],
+      [topics.lifecycleTopic, 'lifecycle'],
+    ])
+    this.consumer = opts.kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, maxBytesPerPartition: 1 << 20, sessionTimeout: opts.sessionTimeout })
+    // Half the allowed lateness for streams running apart, half for disorder within a stream.
+    this.alignment = new InputAlignment<Fetched>(opts.allowedLateness / 2)
+  }
+
+  /** Whether no input partition has a backlog or holds anything: what is read now is new. */
+  caughtUp(): boolean {
+    return this.alignment.caughtUp()
+  }
+
+  async start(): Promise<void> {
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => this.assigned(e.payload.memberAssignment as Record<string, number[]>))
+    await this.consumer.connect()
+    await this.consumer.subscribe({ topics: [...this.typeOf.keys()], fromBeginning: true })
+    await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
+    // A partition that never sends its first batch stops holding the others after a grace period.
+    this.graceTicker = setInterval(() => void this.inTurn(() => this.forward()).catch((e) => this.events.emit('ingest.forward_failed', { err: errText(e) })), GRACE_TICK_MS)
+  }
+
+  /** Stops fetching; what waits in the alignment is fetched again from the committed offsets next time. */
+  async stop(): Promise<void> {
+    clearInterval(this.graceTicker)
+    await this.consumer.disconnect()
+  }
+
+  private inTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.forwarding.catch(() => {}).then(fn)
+    this.forwarding = next
+    return next
+  }
+
+  private async take({ batch, resolveOffset, heartbeat, isRunning, isStale, pause }: EachBatchPayload): Promise<void> {
+    if (!isRunning() || isStale()) return
+    const expected = this.typeOf.get(batch.topic)
+    const held = batch.messages.map((m) => {
+      const source = { topic: batch.topic, partition: batch.partition, offset: m.offset }
+      const decoded = decode(m.value ?? Buffer.alloc(0), source, expected)
+      return { at: decoded.ok ? Date.parse(decoded.event.occurredAt) : undefined, item: { source, decoded } }
+    })
+    const key = partitionKey(batch.topic, batch.partition)
+    await this.inTurn(async () => {
+      this.alignment.add(key, held, BigInt(batch.lastOffset()) + 1n >= BigInt(batch.highWatermark))
+      this.events.emit('ingest.fetched', { topic: batch.topic, partition: batch.partition, messages: held.length, held: this.alignment.heldCount() })
+      // Fetching goes on from after this batch, once all of it has gone.
+      resolveOffset(batch.lastOffset())
+      await this.forward()
+      if (this.alignment.holding(key)) pause()
+    })
+    await heartbeat()
+  }
+
+  /**
+   * Sends what the alignment releases, commits the input offsets it covers, and fetches again the
+   * partitions it emptied. What fails to go stays held and goes on a later batch or tick.
+   */
+  private async forward(): Promise<void> {
+    const released = this.alignment.release()
+    if (!released.length) return
+    try {
+      await this.publish(released)
+    } catch (e) {
+      this.alignment.restore(released)
+      this.events.emit('ingest.forward_failed', { err: errText(e) })
+      return
+    }
+    const valid: Record<string, number> = {}
+    const deadLetters: DeadLetter[] = []
+    for (const { item } of released) {
+      if (item.decoded.ok) valid[item.decoded.event.type] = (valid[item.decoded.event.type] ?? 0) + 1
+      else deadLetters.push(item.decoded.deadLetter)
+    }
+    this.events.emit('ingest.forwarded', { valid, held: this.alignment.heldCount(), deadLetters })
+    const emptied = [...new Set(released.map((r) => r.key))].filter((key) => !this.alignment.holding(key))
+    if (emptied.length) this.consumer.resume(emptied.map(topicPartitions))
+  }
+
+  /**
+   * Re-publishes released input to the internal topic (bad input to the dead-letter topic too), in
+   * requests well under Kafka's default 1 MiB message limit, then commits the input offsets it covers.
+   */
+  private async publish(released: Released<Fetched>[]): Promise<void> {
+    const { producer, topics } = this.opts
+    let events: { key: string; value: string }[] = []
+    let deadLetters: { key: string; value: string }[] = []
+    let bytes = 0
+    const send = async () => {
+      const topicMessages = [
+        { topic: topics.eventsTopic, messages: events },
+        { topic: topics.dlqTopic, messages: deadLetters },
+      ].filter((t) => t.messages.length)
+      if (topicMessages.length) await producer.sendBatch({ acks: -1, compression: CompressionTypes.None, topicMessages })
+      events = []
+      deadLetters = []
+      bytes = 0
+    }
+    const offsets = new Map<string, string>()
+    for (const { key, item } of released) {
+      const { source, decoded } = item
+      offsets.set(key, source.offset)
+      if (decoded.ok) {
+        events.push({ key: decoded.event.customerId, value: JSON.stringify({ event: decoded.event, source }) })
+      } else {
+        const q = decoded.deadLetter
+        deadLetters.push({ key: deadLetterKey(q), value: JSON.stringify(q) })
+        // Its ClickHouse row travels with the state stage's outbox, like every other row.
+        events.push({ key: `${source.topic}:${source.partition}`, value: JSON.stringify({ deadLetter: q }) })
+        bytes += deadLetters[deadLetters.length - 1].value.length
+      }
+      bytes += events[events.length - 1].value.length
+      if (bytes >= PUBLISH_BYTES) await send()
+    }
+    await send()
+    await this.consumer.commitOffsets(
+      [...offsets].map(([key, offset]) => {
+        const { topic, partitions } = topicPartitions(key)
+        return { topic, partition: partitions[0], offset: String(BigInt(offset) + 1n) }
+      }),
+    )
+  }
+
+  /** A new assignment: what was held is fetched again from the committed offsets, so start with nothing paused. */
+  private assigned(assignment: Record<string, number[]>): void {
+    void this.inTurn(async () => {
+      this.consumer.resume(Object.entries(assignment).map(([topic, partitions]) => ({ topic, partitions })))
+      this.alignment.assign(await this.backlogs(assignment))
+    }).catch((e) => {
+      // Without the backlog figures, every partition counts as having one until its first batch.
+      this.alignment.assign([])
+      this.events.emit('ingest.backlog_unknown', { err: errText(e) })
+    })
+  }
+
+  /** Which assigned partitions have input waiting after their committed offset. */
+  private async backlogs(assignment: Record<string, number[]>): Promise<{ key: string; backlog: boolean }[]> {
+    const { admin, groupId } = this.opts
+    const committed = new Map<string, bigint>(
+      (await admin.fetchOffsets({ groupId, topics: Object.keys(assignment) })).flatMap(({ topic, partitions }) =>
+        partitions.map((p) => [partitionKey(topic, p.partition), BigInt(p.offset)] as const),
+      ),
+    )
+    const positions: { key: string; backlog: boolean }[] = []
+    for (const [topic, partitions] of Object.entries(assignment)) {
+      const ends = await admin.fetchTopicOffsets(topic)
+      for (const partition of partitions) {
+        const key = partitionKey(topic, partition)
+        const end = ends.find((o) => o.partition === partition)
+        const from = committed.get(key) ?? -1n
+        positions.push({ key, backlog: end !== undefined && BigInt(end.high) > (from < 0n ? BigInt(end.low) : from) })
+      }
+    }
+    return positions
+  }
+}
+
+const partitionKey = (topic: string, partition: number) => `${topic}|${partition}`
+const topicPartitions = (key: string) => ({ topic: key.slice(0, key.lastIndexOf('|')), partitions: [Number(key.slice(key.lastIndexOf('|') + 1))] })

@@ -1,0 +1,151 @@
+import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs'
+import { PartitionProcessor, type BatchOutput, type StreamMessage } from '../processor.ts'
+import type { StateStore } from '../store/types.ts'
+import type { Catalog } from '../../schemas/catalog.ts'
+import { FencedError } from '../../core/errors.ts'
+import { errText, type Instrumentation } from '../../core/instrumentation.ts'
+
+/**
+ * The state stage: reads the internal events topic and runs each partition's `PartitionProcessor`,
+ * which commits state, timers, the applied offset and the outbox to the store in one step; the
+ * Kafka offset is committed after that. A partition another consumer has moved on is fenced: its
+ * cached state is dropped and reloaded from the store.
+ */
+
+export interface StateStageOptions {
+  kafka: Kafka
+  store: StateStore
+  catalog: () => Catalog
+  groupId: string
+  eventsTopic: string
+  sessionTimeout: number
+  allowedLateness: number
+  /** How long a caught-up partition goes without a batch before its event time follows the wall clock. */
+  idleAdvance: number
+  /** Whether the input upstream has no backlog (ingest's alignment): only then do idle partitions advance. */
+  inputCaughtUp: () => boolean
+  instrumentation: Instrumentation
+}
+
+/** How often idle partitions are looked for. */
+const IDLE_TICK_MS = 500
+
+export class StateStage {
+  private readonly consumer: Consumer
+  private readonly events: Instrumentation
+  private readonly processors = new Map<number, PartitionProcessor>()
+  /** The last step of each partition: batches and idle advances of one partition never overlap. */
+  private readonly locks = new Map<number, Promise<unknown>>()
+  private readonly lastActivity = new Map<number, number>()
+  /** Whether the partition's last batch reached the end of the topic (no consumer lag). */
+  private readonly atEnd = new Map<number, boolean>()
+  private assignment: number[] = []
+  private idleTicker?: NodeJS.Timeout
+
+  constructor(private readonly opts: StateStageOptions) {
+    this.events = opts.instrumentation
+    this.consumer = opts.kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, maxBytesPerPartition: 1 << 20, sessionTimeout: opts.sessionTimeout })
+  }
+
+  /** The partitions of the events topic this process owns now, in order. */
+  owned(): number[] {
+    return this.assignment
+  }
+
+  async start(): Promise<void> {
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => this.assigned(e.payload.memberAssignment[this.opts.eventsTopic] ?? []))
+    await this.consumer.connect()
+    await this.consumer.subscribe({ topic: this.opts.eventsTopic, fromBeginning: true })
+    await this.consumer.run({ eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
+    this.idleTicker = setInterval(() => this.advanceIdle(), IDLE_TICK_MS)
+  }
+
+  /** Stops reading, and waits for the steps under way to commit. */
+  async stop(): Promise<void> {
+    clearInterval(this.idleTicker)
+    await this.consumer.disconnect()
+    await Promise.all([...this.locks.values()].map((l) => l.catch(() => {})))
+  }
+
+  private assigned(partitions: number[]): void {
+    this.assignment = partitions.slice().sort((a, b) => a - b)
+    // State may have moved while another consumer owned a partition: reload it from the store.
+    for (const p of this.processors.values()) p.reset()
+    // A partition with no batch since the assignment counts as idle once idleAdvance has passed.
+    for (const partition of this.assignment) {
+      this.lastActivity.set(partition, Date.now())
+      this.atEnd.set(partition, true)
+    }
+    this.events.emit('pipeline.assigned', { partitions: this.assignment })
+  }
+
+  private async take({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    if (!isRunning() || isStale() || !batch.messages.length) return
+    const { partition } = batch
+    const messages: StreamMessage[] = batch.messages.map((m) => {
+      const value = JSON.parse(m.value!.toString('utf8'))
+      return value.event
+        ? { offset: m.offset, event: value.event, at: Date.parse(value.event.occurredAt), source: value.source }
+        : { offset: m.offset, deadLetter: value.deadLetter }
+    })
+    const started = performance.now()
+    const out = await this.step(partition, (p) => p.process(messages))
+    if (out) this.events.emit('pipeline.batch_end', { ...out, partition, seconds: (performance.now() - started) / 1000 })
+    const now = Date.now()
+    this.lastActivity.set(partition, now)
+    this.atEnd.set(partition, batch.offsetLag() === '0')
+    this.events.emit('pipeline.watermark', { partition, watermark: this.processorFor(partition).watermark, now })
+    resolveOffset(batch.lastOffset())
+    await commitOffsetsIfNecessary()
+    await heartbeat()
+  }
+
+  /**
+   * An idle partition's event time follows the wall clock, so timers still fire. Only a partition
+   * that has caught up counts as idle, and only while the input has no backlog either: one still
+   * working through a backlog keeps its own clock.
+   */
+  private advanceIdle(): void {
+    const { idleAdvance, allowedLateness, inputCaughtUp } = this.opts
+    const now = Date.now()
+    for (const partition of this.assignment) {
+      if (now - (this.lastActivity.get(partition) ?? 0) < idleAdvance || this.atEnd.get(partition) === false || !inputCaughtUp()) continue
+      this.lastActivity.set(partition, now)
+      this.step(partition, (p) => p.advanceTo(now - allowedLateness))
+        .then((out) => out && this.events.emit('pipeline.batch_end', { ...out, partition }))
+        .catch((e) => this.events.emit('pipeline.advance_failed', { partition, err: errText(e) }))
+    }
+  }
+
+  /** Runs one step of a partition after the one before it; `undefined` when the partition was fenced. */
+  private step(partition: number, fn: (p: PartitionProcessor) => Promise<BatchOutput>): Promise<BatchOutput | undefined> {
+    const run = (this.locks.get(partition) ?? Promise.resolve())
+      .catch(() => {})
+      .then(() => fn(this.processorFor(partition)))
+      .catch((e) => {
+        if (!(e instanceof FencedError)) throw e
+        this.events.emit('pipeline.fenced', { partition, err: e.message })
+        this.processors.get(partition)?.reset()
+        return undefined
+      })
+    this.locks.set(partition, run)
+    return run
+  }
+
+  private processorFor(partition: number): PartitionProcessor {
+    let p = this.processors.get(partition)
+    if (!p) {
+      const { store, catalog, allowedLateness } = this.opts
+      p = new PartitionProcessor({
+        partition,
+        store,
+        catalog,
+        allowedLateness,
+        mode: 'run',
+        outbox: { webhooks: true, alerts: true, rows: true, deadLetters: true },
+      })
+      this.processors.set(partition, p)
+    }
+    return p
+  }
+}
