@@ -54,7 +54,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   const http = await serveHttp({
     port: config.httpPort,
     metrics,
-    log,
+    events,
     clickhouse: () => clickhouse,
     health: () => ({ ok: true, mode: 'demo' }),
     info: () => ({

@@ -115,7 +115,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     const http = (p.http = await serveHttp({
       port: config.httpPort,
       metrics,
-      log,
+      events,
       clickhouse: () => clickhouse,
       health: () => ({ ok: consuming, partitions: state.owned(), ...drain.health() }),
       info: () => ({ mode: 'run', catalogVersion: catalog.current().version, status: `partitions ${state.owned().join(',') || 'none yet'}` }),

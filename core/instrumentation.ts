@@ -24,7 +24,6 @@ export interface InstrumentationEvents {
   'redis.error': { err: string }
   'kafka.log': { level: 'error' | 'warn'; logger: string; message: string; err?: string }
   'http.error': { err: string; url?: string }
-  'http.listening': { port: number; url: string }
   /** A step of an ordered shutdown failed; the steps after it still run. */
   'shutdown.step_failed': { step: string; err: string }
 
@@ -74,7 +73,7 @@ export type EventName = keyof InstrumentationEvents
 interface Spec<K extends EventName> {
   level: Level
   /** Words after the event name in the log line, for a person reading it. */
-  says?: string
+  says?: string | ((e: InstrumentationEvents[K]) => string)
   /** The fields logged, when not all of them. */
   log?: (e: InstrumentationEvents[K]) => object
   count?: (m: Metrics, e: InstrumentationEvents[K]) => void
@@ -93,9 +92,8 @@ const SPECS: { [K in EventName]: Spec<K> } = {
   'catalog.reloaded': { level: 'info' },
   'catalog.rejected': { level: 'error', says: 'the previous catalogue stays in force' },
   'redis.error': { level: 'warn' },
-  'kafka.log': { level: 'warn', log: ({ level: _, ...rest }) => rest },
+  'kafka.log': { level: 'warn', says: (e) => e.message, log: ({ level: _, message: __, ...rest }) => rest },
   'http.error': { level: 'warn' },
-  'http.listening': { level: 'info' },
   'shutdown.step_failed': { level: 'warn' },
 
   'ingest.fetched': { level: 'trace', count: (m, e) => m.ingestHeld.set(e.held) },
@@ -166,7 +164,8 @@ export class Instrumentation {
     if (this.metrics) spec.count?.(this.metrics, event)
     const level = name === 'kafka.log' ? (event as InstrumentationEvents['kafka.log']).level : spec.level
     if (!this.log.isLevelEnabled(level)) return
-    const message: string = spec.says ? `${name}: ${spec.says}` : name
+    const says = typeof spec.says === 'function' ? spec.says(event) : spec.says
+    const message: string = says ? `${name}: ${says}` : name
     this.log[level]({ event: name, ...(spec.log ? spec.log(event) : event) }, message)
   }
 

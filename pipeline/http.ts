@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import type { Metrics } from '../core/metrics.ts'
 import type { ClickHouseSink } from '../sinks/clickhouse.ts'
-import type { Logger } from '../core/log.ts'
+import { errText, type Instrumentation } from '../core/instrumentation.ts'
 import { VIEWS, type ViewName } from './analytics/queries.ts'
 import { FilterError } from './analytics/filter.ts'
 import { Economics } from '../schemas/catalog.ts'
@@ -22,7 +22,7 @@ export interface HttpOptions {
   economics?: () => Economics
   /** Extra routes, tried first; return true when handled. */
   routes?: (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<boolean> | boolean
-  log: Logger
+  events: Instrumentation
 }
 
 const PAGE = new URL('../dashboards/web/index.html', import.meta.url)
@@ -67,7 +67,7 @@ export async function startHttp(opts: HttpOptions): Promise<Server> {
       }
       json(res, 404, { error: `no route ${req.method} ${path}` })
     } catch (e) {
-      opts.log.warn({ err: (e as Error).message, url: req.url }, 'http.error')
+      opts.events.emit('http.error', { err: errText(e), url: req.url })
       if (!res.headersSent) json(res, 500, { error: (e as Error).message })
     }
   })

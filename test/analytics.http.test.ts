@@ -3,6 +3,7 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { ClickHouseSink, connectClickHouse } from '../sinks/clickhouse.ts'
 import { startHttp } from '../pipeline/http.ts'
+import { Instrumentation } from '../core/instrumentation.ts'
 import { createMetrics } from '../core/metrics.ts'
 import { createLogger } from '../core/log.ts'
 
@@ -20,7 +21,7 @@ beforeAll(async () => {
     format: 'JSONEachRow',
     values: ['send', 'send', 'control'].map((outcome, i) => ({ id: `d${i}`, trigger: 'birthday_greeting', customer_id: `c${i}`, card_id: '', segment: 'mass', outcome, suppressed_by: '', holdout: outcome === 'control' ? 'trigger' : '', channel: 'sms', event_time: '2026-03-01 09:00:00.000', decided_at: '2026-03-01 09:00:00.000', send_at: null, expires_at: '2026-03-03 09:00:00.000', offer_code: 'B', offer_value: 20, offer_currency: 'CNY', reason: '{}', catalog_version: 'v', attribution_window_days: 7 })),
   })
-  server = await startHttp({ port: 0, metrics: createMetrics(), log: createLogger('silent'), clickhouse: () => sink, health: () => ({ ok: true }), info: () => ({}), economics: () => ({ currency: 'CNY', interchangeRate: 0.01, channelCost: { sms: 0.1, push: 0, call: 3, app_banner: 0 } }) })
+  server = await startHttp({ port: 0, metrics: createMetrics(), events: new Instrumentation(createLogger('silent')), clickhouse: () => sink, health: () => ({ ok: true }), info: () => ({}), economics: () => ({ currency: 'CNY', interchangeRate: 0.01, channelCost: { sms: 0.1, push: 0, call: 3, app_banner: 0 } }) })
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 })
 afterAll(async () => {
