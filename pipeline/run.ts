@@ -248,7 +248,8 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
         store,
         catalog: catalog.current,
         allowedLateness: config.allowedLateness,
-        mode: 'run',
+        decisionTime: () => Date.now(),
+        receivedAt: Date.now,
         outbox: { webhooks: true, alerts: true, rows: true, deadLetters: true },
       })
       processors.set(partition, p)
