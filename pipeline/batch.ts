@@ -217,7 +217,7 @@ export class Batch {
     })
   }
 
-  /** An operator's timer. */
+  /** An operator's timer; `name` may be one of the operator's former names. */
   private fireOperatorTimer(customerId: string, name: string, key: string, at: number) {
     const host = this.ctx.operators
     const i = host.indexOf(name)
@@ -302,6 +302,8 @@ export class Batch {
       if (e.kind === 'setTimer' || e.kind === 'cancelTimer') {
         const at = e.kind === 'setTimer' ? e.at : undefined
         this.setTimer(timerMember(customerId, op.name, e.key), at)
+        // A twin left under a former name by an earlier release must not fire as well.
+        if (op.formerNames) for (const former of op.formerNames) this.setTimer(timerMember(customerId, former, e.key), undefined)
       } else if (e.kind === 'moment') {
         moments.push(cause ? { ...e, causeEventId: cause } : e)
       } else {

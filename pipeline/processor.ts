@@ -137,8 +137,12 @@ export class PartitionProcessor {
     return new Batch(this.batchContext, loaded.timers)
   }
 
+  /** Records from the store may be an earlier release's: the operator host adopts them first. */
   private cacheLoaded(customers: Map<string, CustomerRecord>) {
-    for (const [id, rec] of customers) this.cache.set(id, rec)
+    for (const [id, rec] of customers) {
+      this.host.adopt(rec)
+      this.cache.set(id, rec)
+    }
   }
 
   private async commit(batch: Batch, offset: string | null): Promise<BatchOutput> {
