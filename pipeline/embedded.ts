@@ -5,6 +5,7 @@ import { MemoryStore } from './store/memory.ts'
 import { PartitionProcessor, type BatchOutput, type ProcessorOptions, type StreamMessage } from './processor.ts'
 import { partitionOf } from './partitioner.ts'
 import { rowOf } from './conversions.ts'
+import { atEventTime } from './policy.ts'
 import type { Conversion } from '../schemas/conversion.ts'
 
 /**
@@ -44,7 +45,7 @@ export class EmbeddedPipeline {
           store: this.store,
           catalog: opts.catalog,
           allowedLateness: opts.allowedLateness,
-          mode: 'replay',
+          decisionTime: atEventTime,
           outbox: opts.outbox,
           operators: opts.operators,
         }),

@@ -5,6 +5,7 @@ import type { CustomerProfile, Moment } from '../operators/types.ts'
 import { hasConsent } from '../operators/profile.ts'
 import { riskLevel, valueTier, type CustomerFacts } from '../operators/facts.ts'
 import type { Audience } from '../schemas/catalog.ts'
+import type { Severity } from '../schemas/alert.ts'
 import { afterQuietHours } from '../operators/time.ts'
 import { decisionId, globalHoldoutBucket, holdoutBucket } from './ids.ts'
 import { attributionWindowEnd } from './conversions.ts'
@@ -34,9 +35,12 @@ export interface DecideInput {
   profile: CustomerProfile
   facts?: CustomerFacts
   catalog: Catalog
-  /** Wall-clock time of the decision in `run`; undefined in `replay`, where it equals the event time. */
-  now?: number
+  /** When a moment of that event time is decided: the wall clock in `run`; the event time (the default) in replay and demo. */
+  decisionTime?: (eventTime: number) => number
 }
+
+/** Replay and demo decide at event time, so that their output is reproducible. */
+export const atEventTime = (eventTime: number) => eventTime
 
 /** Decides a set of moments that one step (an event or a timer) produced for one customer. */
 export function decide(state: PolicyState, moments: Moment[], input: DecideInput): { state: PolicyState; decisions: Decision[] } {
@@ -63,14 +67,14 @@ function priority(catalog: Catalog, m: Moment): number {
 function decideOne(
   state: PolicyState,
   moment: Moment,
-  { customerId, profile, facts, catalog, now }: DecideInput,
+  { customerId, profile, facts, catalog, decisionTime = atEventTime }: DecideInput,
   simultaneousHigherPriority: boolean,
 ): { state: PolicyState; decision: Decision } {
   const trigger = catalog.triggers[moment.trigger] as TriggerConfig
   const policy = catalog.policy
   const service = SERVICE_TRIGGERS.has(moment.trigger)
   const eventTime = moment.eventTime
-  const decidedAt = now ?? eventTime
+  const decidedAt = decisionTime(eventTime)
   const ttl = trigger.ttl ?? policy.ttl
   const expiresAt = eventTime + ttl
   const channel = routeChannel(trigger.channels, profile, policy.channelOrder)
@@ -121,6 +125,23 @@ function decideOne(
   const sendAt = quiet ? afterQuietHours(decidedAt, profile.timezone, quiet.start, quiet.end) : decidedAt
   if (sendAt >= expiresAt) return suppress('expired')
   return { state: counted, decision: { ...base, outcome: 'send', sendAt: iso(sendAt) } }
+}
+
+/**
+ * The contact policy's part in a risk alert: a high or critical one holds marketing from the
+ * alerting event on (moments that event itself caused included) for `riskHold`; one inside a running
+ * hold extends it, one after it starts a new one.
+ */
+export function holdForRisk(state: PolicyState, severity: Severity, eventTime: number, riskHold: number): PolicyState {
+  if (severity !== 'high' && severity !== 'critical') return state
+  const until = eventTime + riskHold
+  const { riskHoldFrom: from, riskHoldUntil: to } = state
+  const extendsRunning = to !== undefined && eventTime < to
+  return {
+    ...state,
+    riskHoldFrom: extendsRunning ? Math.min(from ?? eventTime, eventTime) : eventTime,
+    riskHoldUntil: extendsRunning ? Math.max(to, until) : until,
+  }
 }
 
 /** Whole days of the attribution window (a month_spend goal's: the days left in the local month, begun ones counted). */

@@ -1,7 +1,36 @@
-/** A pending event-time timer; `member` is `<customerId>|<operator>:<key>`. */
+/** A pending event-time timer; `member` is `<customerId>|<name>:<key>` (see `timerMember`). */
 export interface TimerEntry {
   member: string
   at: number
+}
+
+/**
+ * A timer's member names its customer, its owner (an operator, or one of the runtime's own) and
+ * the owner's key. The customer comes first, so the customer of a due timer is known without its
+ * owner; a customer id never holds the separator, an owner's name never holds ':', a key may hold
+ * anything.
+ */
+const CUSTOMER_SEPARATOR = '|'
+
+export interface TimerMember {
+  customerId: string
+  name: string
+  key: string
+}
+
+export function timerMember(customerId: string, name: string, key: string): string {
+  return `${customerId}${CUSTOMER_SEPARATOR}${name}:${key}`
+}
+
+export function parseTimerMember(member: string): TimerMember {
+  const separator = member.indexOf(CUSTOMER_SEPARATOR)
+  const colon = member.indexOf(':', separator + 1)
+  return { customerId: member.slice(0, separator), name: member.slice(separator + 1, colon), key: member.slice(colon + 1) }
+}
+
+/** The customer a timer belongs to. */
+export function timerCustomer(member: string): string {
+  return member.slice(0, member.indexOf(CUSTOMER_SEPARATOR))
 }
 
 /** Event-time timers of one partition: a min-heap on (at, member) with lazy deletion. */

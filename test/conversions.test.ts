@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { PipelineHarness, defaultCatalogForTests, lifecycle, transaction, app } from './helpers/harness.ts'
 import { PartitionProcessor, type StreamMessage } from '../pipeline/processor.ts'
 import { MemoryStore } from '../pipeline/store/memory.ts'
+import { atEventTime } from '../pipeline/policy.ts'
 import { decodeRecord, encodeRecord } from '../pipeline/store/codec.ts'
 import { MAX_OPEN_WINDOWS, admit, type OpenWindow } from '../pipeline/conversions.ts'
 import { Conversion } from '../schemas/conversion.ts'
@@ -205,7 +206,7 @@ describe('conversions', () => {
     const catalog = defaultCatalogForTests()
     const store = new MemoryStore() // serializes records, as Redis does
     const processor = () =>
-      new PartitionProcessor({ partition: 0, store, catalog: () => catalog, allowedLateness: 0, mode: 'replay', outbox: { webhooks: false, alerts: false, rows: true } })
+      new PartitionProcessor({ partition: 0, store, catalog: () => catalog, allowedLateness: 0, decisionTime: atEventTime, outbox: { webhooks: false, alerts: false, rows: true } })
     let offset = 0
     const batch = (...events: Record<string, unknown>[]): StreamMessage[] =>
       events.map((e) => {

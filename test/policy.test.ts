@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { decide, initialPolicyState, routeChannel, type PolicyState } from '../pipeline/policy.ts'
+import { decide, holdForRisk, initialPolicyState, routeChannel, type PolicyState } from '../pipeline/policy.ts'
 import { parseCatalog, loadCatalogFile } from '../pipeline/catalog/index.ts'
 import { afterQuietHours, localTime, zonedInstant } from '../operators/time.ts'
 import { globalHoldoutBucket, holdoutBucket } from '../pipeline/ids.ts'
@@ -169,7 +169,7 @@ describe('decision step', () => {
   })
 
   it('expires a moment decided after its TTL', () => {
-    const d = decide(initialPolicyState(), [moment('activation_reminder', T)], { customerId: 'c', profile, catalog: catalog(), now: T + 49 * HOUR }).decisions[0]
+    const d = decide(initialPolicyState(), [moment('activation_reminder', T)], { customerId: 'c', profile, catalog: catalog(), decisionTime: () => T + 49 * HOUR }).decisions[0]
     expect(d).toMatchObject({ outcome: 'suppressed', suppressedBy: 'expired', decidedAt: new Date(T + 49 * HOUR).toISOString() })
   })
 
@@ -185,6 +185,20 @@ describe('decision step', () => {
 
   it('ignores moments of triggers the catalogue does not enable', () => {
     expect(run(catalog(), [moment('birthday_greeting')]).decisions).toEqual([])
+  })
+})
+
+describe('risk hold', () => {
+  const H = 72 * HOUR
+  it('starts on a high or critical alert, extends inside a running hold, starts anew after it', () => {
+    const s0 = initialPolicyState()
+    expect(holdForRisk(s0, 'medium', T, H)).toBe(s0)
+    const held = holdForRisk(s0, 'high', T, H)
+    expect(held).toMatchObject({ riskHoldFrom: T, riskHoldUntil: T + H })
+    expect(holdForRisk(held, 'critical', T + HOUR, H)).toMatchObject({ riskHoldFrom: T, riskHoldUntil: T + HOUR + H })
+    // An alert older than the hold's start, still inside it, moves the start back.
+    expect(holdForRisk(held, 'high', T - HOUR, H)).toMatchObject({ riskHoldFrom: T - HOUR, riskHoldUntil: T + H })
+    expect(holdForRisk(held, 'high', T + H, H)).toMatchObject({ riskHoldFrom: T + H, riskHoldUntil: T + 2 * H })
   })
 })
 

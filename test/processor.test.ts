@@ -3,7 +3,7 @@ import fc from 'fast-check'
 import { PipelineHarness, app, defaultCatalogForTests, lifecycle, transaction } from './helpers/harness.ts'
 import type { MemoryStore } from '../pipeline/store/memory.ts'
 import type { BatchCommit } from '../pipeline/store/types.ts'
-import { TimerHeap } from '../pipeline/timers.ts'
+import { TimerHeap, parseTimerMember, timerCustomer, timerMember } from '../pipeline/timers.ts'
 
 const HOUR = 3_600_000
 const T0 = Date.parse('2026-10-01T02:00:00.000Z')
@@ -24,7 +24,7 @@ describe('watermarks, lateness and deduplication', () => {
   })
 
   it('commits a late event\'s dead letter in the outbox with its batch, kept until acknowledged', async () => {
-    const h = new PipelineHarness(undefined, { allowedLateness: 10 * 60_000, mode: 'run', clock: () => T0 })
+    const h = new PipelineHarness(undefined, { allowedLateness: 10 * 60_000, decisionTime: () => T0, receivedAt: () => T0 })
     await h.send(app('c', 'login', at(10)))
     const commits: BatchCommit[] = []
     const commit = h.store.commit.bind(h.store)
@@ -165,6 +165,16 @@ async function snapshot(store: MemoryStore) {
     webhooks: await store.dueWebhooks(0, Infinity, 1e6),
   }
 }
+
+describe('timer members', () => {
+  it('name customer, owner and key; a key may hold the separators', () => {
+    const member = timerMember('c-1', 'risk.velocity', 'tok_1:a|b')
+    expect(member).toBe('c-1|risk.velocity:tok_1:a|b')
+    expect(parseTimerMember(member)).toEqual({ customerId: 'c-1', name: 'risk.velocity', key: 'tok_1:a|b' })
+    expect(timerCustomer(member)).toBe('c-1')
+    expect(parseTimerMember(timerMember('c', '!apply', ''))).toEqual({ customerId: 'c', name: '!apply', key: '' })
+  })
+})
 
 describe('TimerHeap', () => {
   it('pops in (at, member) order, honours deletes and moves', () => {

@@ -141,7 +141,9 @@ export class StateStage {
         store,
         catalog,
         allowedLateness,
-        mode: 'run',
+        // Live decisions are dated when they are made; late events' dead letters when they were found late.
+        decisionTime: () => Date.now(),
+        receivedAt: Date.now,
         outbox: { webhooks: true, alerts: true, rows: true, deadLetters: true },
       })
       this.processors.set(partition, p)

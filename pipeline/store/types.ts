@@ -33,6 +33,11 @@ export interface CustomerRecord {
   conversions?: OpenWindow[]
   /** Each operator's own state, by operator name. */
   ops: Record<string, unknown>
+  /**
+   * The state version of each operator's state above version 1, by operator name; absent when
+   * all are at 1, so records do not grow. Older ones are migrated on load (pipeline/operatorHost.ts).
+   */
+  opv?: Record<string, number>
 }
 
 export interface PartitionMeta {

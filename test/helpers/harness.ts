@@ -2,6 +2,7 @@ import { parseCatalog, loadCatalogFile } from '../../pipeline/catalog/index.ts'
 import type { Operator } from '../../operators/types.ts'
 import { PartitionProcessor, type BatchOutput } from '../../pipeline/processor.ts'
 import { MemoryStore } from '../../pipeline/store/memory.ts'
+import { atEventTime } from '../../pipeline/policy.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
 import type { Decision } from '../../schemas/decision.ts'
 import type { RiskAlert } from '../../schemas/alert.ts'
@@ -30,8 +31,10 @@ export class PipelineHarness {
     catalog: Catalog = parseCatalog(testCatalogYaml(), 'test catalogue'),
     opts: {
       allowedLateness?: number
-      mode?: 'run' | 'replay'
-      clock?: () => number
+      /** When decisions and alerts are made (default: at event time, as replay does). */
+      decisionTime?: (eventTime: number) => number
+      /** Wall clock for late events' dead letters (default none, as in replay). */
+      receivedAt?: () => number
       operators?: readonly Operator<any, any>[]
       /**
        * After each send, move the watermark to its newest event, as if the input ended there: what
@@ -49,8 +52,8 @@ export class PipelineHarness {
       store: this.store,
       catalog: () => catalog,
       allowedLateness: opts.allowedLateness ?? 0,
-      mode: opts.mode ?? 'replay',
-      clock: opts.clock,
+      decisionTime: opts.decisionTime ?? atEventTime,
+      receivedAt: opts.receivedAt,
       outbox: { webhooks: true, alerts: true, rows: true, deadLetters: true },
       operators: opts.operators,
     })
