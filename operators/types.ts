@@ -73,7 +73,7 @@ export interface TimerFire {
 export interface Operator<S = unknown, P = unknown> {
   /**
    * Names its state and timers; equal to `uses`, so an operator, its catalogue entry, its state and
-   * its timers carry one name. Stable across releases, as state is stored under it.
+   * its timers carry one name. State is stored under it: a rename keeps the old one in `formerNames`.
    */
   name: string
   /** The catalogue entry (a trigger or a signal) whose params it reads; disabled with it. */
