@@ -8,7 +8,7 @@ import type { Conversion } from '../schemas/conversion.ts'
 import { NdjsonWriter } from '../sinks/files.ts'
 import type { ClickHouseSink } from '../sinks/clickhouse.ts'
 import { roiFromRows } from './analytics/roiFromRows.ts'
-import type { RoiRow } from './analytics/queries.ts'
+import type { RoiRow } from './analytics/roi.ts'
 
 /**
  * What `replay` (and `demo --out`) write: decisions.ndjson, alerts.ndjson, dlq.ndjson,

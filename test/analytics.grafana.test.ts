@@ -6,7 +6,8 @@ import YAML from 'yaml'
 import type { ClickHouseClient } from '@clickhouse/client'
 import { ClickHouseSink, connectClickHouse } from '../sinks/clickhouse.ts'
 import { DASHBOARD_FILE, DATASOURCE, dashboardJson } from '../dashboards/grafana/build.ts'
-import { roiByTrigger, deliveryHealth } from '../pipeline/analytics/queries.ts'
+import { roiByTrigger } from '../pipeline/analytics/roi.ts'
+import { deliveryHealth } from '../pipeline/analytics/queries.ts'
 import { Economics } from '../schemas/catalog.ts'
 
 /**

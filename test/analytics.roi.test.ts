@@ -2,19 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ClickHouseClient } from '@clickhouse/client'
 import { ClickHouseSink, connectClickHouse } from '../sinks/clickhouse.ts'
 import { Economics } from '../schemas/catalog.ts'
-import {
-  alertsByKind,
-  alertsOverTime,
-  cardFunnel,
-  deliveryHealth,
-  outcomes,
-  outcomesOverTime,
-  programmeLift,
-  roiByTrigger,
-  roiByTriggerDay,
-  roiTable,
-  VIEWS,
-} from '../pipeline/analytics/queries.ts'
+import { alertsByKind, alertsOverTime, cardFunnel, deliveryHealth, outcomes, outcomesOverTime, VIEWS } from '../pipeline/analytics/queries.ts'
+import { programmeLift, roiByTrigger, roiByTriggerDay, roiTable } from '../pipeline/analytics/roi.ts'
 import { FilterError, parseFilter } from '../pipeline/analytics/filter.ts'
 import { roiFromRows } from '../pipeline/analytics/roiFromRows.ts'
 import type { Conversion } from '../schemas/conversion.ts'

@@ -5,12 +5,12 @@ import type { OutboxRow } from '../../schemas/outbox.ts'
 import type { Conversion } from '../../schemas/conversion.ts'
 import type { DeliveryRow } from '../../sinks/webhook/dispatcher.ts'
 import { ClickHouseSink, connectClickHouse } from '../../sinks/clickhouse.ts'
-import { roiByTrigger, type RoiRow } from './queries.ts'
+import { roiByTrigger, type RoiRow } from './roi.ts'
 
 /**
  * ROI from rows in memory, computed by ClickHouse itself: the rows are loaded into embedded chDB
  * (or a scratch database of a given connection), migrated to the same schema the live pipeline
- * writes, and read with the same query the dashboards use (queries.ts, roiByTrigger). This is how
+ * writes, and read with the same query the dashboards use (roi.ts, roiByTrigger). This is how
  * `cardpulse replay` fills summary.json's `roi`.
  */
 
