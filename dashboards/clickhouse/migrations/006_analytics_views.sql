@@ -1,4 +1,4 @@
--- 006: views the dashboards and analysts read. The query module (pipeline/analytics/queries.ts)
+-- 006: views the dashboards and analysts read. The query module (pipeline/analytics/sql.ts)
 -- reads decision_outcomes and card_funnel with its filters; roi_daily is the same aggregation per
 -- day for ad-hoc SQL. Every figure in roi_daily is additive: sum its rows over any range.
 
