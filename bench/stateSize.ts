@@ -13,7 +13,7 @@ export async function benchStateSize(opts: { customers: number; days: number; se
   const catalog = loadCatalogFile()
   const engine = new EmbeddedPipeline({
     catalog: () => catalog,
-    allowedLateness: 300_000,
+    maxDisorder: 300_000,
     outbox: { webhooks: false, alerts: false, rows: false },
     onOutput: () => {},
     onDeadLetter: () => {},

@@ -26,7 +26,8 @@ function pipelineOptions(cmd: Command): Command {
   return logOptions(cmd)
     .addOption(opt('--catalog-file <file>', 'trigger catalogue (YAML or JSON); default: the shipped catalogue', 'CATALOG_FILE'))
     .addOption(opt('--catalog <file>', 'the same as --catalog-file'))
-    .addOption(opt('--allowed-lateness <duration>', 'how late an event may arrive and still be applied; decisions wait this long for stragglers (default 30s)', 'ALLOWED_LATENESS'))
+    .addOption(opt('--allowed-lateness <duration>', 'how far behind the watermark an event may arrive and still be applied, at once; later ones are dead-lettered (default 6h)', 'ALLOWED_LATENESS'))
+    .addOption(opt('--max-disorder <duration>', 'how far an event may trail the newest of its input partition and still be applied in event-time order; adds to the latency of every decision (default 0s)', 'MAX_DISORDER'))
 }
 
 /** Options of the commands that deliver: the dashboard's port, ClickHouse, webhooks. */
@@ -80,7 +81,8 @@ commonOptions(program.command('run').description('the live pipeline: Kafka in; R
   .addOption(opt('--alert-topic <topic>', 'risk alerts (default cards.risk-alerts)', 'ALERT_TOPIC'))
   .addOption(opt('--events-topic <topic>', 'internal topic of validated events keyed by customer (default cardpulse.events)', 'EVENTS_TOPIC'))
   .addOption(opt('--partitions <n>', 'partitions of the internal events topic when it is created: the unit of scale-out (default 6)', 'PARTITIONS'))
-  .addOption(opt('--idle-advance <duration>', 'advance an idle partition on the wall clock after this long (default 10s)', 'IDLE_ADVANCE'))
+  .addOption(opt('--idle-advance <duration>', 'a partition whose input partitions are all idle follows the wall clock after this long (default 10s)', 'IDLE_ADVANCE'))
+  .addOption(opt('--source-idleness <duration>', 'an input partition read to its end that forwarded nothing this long is idle and stops holding the watermark back (default 2s)', 'SOURCE_IDLENESS'))
   .addOption(opt('--redis-prefix <prefix>', 'prefix of every Redis key (default cardpulse)', 'REDIS_PREFIX'))
   .addOption(opt('--data-dir <dir>', 'where embedded ClickHouse keeps its data when CLICKHOUSE_URL is not set (default .cardpulse)', 'DATA_DIR'))
   .addOption(opt('--session-timeout <duration>', 'Kafka consumer session timeout: how soon a dead consumer\'s partitions move (default 30s)', 'SESSION_TIMEOUT'))

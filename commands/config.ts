@@ -25,7 +25,10 @@ export type LogConfig = z.infer<typeof LogConfig>
 /** What every command that runs the pipeline takes. */
 export const PipelineConfig = LogConfig.extend({
   catalogFile: z.string().optional(),
-  allowedLateness: Duration.prefault('30s'),
+  /** How far behind the watermark an event may arrive and still be applied (at once); later ones are dead-lettered. */
+  allowedLateness: Duration.prefault('6h'),
+  /** How far an event may trail the newest of its input partition and still be applied in order; adds to every decision's latency. */
+  maxDisorder: Duration.prefault('0s'),
 })
 
 /** What the commands that deliver (run, demo) take besides. */
@@ -58,6 +61,7 @@ export const RunConfig = CommonConfig.extend({
   eventsTopic: z.string().min(1).default('cardpulse.events'),
   partitions: number().int().min(1).max(1024).default(6),
   idleAdvance: Duration.prefault('10s'),
+  sourceIdleness: Duration.prefault('2s'),
   redisPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('cardpulse'),
   connectTimeout: Duration.prefault('30s'),
   sessionTimeout: Duration.prefault('30s'),

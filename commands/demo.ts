@@ -93,6 +93,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   let played = false
   const engine = new EmbeddedPipeline({
     catalog: catalog.current,
+    maxDisorder: config.maxDisorder,
     allowedLateness: config.allowedLateness,
     outbox: { webhooks: true, alerts: false, rows: true },
     onOutput: (o) => {
@@ -126,7 +127,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     partitions: () => partitions,
     // The demo's clock: what the pipeline has applied, not what it has read ahead; at the end,
     // half a day more, so that touchpoints deferred by quiet hours go out too.
-    clock: () => watermark() + (played ? 12 * HOUR : config.allowedLateness),
+    clock: () => watermark() + (played ? 12 * HOUR : config.maxDisorder),
     batchSize: 500,
     concurrency: 16,
     fallbackUrl: `http://127.0.0.1:${port}/demo/webhooks`,

@@ -28,7 +28,7 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
   bar.start()
   let results: ShardResult[]
   try {
-    const base = { input: config.input, shards, catalogFile: config.catalogFile, allowedLateness: config.allowedLateness }
+    const base = { input: config.input, shards, catalogFile: config.catalogFile, maxDisorder: config.maxDisorder, allowedLateness: config.allowedLateness }
     const read = new Array(shards).fill(0)
     // Every shard ends at the whole input's last event time, known once all have read their share.
     const ended: { worker: Worker; lastEventTime: number }[] = []

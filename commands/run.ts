@@ -83,8 +83,15 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     const clickhouse = (p.clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(config.dataDir, 'clickhouse') }))
     const producer = (p.producer = await connectProducer(kafka, brokers, { idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false }))
 
-    const stageOptions = { kafka, sessionTimeout: config.sessionTimeout, allowedLateness: config.allowedLateness, instrumentation: events }
-    const ingest = (p.ingest = new IngestStage({ ...stageOptions, admin, producer, topics: config, groupId: `${config.groupId}-ingest` }))
+    const stageOptions = { kafka, admin, sessionTimeout: config.sessionTimeout, instrumentation: events }
+    const ingest = (p.ingest = new IngestStage({
+      ...stageOptions,
+      producer,
+      topics: config,
+      groupId: `${config.groupId}-ingest`,
+      maxDisorder: config.maxDisorder,
+      sourceIdleness: config.sourceIdleness,
+    }))
     await ingest.start()
     const state = (p.state = new StateStage({
       ...stageOptions,
@@ -92,8 +99,9 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       catalog: catalog.current,
       groupId: config.groupId,
       eventsTopic: config.eventsTopic,
+      inputTopics: [config.transactionsTopic, config.appEventsTopic, config.lifecycleTopic],
+      allowedLateness: config.allowedLateness,
       idleAdvance: config.idleAdvance,
-      inputCaughtUp: () => ingest.caughtUp(),
     }))
     await state.start()
 

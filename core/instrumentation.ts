@@ -42,7 +42,17 @@ export interface InstrumentationEvents {
    * output does not name it (the embedded pipeline); `seconds`: time to process and commit a batch
    * read from Kafka, where that is measured.
    */
-  'pipeline.batch_end': { partition?: number; applied: number; duplicates: number; late: number; timersFired: number; seconds?: number } & Counted
+  'pipeline.batch_end': {
+    partition?: number
+    applied: number
+    duplicates: number
+    /** Events later than the allowed lateness (dead-lettered). */
+    late: number
+    /** Every event that arrived behind the watermark: how far (ms), and whether it was still applied. */
+    lateness?: readonly { ms: number; applied: boolean }[]
+    timersFired: number
+    seconds?: number
+  } & Counted
   'pipeline.watermark': { partition: number; watermark: number; now: number }
   'pipeline.fenced': { partition: number; err: string }
   'pipeline.advance_failed': { partition: number; err: string }
@@ -119,6 +129,7 @@ const SPECS: { [K in EventName]: Spec<K> } = {
       applied: e.applied,
       duplicates: e.duplicates,
       late: e.late,
+      lateApplied: e.lateness?.filter((l) => l.applied).length,
       timersFired: e.timersFired,
       seconds: e.seconds,
       decisions: e.decisions.length,
@@ -130,6 +141,10 @@ const SPECS: { [K in EventName]: Spec<K> } = {
       if (e.applied) m.events.inc({ type: 'all', result: 'applied' }, e.applied)
       if (e.duplicates) m.events.inc({ type: 'all', result: 'duplicate' }, e.duplicates)
       if (e.late) m.events.inc({ type: 'all', result: 'late' }, e.late)
+      for (const l of e.lateness ?? []) {
+        m.lateness.observe({ result: l.applied ? 'applied' : 'dead_letter' }, l.ms / 1000)
+        if (l.applied) m.events.inc({ type: 'all', result: 'late_applied' })
+      }
       if (e.timersFired) m.timersFired.inc(e.timersFired)
       for (const d of e.decisions) m.decisions.inc({ trigger: d.trigger, outcome: d.outcome, suppressed_by: d.suppressedBy ?? '' })
       for (const a of e.alerts) m.alerts.inc({ kind: a.kind, severity: a.severity })

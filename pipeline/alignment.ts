@@ -73,6 +73,12 @@ export class InputAlignment<T> {
     return !!p && p.next < p.held.length
   }
 
+  /** Whether a partition is read to its end with nothing of it held: what it sends next is new. */
+  drained(key: string): boolean {
+    const p = this.partitions.get(key)
+    return !!p && p.next >= p.held.length && !p.backlog
+  }
+
   /** Events fetched and not yet released. */
   heldCount(): number {
     let n = 0

@@ -1,8 +1,5 @@
 import type { Catalog } from '../schemas/catalog.ts'
 import type { Decision } from '../schemas/decision.ts'
-import type { RiskAlert } from '../schemas/alert.ts'
-import type { DeadLetter } from '../schemas/deadLetter.ts'
-import type { Conversion } from '../schemas/conversion.ts'
 import type { InputEvent } from '../schemas/events.ts'
 import type { CardEvent } from '../schemas/cardEvent.ts'
 import type { OutboxRow } from '../schemas/outbox.ts'
@@ -10,7 +7,8 @@ import type { Effect, Moment, Operator } from '../operators/types.ts'
 import { foldProfile } from '../operators/profile.ts'
 import { foldFacts, recordAlert } from '../operators/facts.ts'
 import { decide, holdForRisk } from './policy.ts'
-import { deadLetter, type SourceCoordinates } from './decode.ts'
+import { deadLetter } from './decode.ts'
+import { emptyOutput, type BatchOutput, type EventMessage } from './stream.ts'
 import { buildAlert } from './alerts.ts'
 import { admit, closeEnded, nextWindowEnd, observe, openWindow, tracked } from './conversions.ts'
 import { TimerHeap, parseTimerMember, timerMember, type TimerEntry } from './timers.ts'
@@ -23,39 +21,7 @@ import type { CustomerRecord } from './store/types.ts'
  * decisions), and collects what changed for the processor to commit.
  */
 
-export type StreamMessage =
-  | {
-      /** Position in this partition's stream; strictly increasing. */
-      offset: string
-      event: InputEvent
-      /** `event.occurredAt` in epoch ms. */
-      at: number
-      /** Where the event was first read, for dead letters of late events. */
-      source: SourceCoordinates
-    }
-  /** Bad input passes through so that its ClickHouse row is committed with the partition's outbox. */
-  | { offset: string; deadLetter: DeadLetter }
-
-export type EventMessage = Extract<StreamMessage, { event: InputEvent }>
-
-export interface BatchOutput {
-  decisions: Decision[]
-  alerts: RiskAlert[]
-  /** Dead letters made here: late events. */
-  deadLetters: DeadLetter[]
-  /**
-   * Bad input dead-lettered at ingest, passed through for its ClickHouse row only: ingest has
-   * already published and counted it.
-   */
-  passedThrough: DeadLetter[]
-  /** New states of conversion rows: goal reached, or window ended. */
-  conversions: Conversion[]
-  applied: number
-  skipped: number
-  duplicates: number
-  late: number
-  timersFired: number
-}
+export type { BatchOutput, EventMessage, StreamMessage } from './stream.ts'
 
 /** What a batch needs of its partition: the processor hands it this, not itself. */
 export interface BatchContext {
@@ -71,7 +37,13 @@ export interface BatchContext {
   decisionTime(eventTime: number): number
   /** When a late event's dead letter says it was received; null leaves it out. */
   receivedAt(): number | null
+  /** How far behind the watermark an event may arrive and still be applied (at once, out of order). */
   readonly allowedLateness: number
+  /**
+   * When the watermark comes from the events themselves (replay, demo): how far an event may trail
+   * the newest and still be applied in order. Null when it comes from the sources' watermark records.
+   */
+  readonly maxDisorder: number | null
   /** Most event ids remembered per customer for deduplication. */
   readonly seenPerCustomer: number
   /** Whether the card funnel's milestones are collected (for ClickHouse). */
@@ -92,7 +64,7 @@ const STREAM_RANK: Record<InputEvent['type'], number> = { lifecycle: 0, app: 1, 
 
 /** The working set of one batch: timers due, what changed, and what it produced. */
 export class Batch {
-  readonly out: BatchOutput = { decisions: [], alerts: [], deadLetters: [], passedThrough: [], conversions: [], applied: 0, skipped: 0, duplicates: 0, late: 0, timersFired: 0 }
+  readonly out: BatchOutput = emptyOutput()
   readonly changed = new Set<string>()
   /** Final timer state per member touched in this batch: due time, or null when removed. */
   readonly timerChanges = new Map<string, number | null>()
@@ -109,11 +81,11 @@ export class Batch {
   }
 
   /**
-   * Takes an event in: checks it is new and not late, then holds it in the customer's inbox
-   * until the watermark passes its event time. Operators therefore see each customer's events
-   * and timers in event-time order whatever order they arrived in within the allowed lateness
-   * (the sort-by-watermark of Flink's CEP library); the price is that effects lag events by that
-   * lateness, which decisions already did.
+   * Takes an event in: checks it is new, then holds it in the customer's inbox until the watermark
+   * passes its event time, so operators see each customer's events and timers in event-time order
+   * (the sort-by-watermark of Flink's CEP library). An event already behind the watermark is late:
+   * within the allowed lateness it is applied at once (after what the customer had before the
+   * watermark, before what waits in the inbox), beyond it dead-lettered.
    */
   applyEvent(m: EventMessage) {
     const { event, at } = m
@@ -124,26 +96,34 @@ export class Batch {
       return
     }
     const wm = ctx.watermark()
+    const floor = wm - ctx.allowedLateness
     if (at <= wm) {
-      this.out.late++
-      const reason = `event time ${event.occurredAt} is behind the watermark ${new Date(wm).toISOString()} by more than the allowed lateness`
-      this.out.deadLetters.push(deadLetter(Buffer.from(JSON.stringify(event)), m.source, 'late_event', reason, '$.occurredAt', ctx.receivedAt()))
-      return
+      this.out.lateness.push({ ms: wm - at, applied: at > floor })
+      if (at <= floor) {
+        this.out.late++
+        const reason = `event time ${event.occurredAt} is behind the watermark ${new Date(wm).toISOString()} by more than the allowed lateness`
+        this.out.deadLetters.push(deadLetter(Buffer.from(JSON.stringify(event)), m.source, 'late_event', reason, '$.occurredAt', ctx.receivedAt()))
+        return
+      }
     }
     this.out.applied++
     this.countVolume(event, at, m.offset)
-    // An id need only be remembered while its event could still be applied: a repeat older than
-    // the watermark is late, and dead-lettered as such, so it is never applied twice either.
-    if (rec.seen.some(([, t]) => t <= wm)) rec.seen = rec.seen.filter(([, t]) => t > wm)
+    // An id need only be remembered while its event could still be applied: a repeat beyond the
+    // allowed lateness is dead-lettered as late, so it is never applied twice either.
+    if (rec.seen.some(([, t]) => t <= floor)) rec.seen = rec.seen.filter(([, t]) => t > floor)
     rec.seen.push([event.eventId, at])
     if (rec.seen.length > ctx.seenPerCustomer) rec.seen.shift()
     this.changed.add(event.customerId)
-    const inbox = (rec.inbox ??= [])
-    let i = inbox.length
-    while (i > 0 && inboxOrder(inbox[i - 1], event, at) > 0) i--
-    inbox.splice(i, 0, event)
-    this.arm(event.customerId, APPLY, i === 0 ? at : Date.parse(inbox[0].occurredAt))
-    ctx.advanceWatermark(watermarkAfter(at, ctx.allowedLateness))
+    if (at <= wm) {
+      this.applyNow(event, at, rec)
+    } else {
+      const inbox = (rec.inbox ??= [])
+      let i = inbox.length
+      while (i > 0 && inboxOrder(inbox[i - 1], event, at) > 0) i--
+      inbox.splice(i, 0, event)
+      this.arm(event.customerId, APPLY, i === 0 ? at : Date.parse(inbox[0].occurredAt))
+      if (ctx.maxDisorder !== null) ctx.advanceWatermark(watermarkAfter(at, ctx.maxDisorder))
+    }
     this.fireTimers(ctx.watermark())
   }
 
@@ -236,8 +216,8 @@ export class Batch {
 
   /**
    * Moments wait for the watermark to pass their event time before the contact policy decides
-   * them, so that decisions are made in event-time order whatever order events arrived in within
-   * the allowed lateness (the price: decisions lag events by that lateness). A per-customer
+   * them, so that decisions are made in event-time order whatever order events arrived in before
+   * the watermark passed them (a late event's moments are due at once). A per-customer
    * decide timer sorts after the customer's other timers at the same time, so that moments of
    * one instant are decided together, by priority.
    */
@@ -341,11 +321,11 @@ export class Batch {
 
 /**
  * The watermark says every event at or before it has arrived; timers at or before it fire. Events
- * up to `allowedLateness` older than the newest are still accepted, so it trails by one more ms
+ * up to `maxDisorder` older than the newest are still in time, so it trails by one more ms
  * (Flink's bounded-out-of-orderness watermark).
  */
-export function watermarkAfter(eventTime: number, allowedLateness: number) {
-  return eventTime - allowedLateness - 1
+export function watermarkAfter(eventTime: number, maxDisorder: number) {
+  return eventTime - maxDisorder - 1
 }
 
 function inboxOrder(a: InputEvent, b: InputEvent, bAt: number): number {

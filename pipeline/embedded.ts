@@ -15,7 +15,10 @@ import type { Conversion } from '../schemas/conversion.ts'
 
 export interface EmbeddedOptions {
   catalog: () => Catalog
-  allowedLateness: number
+  /** How far an event may trail the newest of its partition and still be applied in order: the watermark trails the newest event by this. */
+  maxDisorder: number
+  /** How far behind the watermark an event may arrive and still be applied, at once (default 0: dead-lettered). */
+  allowedLateness?: number
   partitions?: number
   batchSize?: number
   /** Outbox kinds kept in the store for sinks (demo drains webhooks and rows; replay writes files). */
@@ -44,7 +47,8 @@ export class EmbeddedPipeline {
           partition,
           store: this.store,
           catalog: opts.catalog,
-          allowedLateness: opts.allowedLateness,
+          watermarks: { maxDisorder: opts.maxDisorder },
+          allowedLateness: opts.allowedLateness ?? 0,
           decisionTime: atEventTime,
           outbox: opts.outbox,
           operators: opts.operators,

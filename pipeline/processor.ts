@@ -5,7 +5,9 @@ import { OPERATORS } from '../operators/index.ts'
 import { initialProfile } from '../operators/profile.ts'
 import { initialFacts } from '../operators/facts.ts'
 import { initialPolicyState } from './policy.ts'
-import { Batch, watermarkAfter, type BatchContext, type BatchOutput, type StreamMessage } from './batch.ts'
+import { Batch, watermarkAfter, type BatchContext } from './batch.ts'
+import type { BatchOutput, StreamMessage } from './stream.ts'
+import { NO_MARK, mergeMarks, watermarkOf, type SourceStates } from './sourceMarks.ts'
 import { OperatorHost } from './operatorHost.ts'
 import { timerCustomer, type TimerEntry } from './timers.ts'
 import type { CustomerRecord, StateStore } from './store/types.ts'
@@ -17,13 +19,20 @@ import type { CustomerRecord, StateStore } from './store/types.ts'
  * step.
  */
 
-export type { BatchOutput, StreamMessage } from './batch.ts'
+export type { BatchOutput, StreamMessage } from './stream.ts'
 
 export interface ProcessorOptions {
   partition: number
   store: StateStore
   catalog: () => Catalog
-  /** Events older than the newest event by more than this are late: dead-lettered, not applied. */
+  /**
+   * Where the watermark comes from. `{ maxDisorder }`: the partition's own events (replay, demo),
+   * trailing the newest by that much. `{ sources }`: the sources' watermark records in the stream
+   * (the live state stage), the minimum over the sources not idle; `sources` lists the input
+   * partitions known to exist, which hold the watermark until heard from.
+   */
+  watermarks: { maxDisorder: number } | { sources: () => Iterable<string> }
+  /** How far behind the watermark an event may arrive and still be applied (at once); later ones are dead-lettered. */
   allowedLateness: number
   /**
    * When decisions and alerts about that event time are made: the event time itself in replay and
@@ -39,18 +48,24 @@ export interface ProcessorOptions {
    */
   outbox: { webhooks: boolean; alerts: boolean; rows: boolean; deadLetters?: boolean }
   operators?: readonly Operator<any, any>[]
-  /** Most event ids remembered per customer for deduplication (the newest are kept). */
+  /**
+   * Most event ids remembered per customer for deduplication (the newest are kept). Ids are kept
+   * while their event is within the allowed lateness; a customer with more events than this in
+   * that span forgets the oldest, and a repeat of one of those would be applied again.
+   */
   seenPerCustomer?: number
   /** Customers kept in the write-through cache before the oldest are dropped. */
   maxCachedCustomers?: number
 }
 
-const NO_WATERMARK = -8.64e15
+const NO_WATERMARK = NO_MARK
 
 export class PartitionProcessor {
   private readonly cache = new Map<string, CustomerRecord>()
   private appliedOffset: string | null = null
   private wm = NO_WATERMARK
+  /** What each source said last (live only), persisted with the applied offset. */
+  private sources: SourceStates = {}
   private loaded = false
   private readonly host: OperatorHost
   /** What each batch may see of this partition. */
@@ -69,7 +84,8 @@ export class PartitionProcessor {
       decisionTime: opts.decisionTime,
       receivedAt: opts.receivedAt ?? (() => null),
       allowedLateness: opts.allowedLateness,
-      seenPerCustomer: opts.seenPerCustomer ?? 64,
+      maxDisorder: 'maxDisorder' in opts.watermarks ? opts.watermarks.maxDisorder : null,
+      seenPerCustomer: opts.seenPerCustomer ?? 256,
       cardEvents: opts.outbox.rows,
     }
   }
@@ -82,6 +98,11 @@ export class PartitionProcessor {
     return this.wm
   }
 
+  /** What the partition knows of its sources (live only). */
+  get sourceStates(): Readonly<SourceStates> {
+    return this.sources
+  }
+
   /** Drops cached state, e.g. when the partition is revoked; the store stays the truth. */
   reset() {
     this.cache.clear()
@@ -89,14 +110,10 @@ export class PartitionProcessor {
   }
 
   async process(messages: StreamMessage[]): Promise<BatchOutput> {
-    let maxEventTime = NO_WATERMARK
     const customerIds: string[] = []
-    for (const m of messages) {
-      if (!('event' in m)) continue
-      if (m.at > maxEventTime) maxEventTime = m.at
-      customerIds.push(m.event.customerId)
-    }
-    const batch = await this.begin(customerIds, Math.max(this.wm, watermarkAfter(maxEventTime, this.opts.allowedLateness)))
+    for (const m of messages) if ('event' in m) customerIds.push(m.event.customerId)
+    // Timers due by the watermark the batch will end at are loaded with its customers.
+    const batch = await this.begin(customerIds, () => this.finalWatermark(messages))
     // Offsets increase, so what was applied before (a batch redelivered after a crash) is a prefix.
     let first = 0
     if (this.appliedOffset !== null) {
@@ -107,29 +124,56 @@ export class PartitionProcessor {
     for (let i = first; i < messages.length; i++) {
       const m = messages[i]
       if ('event' in m) batch.applyEvent(m)
-      else batch.out.passedThrough.push(m.deadLetter)
+      else if ('marks' in m) {
+        this.sources = mergeMarks(this.sources, m.marks)
+        this.advanceBySources()
+        batch.fireTimers(this.wm)
+      } else batch.out.passedThrough.push(m.deadLetter)
     }
     batch.fireTimers(this.wm)
     return this.commit(batch, messages.length ? messages[messages.length - 1].offset : this.appliedOffset)
   }
 
+  /** The watermark after these messages (for the timers to load): never lower than the one they end at. */
+  private finalWatermark(messages: StreamMessage[]): number {
+    const { watermarks } = this.opts
+    if ('maxDisorder' in watermarks) {
+      let newest = NO_WATERMARK
+      for (const m of messages) if ('event' in m && m.at > newest) newest = m.at
+      return Math.max(this.wm, watermarkAfter(newest, watermarks.maxDisorder))
+    }
+    let known = this.sources
+    for (const m of messages) if ('marks' in m) known = mergeMarks(known, m.marks)
+    return Math.max(this.wm, watermarkOf(known, watermarks.sources()) ?? NO_WATERMARK)
+  }
+
+  private advanceBySources() {
+    const { watermarks } = this.opts
+    if ('maxDisorder' in watermarks) return
+    const to = watermarkOf(this.sources, watermarks.sources())
+    if (to !== undefined && to > this.wm) this.wm = to
+  }
+
   /** Moves the watermark forward with no event (end of input, or an idle live partition). */
   async advanceTo(watermark: number): Promise<BatchOutput> {
-    const batch = await this.begin([], Math.max(this.wm, watermark))
+    const batch = await this.begin([], () => Math.max(this.wm, watermark))
     this.wm = Math.max(this.wm, watermark)
     batch.fireTimers(this.wm)
     return this.commit(batch, this.appliedOffset)
   }
 
-  private async begin(customerIds: string[], timersUpTo: number): Promise<Batch> {
+  private async begin(customerIds: string[], timersUpTo: () => number): Promise<Batch> {
     const { store, partition } = this.opts
-    const missing = [...new Set(customerIds)].filter((id) => !this.cache.has(id))
-    const loaded = await store.load(partition, missing, timersUpTo)
     if (!this.loaded) {
-      this.appliedOffset = loaded.appliedOffset
-      this.wm = Math.max(loaded.watermark, NO_WATERMARK)
+      // The partition's meta first: where its watermark and sources stand decides which timers are due.
+      const meta = await store.load(partition, [], -Infinity)
+      this.appliedOffset = meta.appliedOffset
+      this.wm = Math.max(meta.watermark, NO_WATERMARK)
+      this.sources = meta.sources ?? {}
       this.loaded = true
     }
+    const missing = [...new Set(customerIds)].filter((id) => !this.cache.has(id))
+    const loaded = await store.load(partition, missing, timersUpTo())
     this.cacheLoaded(loaded.customers)
     // Timers may belong to customers with no event in this batch: fetch those too.
     const timerOwners = [...new Set(loaded.timers.map((t) => timerCustomer(t.member)))].filter((id) => !this.cache.has(id))
@@ -176,6 +220,7 @@ export class PartitionProcessor {
         expectedOffset: this.appliedOffset,
         offset,
         watermark: this.wm,
+        ...('sources' in this.opts.watermarks ? { sources: this.sources } : {}),
         customers,
         timersSet,
         timersRemoved,

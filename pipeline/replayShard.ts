@@ -20,6 +20,7 @@ export interface ShardOptions {
   shard: number
   shards: number
   catalogFile?: string
+  maxDisorder: number
   allowedLateness: number
   onBytes?: (bytes: number) => void
   /** With several shards: takes this shard's last event time, gives the whole input's. */
@@ -36,6 +37,7 @@ export async function runShard(opts: ShardOptions): Promise<ShardResult> {
   const conversions = new Map<string, Conversion>()
   const engine = new EmbeddedPipeline({
     catalog: () => catalog,
+    maxDisorder: opts.maxDisorder,
     allowedLateness: opts.allowedLateness,
     partitions: REPLAY_PARTITIONS,
     outbox: { webhooks: false, alerts: false, rows: false },

@@ -31,7 +31,7 @@ async function pipeline(events: Iterable<InputEvent>) {
   const catalog = loadCatalogFile()
   const engine = new EmbeddedPipeline({
     catalog: () => catalog,
-    allowedLateness: 0,
+    maxDisorder: 0,
     outbox: { webhooks: false, alerts: false, rows: false },
     onOutput: (o) => {
       alerts.push(...o.alerts)

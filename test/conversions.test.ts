@@ -206,7 +206,7 @@ describe('conversions', () => {
     const catalog = defaultCatalogForTests()
     const store = new MemoryStore() // serializes records, as Redis does
     const processor = () =>
-      new PartitionProcessor({ partition: 0, store, catalog: () => catalog, allowedLateness: 0, decisionTime: atEventTime, outbox: { webhooks: false, alerts: false, rows: true } })
+      new PartitionProcessor({ partition: 0, store, catalog: () => catalog, watermarks: { maxDisorder: 0 }, allowedLateness: 0, decisionTime: atEventTime, outbox: { webhooks: false, alerts: false, rows: true } })
     let offset = 0
     const batch = (...events: Record<string, unknown>[]): StreamMessage[] =>
       events.map((e) => {

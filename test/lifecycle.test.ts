@@ -17,25 +17,25 @@ const T0 = Date.parse('2026-10-01T02:00:00.000Z')
 const iso = (ms: number) => new Date(ms).toISOString()
 const at = (ms: number) => iso(T0 + ms)
 
-const harness = (allowedLateness = 0) =>
-  new PipelineHarness(defaultCatalogForTests(), { operators: [...LIFECYCLE_OPERATORS], allowedLateness })
+const harness = (maxDisorder = 0) =>
+  new PipelineHarness(defaultCatalogForTests(), { operators: [...LIFECYCLE_OPERATORS], maxDisorder })
 
 const of = (h: PipelineHarness, trigger: string) => h.decisions.filter((d) => d.trigger === trigger)
 const byId = (ds: Decision[]) => [...ds].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
 
 /** Feeds the events one by one in the given order, then moves the watermark to `end`. */
-async function run(events: Record<string, unknown>[], end: number, allowedLateness = 0) {
-  const h = harness(allowedLateness)
+async function run(events: Record<string, unknown>[], end: number, maxDisorder = 0) {
+  const h = harness(maxDisorder)
   for (const e of events) await h.send(e)
   await h.advanceTo(end)
   return h
 }
 
 /** Runs the arrival order and the same events sorted by event time; both must decide the same. */
-async function sameAsSorted(arrival: Record<string, unknown>[], end: number, allowedLateness = MINUTE) {
+async function sameAsSorted(arrival: Record<string, unknown>[], end: number, maxDisorder = MINUTE) {
   const sorted = [...arrival].sort((a, b) => Date.parse(String(a.occurredAt)) - Date.parse(String(b.occurredAt)))
-  const late = await run(arrival, end, allowedLateness)
-  const inOrder = await run(sorted, end, allowedLateness)
+  const late = await run(arrival, end, maxDisorder)
+  const inOrder = await run(sorted, end, maxDisorder)
   expect(late.deadLetters).toEqual([])
   expect(byId(late.decisions)).toEqual(byId(inOrder.decisions))
   return late
@@ -633,8 +633,8 @@ function usedOnceActivated(specs: Spec[]): Spec[] {
 }
 const LIFE_ORDER = ['applied', 'approved', 'issued', 'activated', 'bound', 'expiring', 'renewed', 'closed']
 
-async function decisionsOf(batches: Record<string, unknown>[][], end: number, allowedLateness = 0) {
-  const h = harness(allowedLateness)
+async function decisionsOf(batches: Record<string, unknown>[][], end: number, maxDisorder = 0) {
+  const h = harness(maxDisorder)
   for (const b of batches) if (b.length) await h.send(...b)
   await h.advanceTo(end)
   return h

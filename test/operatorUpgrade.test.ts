@@ -57,6 +57,7 @@ function release(store: StateStore, operator: Operator<any, any>, offsets: { n: 
     partition: 0,
     store,
     catalog: () => catalog,
+    watermarks: { maxDisorder: 0 },
     allowedLateness: 0,
     decisionTime: atEventTime,
     outbox: { webhooks: false, alerts: false, rows: false },

@@ -150,7 +150,7 @@ function arrivalOrder(sorted: Ev[], delays: number[]): Ev[] {
 }
 
 async function decisionsOf(events: Ev[], end: number) {
-  const h = new PipelineHarness(defaultCatalogForTests(), { allowedLateness: L })
+  const h = new PipelineHarness(defaultCatalogForTests(), { maxDisorder: L })
   for (const e of events) await h.send(e)
   await h.advanceTo(end)
   return h

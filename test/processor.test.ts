@@ -11,7 +11,7 @@ const at = (hours: number) => new Date(T0 + hours * HOUR).toISOString()
 
 describe('watermarks, lateness and deduplication', () => {
   it('applies events within the allowed lateness and dead-letters later ones', async () => {
-    const h = new PipelineHarness(undefined, { allowedLateness: 10 * 60_000 })
+    const h = new PipelineHarness(undefined, { maxDisorder: 10 * 60_000 })
     await h.send(app('c', 'login', at(10)))
     // Every event at or before the watermark has arrived: it trails the newest by the lateness and 1 ms.
     expect(h.watermark).toBe(T0 + 10 * HOUR - 10 * 60_000 - 1)
@@ -24,7 +24,7 @@ describe('watermarks, lateness and deduplication', () => {
   })
 
   it('commits a late event\'s dead letter in the outbox with its batch, kept until acknowledged', async () => {
-    const h = new PipelineHarness(undefined, { allowedLateness: 10 * 60_000, decisionTime: () => T0, receivedAt: () => T0 })
+    const h = new PipelineHarness(undefined, { maxDisorder: 10 * 60_000, decisionTime: () => T0, receivedAt: () => T0 })
     await h.send(app('c', 'login', at(10)))
     const commits: BatchCommit[] = []
     const commit = h.store.commit.bind(h.store)

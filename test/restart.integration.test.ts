@@ -180,7 +180,8 @@ describe('a pipeline killed with SIGKILL while catching up on a backlog', () => 
     const catalog = loadCatalogFile(catalogFile)
     const engine = new EmbeddedPipeline({
       catalog: () => catalog,
-      allowedLateness: 30_000,
+      maxDisorder: 0,
+      allowedLateness: 6 * 3_600_000,
       outbox: { webhooks: false, alerts: false, rows: false },
       onOutput: (o) => void expected.push(...o.decisions.filter((d) => d.outcome === 'send').map((d) => d.id)),
       onDeadLetter: () => {},
@@ -191,7 +192,7 @@ describe('a pipeline killed with SIGKILL while catching up on a backlog', () => 
 
     await produceStreams(producer, { transaction: catchUpTopics.TRANSACTIONS_TOPIC, app: catchUpTopics.APP_EVENTS_TOPIC, lifecycle: catchUpTopics.LIFECYCLE_TOPIC }, events)
     const received = receiver.received.length
-    const env = { ...catchUpTopics, REDIS_PREFIX: `${prefix}-c`, GROUP_ID: `gc-${id}`, CATALOG_FILE: catalogFile, ALLOWED_LATENESS: '30s', IDLE_ADVANCE: '2s', CLICKHOUSE_DATABASE: `cp_catchup_${id}` }
+    const env = { ...catchUpTopics, REDIS_PREFIX: `${prefix}-c`, GROUP_ID: `gc-${id}`, CATALOG_FILE: catalogFile, IDLE_ADVANCE: '2s', CLICKHOUSE_DATABASE: `cp_catchup_${id}` }
     const applied = async (port: number) => {
       const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
       return Number(/cardpulse_events_total\{type="all",result="applied"\} (\d+)/.exec(text)?.[1] ?? 0)

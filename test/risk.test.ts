@@ -25,8 +25,8 @@ const BEIJING = { lat: 39.9042, lon: 116.4074 }
 
 const created: PipelineHarness[] = []
 /** Settled after each send unless events may arrive out of order (see PipelineHarness). */
-function harness(catalog: Catalog = defaultCatalogForTests(), opts: { allowedLateness?: number; settle?: boolean; operators?: readonly Operator<any, any>[] } = {}) {
-  const h = new PipelineHarness(catalog, { operators: RISK_OPERATORS, settle: !opts.allowedLateness, ...opts })
+function harness(catalog: Catalog = defaultCatalogForTests(), opts: { maxDisorder?: number; settle?: boolean; operators?: readonly Operator<any, any>[] } = {}) {
+  const h = new PipelineHarness(catalog, { operators: RISK_OPERATORS, settle: !opts.maxDisorder, ...opts })
   created.push(h)
   return h
 }
@@ -257,7 +257,7 @@ describe('new_device_large_amount', () => {
     const big = tx('late', atMin(2), 6000)
     const sorted = harness()
     await sorted.send(reg, big)
-    const swapped = harness(defaultCatalogForTests(), { allowedLateness: 5 * MIN })
+    const swapped = harness(defaultCatalogForTests(), { maxDisorder: 5 * MIN })
     await swapped.send(big, reg)
     await swapped.finish()
     expect(sorted.alerts).toHaveLength(1)
@@ -387,11 +387,11 @@ describe('out-of-order events within the allowed lateness', () => {
 
   it('gives the same card_testing alert as sorted input when the burst arrives shuffled', async () => {
     const events = [tx('o', atMin(0), 1), tx('o', atMin(2), 1), tx('o', atMin(4), 1)]
-    const sorted = harness(defaultCatalogForTests(), { allowedLateness: lateness })
+    const sorted = harness(defaultCatalogForTests(), { maxDisorder: lateness })
     await sorted.send(...events)
     await sorted.finish()
     for (const order of [[0, 2, 1], [1, 2, 0], [2, 1, 0]]) {
-      const shuffled = harness(defaultCatalogForTests(), { allowedLateness: lateness })
+      const shuffled = harness(defaultCatalogForTests(), { maxDisorder: lateness })
       await shuffled.send(...order.map((i) => events[i]))
       await shuffled.finish()
       expect(shuffled.alerts).toEqual(sorted.alerts)
@@ -403,10 +403,10 @@ describe('out-of-order events within the allowed lateness', () => {
     const early = [tx('o', atMin(0), 1), tx('o', atMin(1), 1)]
     const later = tx('o', atMin(12), 300)
     const late = tx('o', atMin(5), 1)
-    const sorted = harness(defaultCatalogForTests(), { allowedLateness: lateness })
+    const sorted = harness(defaultCatalogForTests(), { maxDisorder: lateness })
     await sorted.send(...early, late, later)
     await sorted.finish()
-    const arrived = harness(defaultCatalogForTests(), { allowedLateness: lateness })
+    const arrived = harness(defaultCatalogForTests(), { maxDisorder: lateness })
     await arrived.send(...early, later, late)
     await arrived.finish()
     expect(sorted.alerts).toHaveLength(1)

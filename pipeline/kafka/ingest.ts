@@ -1,6 +1,7 @@
 import { CompressionTypes, type Admin, type Consumer, type EachBatchPayload, type Kafka, type Producer } from 'kafkajs'
 import { decode, type Decoded, type SourceCoordinates } from '../decode.ts'
 import { InputAlignment, type Released } from '../alignment.ts'
+import { SourceClock, sameMarks, type Marks } from '../sourceMarks.ts'
 import type { EventType } from '../../schemas/events.ts'
 import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import { errText, type Instrumentation } from '../../core/instrumentation.ts'
@@ -10,8 +11,11 @@ import { deadLetterKey } from './publish.ts'
 /**
  * The ingest stage: reads the three input topics, decodes and validates each message, aligns the
  * input partitions in event time (pipeline/alignment.ts), and re-publishes valid events to the
- * internal topic keyed by customer (bad input to the dead-letter topic too). Input offsets are
- * committed only once what they cover has been re-published: a fetched batch may wait in the
+ * internal topic keyed by customer (bad input to the dead-letter topic too). After the events it
+ * forwards, and whenever an input partition turns idle, it publishes a watermark record to every
+ * partition of the internal topic: how far in event time each input partition it owns has come
+ * (pipeline/sourceMarks.ts), so the state stage can wait for the slowest source. Input offsets
+ * are committed only once what they cover has been re-published: a fetched batch may wait in the
  * alignment, and what waits must be fetched again after a crash.
  */
 
@@ -24,7 +28,10 @@ export interface IngestOptions {
   topics: Pick<PipelineTopics, 'transactionsTopic' | 'appEventsTopic' | 'lifecycleTopic' | 'eventsTopic' | 'dlqTopic'>
   groupId: string
   sessionTimeout: number
-  allowedLateness: number
+  /** How far an event may trail the newest of its input partition: a partition's mark is its newest event less this. */
+  maxDisorder: number
+  /** How long an input partition read to its end forwards nothing before it is idle. */
+  sourceIdleness: number
   instrumentation: Instrumentation
 }
 
@@ -35,8 +42,17 @@ interface Fetched {
 
 /** Bytes of re-published events per produce request: a quarter of Kafka's default message size limit. */
 const PUBLISH_BYTES = 256 * 1024
-/** How often what the alignment may release is looked at without a new batch (a partition's grace period running out). */
-const GRACE_TICK_MS = 1000
+/**
+ * How often what the alignment may release, and which input partitions turned idle, is looked at
+ * without a new batch (a partition's grace period running out, a source going quiet).
+ */
+const TICK_MS = 200
+/**
+ * How far the alignment lets one input partition run ahead of another that has a backlog. Only
+ * an economy now (the state stage waits for the slowest source whatever the order): events that
+ * run ahead wait in the state stage's inboxes, so it bounds what they hold.
+ */
+export const ALIGNMENT_DRIFT_MS = 15_000
 
 export class IngestStage {
   private readonly consumer: Consumer
@@ -45,7 +61,12 @@ export class IngestStage {
   private readonly events: Instrumentation
   /** Forwarding is one step at a time: batches, the grace ticker and rebalances take turns. */
   private forwarding: Promise<unknown> = Promise.resolve()
-  private graceTicker?: NodeJS.Timeout
+  private ticker?: NodeJS.Timeout
+  private readonly clock: SourceClock
+  /** The marks last published, so an unchanged set is not sent again on a tick. */
+  private published: Marks = {}
+  /** Partitions of the internal topic: every one gets every watermark record. */
+  private eventPartitions: number[] = []
 
   constructor(private readonly opts: IngestOptions) {
     const { topics } = opts
@@ -56,8 +77,8 @@ export class IngestStage {
       [topics.lifecycleTopic, 'lifecycle'],
     ])
     this.consumer = opts.kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, maxBytesPerPartition: 1 << 20, sessionTimeout: opts.sessionTimeout })
-    // Half the allowed lateness for streams running apart, half for disorder within a stream.
-    this.alignment = new InputAlignment<Fetched>(opts.allowedLateness / 2)
+    this.alignment = new InputAlignment<Fetched>(ALIGNMENT_DRIFT_MS)
+    this.clock = new SourceClock(opts.maxDisorder, opts.sourceIdleness)
   }
 
   /** Whether no input partition has a backlog or holds anything: what is read now is new. */
@@ -67,16 +88,20 @@ export class IngestStage {
 
   async start(): Promise<void> {
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => this.assigned(e.payload.memberAssignment as Record<string, number[]>))
+    // While partitions move, say nothing of them: a former owner's word must not follow the new one's.
+    this.consumer.on(this.consumer.events.REBALANCING, () => void this.inTurn(async () => this.clock.assign([])))
+    await this.refreshEventPartitions()
     await this.consumer.connect()
     await this.consumer.subscribe({ topics: [...this.typeOf.keys()], fromBeginning: true })
     await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
-    // A partition that never sends its first batch stops holding the others after a grace period.
-    this.graceTicker = setInterval(() => void this.inTurn(() => this.forward()).catch((e) => this.events.emit('ingest.forward_failed', { err: errText(e) })), GRACE_TICK_MS)
+    // A partition that never sends its first batch stops holding the others after a grace period;
+    // a source that goes quiet is reported idle.
+    this.ticker = setInterval(() => void this.inTurn(() => this.tick()).catch((e) => this.events.emit('ingest.forward_failed', { err: errText(e) })), TICK_MS)
   }
 
   /** Stops fetching; what waits in the alignment is fetched again from the committed offsets next time. */
   async stop(): Promise<void> {
-    clearInterval(this.graceTicker)
+    clearInterval(this.ticker)
     await this.consumer.disconnect()
   }
 
@@ -126,18 +151,41 @@ export class IngestStage {
       if (item.decoded.ok) valid[item.decoded.event.type] = (valid[item.decoded.event.type] ?? 0) + 1
       else deadLetters.push(item.decoded.deadLetter)
     }
+    for (const { key, at } of released) this.clock.forwarded(key, at)
     this.events.emit('ingest.forwarded', { valid, held: this.alignment.heldCount(), deadLetters })
     const emptied = [...new Set(released.map((r) => r.key))].filter((key) => !this.alignment.holding(key))
     if (emptied.length) this.consumer.resume(emptied.map(topicPartitions))
   }
 
+  /** Forwards what may go, then publishes the sources' marks if they changed (a source turned idle). */
+  private async tick(): Promise<void> {
+    await this.forward()
+    const marks = this.clock.marks((key) => this.alignment.drained(key))
+    if (sameMarks(marks, this.published) || !Object.keys(marks).length) return
+    await this.opts.producer.sendBatch({ acks: -1, compression: CompressionTypes.None, topicMessages: [{ topic: this.opts.topics.eventsTopic, messages: this.markRecords(marks) }] })
+    this.published = marks
+  }
+
+  /** One watermark record per partition of the internal topic. */
+  private markRecords(marks: Marks): { key: string; value: string; partition: number }[] {
+    const value = JSON.stringify({ marks })
+    return this.eventPartitions.map((partition) => ({ key: 'marks', value, partition }))
+  }
+
+  private async refreshEventPartitions(): Promise<void> {
+    const { topics } = await this.opts.admin.fetchTopicMetadata({ topics: [this.opts.topics.eventsTopic] })
+    this.eventPartitions = topics[0].partitions.map((p) => p.partitionId).sort((a, b) => a - b)
+  }
+
   /**
    * Re-publishes released input to the internal topic (bad input to the dead-letter topic too), in
-   * requests well under Kafka's default 1 MiB message limit, then commits the input offsets it covers.
+   * requests well under Kafka's default 1 MiB message limit, then the sources' marks after them in
+   * the same ordered stream (a mark never overtakes the events it vouches for), then commits the
+   * input offsets it covers.
    */
   private async publish(released: Released<Fetched>[]): Promise<void> {
     const { producer, topics } = this.opts
-    let events: { key: string; value: string }[] = []
+    let events: { key: string; value: string; partition?: number }[] = []
     let deadLetters: { key: string; value: string }[] = []
     let bytes = 0
     const send = async () => {
@@ -166,7 +214,10 @@ export class IngestStage {
       bytes += events[events.length - 1].value.length
       if (bytes >= PUBLISH_BYTES) await send()
     }
+    const marks = this.clock.marks((key) => this.alignment.drained(key), released)
+    events.push(...this.markRecords(marks))
     await send()
+    this.published = marks
     await this.consumer.commitOffsets(
       [...offsets].map(([key, offset]) => {
         const { topic, partitions } = topicPartitions(key)
@@ -179,6 +230,9 @@ export class IngestStage {
   private assigned(assignment: Record<string, number[]>): void {
     void this.inTurn(async () => {
       this.consumer.resume(Object.entries(assignment).map(([topic, partitions]) => ({ topic, partitions })))
+      this.clock.assign(Object.entries(assignment).flatMap(([topic, partitions]) => partitions.map((p) => partitionKey(topic, p))))
+      this.published = {}
+      await this.refreshEventPartitions()
       this.alignment.assign(await this.backlogs(assignment))
     }).catch((e) => {
       // Without the backlog figures, every partition counts as having one until its first batch.

@@ -1,6 +1,7 @@
-import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs'
+import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs'
 import { PartitionProcessor, type BatchOutput, type StreamMessage } from '../processor.ts'
 import type { StateStore } from '../store/types.ts'
+import { allIdle } from '../sourceMarks.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
 import { FencedError } from '../../core/errors.ts'
 import { errText, type Instrumentation } from '../../core/instrumentation.ts'
@@ -9,7 +10,9 @@ import { errText, type Instrumentation } from '../../core/instrumentation.ts'
  * The state stage: reads the internal events topic and runs each partition's `PartitionProcessor`,
  * which commits state, timers, the applied offset and the outbox to the store in one step; the
  * Kafka offset is committed after that. A partition another consumer has moved on is fenced: its
- * cached state is dropped and reloaded from the store.
+ * cached state is dropped and reloaded from the store. Each partition's watermark is the minimum
+ * of its sources' marks (the watermark records ingest publishes, pipeline/sourceMarks.ts); every
+ * partition of the input topics counts as a source, heard from or not.
  */
 
 export interface StateStageOptions {
@@ -19,11 +22,16 @@ export interface StateStageOptions {
   groupId: string
   eventsTopic: string
   sessionTimeout: number
+  /** How far behind the watermark an event may arrive and still be applied (at once). */
   allowedLateness: number
-  /** How long a caught-up partition goes without a batch before its event time follows the wall clock. */
+  /**
+   * How long a caught-up partition whose sources are all idle goes without an event before its
+   * event time follows the wall clock (less this much).
+   */
   idleAdvance: number
-  /** Whether the input upstream has no backlog (ingest's alignment): only then do idle partitions advance. */
-  inputCaughtUp: () => boolean
+  /** For the partitions of the input topics: each is a source that holds the watermark until heard from. */
+  admin: Admin
+  inputTopics: string[]
   instrumentation: Instrumentation
 }
 
@@ -41,6 +49,8 @@ export class StateStage {
   private readonly atEnd = new Map<number, boolean>()
   private assignment: number[] = []
   private idleTicker?: NodeJS.Timeout
+  /** The input partitions (`<topic>|<partition>`), from the topics' metadata. */
+  private sources: string[] = []
 
   constructor(private readonly opts: StateStageOptions) {
     this.events = opts.instrumentation
@@ -54,6 +64,7 @@ export class StateStage {
 
   async start(): Promise<void> {
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => this.assigned(e.payload.memberAssignment[this.opts.eventsTopic] ?? []))
+    await this.refreshSources()
     await this.consumer.connect()
     await this.consumer.subscribe({ topic: this.opts.eventsTopic, fromBeginning: true })
     await this.consumer.run({ eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
@@ -67,7 +78,14 @@ export class StateStage {
     await Promise.all([...this.locks.values()].map((l) => l.catch(() => {})))
   }
 
+  /** Input partitions added since start are sources too; until this sees them, their marks alone make them known. */
+  private async refreshSources(): Promise<void> {
+    const { topics } = await this.opts.admin.fetchTopicMetadata({ topics: this.opts.inputTopics })
+    this.sources = topics.flatMap((t) => t.partitions.map((p) => `${t.name}|${p.partitionId}`))
+  }
+
   private assigned(partitions: number[]): void {
+    this.refreshSources().catch((e) => this.events.emit('pipeline.advance_failed', { partition: -1, err: errText(e) }))
     this.assignment = partitions.slice().sort((a, b) => a - b)
     // State may have moved while another consumer owned a partition: reload it from the store.
     for (const p of this.processors.values()) p.reset()
@@ -82,8 +100,11 @@ export class StateStage {
   private async take({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (!isRunning() || isStale() || !batch.messages.length) return
     const { partition } = batch
+    let input = false
     const messages: StreamMessage[] = batch.messages.map((m) => {
       const value = JSON.parse(m.value!.toString('utf8'))
+      if (value.marks) return { offset: m.offset, marks: value.marks }
+      input = true
       return value.event
         ? { offset: m.offset, event: value.event, at: Date.parse(value.event.occurredAt), source: value.source }
         : { offset: m.offset, deadLetter: value.deadLetter }
@@ -92,7 +113,7 @@ export class StateStage {
     const out = await this.step(partition, (p) => p.process(messages))
     if (out) this.events.emit('pipeline.batch_end', { ...out, partition, seconds: (performance.now() - started) / 1000 })
     const now = Date.now()
-    this.lastActivity.set(partition, now)
+    if (input) this.lastActivity.set(partition, now)
     this.atEnd.set(partition, batch.offsetLag() === '0')
     this.events.emit('pipeline.watermark', { partition, watermark: this.processorFor(partition).watermark, now })
     resolveOffset(batch.lastOffset())
@@ -101,17 +122,21 @@ export class StateStage {
   }
 
   /**
-   * An idle partition's event time follows the wall clock, so timers still fire. Only a partition
-   * that has caught up counts as idle, and only while the input has no backlog either: one still
-   * working through a backlog keeps its own clock.
+   * An idle partition's event time follows the wall clock, so timers still fire. A partition is
+   * idle when it has read its topic to the end, took in no event for `idleAdvance`, and every
+   * source says it is idle (read to its end, nothing held): then nothing is on its way, and an
+   * event that is will be newer than the wall clock less `idleAdvance`, or be applied as late.
+   * A partition any source of which still works through a backlog keeps its own clock.
    */
   private advanceIdle(): void {
-    const { idleAdvance, allowedLateness, inputCaughtUp } = this.opts
+    const { idleAdvance } = this.opts
     const now = Date.now()
     for (const partition of this.assignment) {
-      if (now - (this.lastActivity.get(partition) ?? 0) < idleAdvance || this.atEnd.get(partition) === false || !inputCaughtUp()) continue
+      if (now - (this.lastActivity.get(partition) ?? 0) < idleAdvance || this.atEnd.get(partition) === false) continue
+      const processor = this.processors.get(partition)
+      if (!processor || !allIdle(processor.sourceStates, this.sources)) continue
       this.lastActivity.set(partition, now)
-      this.step(partition, (p) => p.advanceTo(now - allowedLateness))
+      this.step(partition, (p) => p.advanceTo(now - idleAdvance))
         .then((out) => out && this.events.emit('pipeline.batch_end', { ...out, partition }))
         .catch((e) => this.events.emit('pipeline.advance_failed', { partition, err: errText(e) }))
     }
@@ -140,6 +165,7 @@ export class StateStage {
         partition,
         store,
         catalog,
+        watermarks: { sources: () => this.sources },
         allowedLateness,
         // Live decisions are dated when they are made; late events' dead letters when they were found late.
         decisionTime: () => Date.now(),

@@ -15,6 +15,7 @@ import { TimerHeap } from '../timers.ts'
 interface PartitionData {
   appliedOffset: string | null
   watermark: number
+  sources?: string
   customers: Map<string, string | CustomerRecord>
   timers: TimerHeap
   rows: OutboxQueue<OutboxRow>
@@ -72,7 +73,7 @@ export class MemoryStore implements StateStore {
       const stored = d.customers.get(id)
       if (stored) customers.set(id, typeof stored === 'string' ? JSON.parse(stored) : stored)
     }
-    return { appliedOffset: d.appliedOffset, watermark: d.watermark, customers, timers: d.timers.peekDue(timersUpTo) }
+    return { appliedOffset: d.appliedOffset, watermark: d.watermark, sources: d.sources === undefined ? undefined : JSON.parse(d.sources), customers, timers: d.timers.peekDue(timersUpTo) }
   }
 
   async commit(b: BatchCommit): Promise<void> {
@@ -80,6 +81,7 @@ export class MemoryStore implements StateStore {
     if (d.appliedOffset !== b.expectedOffset) throw new FencedError(b.partition, b.expectedOffset, d.appliedOffset)
     d.appliedOffset = b.offset
     d.watermark = b.watermark
+    if (b.sources) d.sources = JSON.stringify(b.sources)
     const copy = this.opts.copy !== false
     for (const [id, rec] of b.customers) d.customers.set(id, copy ? JSON.stringify(rec) : rec)
     for (const m of b.timersRemoved) d.timers.delete(m)

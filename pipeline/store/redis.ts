@@ -149,12 +149,12 @@ export class RedisStore implements StateStore {
       this.adopted.add(partition)
     }
     const p = this.redis.pipeline()
-    p.hmget(k.meta, 'appliedOffset', 'watermark')
+    p.hmget(k.meta, 'appliedOffset', 'watermark', 'sources')
     if (customerIds.length) p.hmgetBuffer(k.customers, ...customerIds) // HMGET needs at least one field
     p.zrangebyscore(k.timers, '-inf', bound(timersUpTo), 'WITHSCORES')
     const replies = results(await p.exec())
 
-    const [offset, watermark] = replies[0] as (string | null)[]
+    const [offset, watermark, sources] = replies[0] as (string | null)[]
     const customers = new Map<string, CustomerRecord>()
     if (customerIds.length) {
       const records = replies[1] as (Buffer | null)[]
@@ -167,7 +167,7 @@ export class RedisStore implements StateStore {
     const timers: TimerEntry[] = []
     for (let i = 0; i < flat.length; i += 2) timers.push({ member: flat[i], at: Number(flat[i + 1]) })
 
-    return { appliedOffset: offset, watermark: watermark === null ? -Infinity : Number(watermark), customers, timers }
+    return { appliedOffset: offset, watermark: watermark === null ? -Infinity : Number(watermark), sources: sources === null ? undefined : JSON.parse(sources), customers, timers }
   }
 
   private readonly adopted = new Set<number>()
@@ -184,6 +184,7 @@ export class RedisStore implements StateStore {
       encodeOffset(b.expectedOffset),
       encodeOffset(b.offset),
       String(b.watermark),
+      b.sources ? JSON.stringify(b.sources) : '',
       String(b.customers.size),
       String(b.timersSet.length),
       String(b.timersRemoved.length),

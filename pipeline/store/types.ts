@@ -7,6 +7,7 @@ import type { InputEvent } from '../../schemas/events.ts'
 import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import type { OpenWindow } from '../conversions.ts'
 import type { TimerEntry } from '../timers.ts'
+import type { SourceStates } from '../sourceMarks.ts'
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import type { WebhookOutbox } from '../../sinks/webhook/dispatcher.ts'
 
@@ -17,7 +18,7 @@ import type { WebhookOutbox } from '../../sinks/webhook/dispatcher.ts'
 
 export interface CustomerRecord {
   v: 1
-  /** Ids and event times of events not yet behind the watermark, newest last: a repeated eventId is processed once. */
+  /** Ids and event times of events still within the allowed lateness, newest last: a repeated eventId is processed once. */
   seen: [string, number][]
   profile: CustomerProfile
   facts: CustomerFacts
@@ -44,6 +45,11 @@ export interface PartitionMeta {
   /** The last source offset whose effects are committed; events at or below it are skipped. */
   appliedOffset: string | null
   watermark: number
+  /**
+   * What the partition last heard from each input partition (the live pipeline's source
+   * watermarks); absent until a commit stores some.
+   */
+  sources?: SourceStates
 }
 
 export interface LoadedBatch extends PartitionMeta {
@@ -58,6 +64,8 @@ export interface BatchCommit {
   expectedOffset: string | null
   offset: string | null
   watermark: number
+  /** The sources' marks as of this batch; left as stored when absent. */
+  sources?: SourceStates
   customers: Map<string, CustomerRecord>
   timersSet: TimerEntry[]
   timersRemoved: string[]

@@ -30,6 +30,9 @@ export class PipelineHarness {
   constructor(
     catalog: Catalog = parseCatalog(testCatalogYaml(), 'test catalogue'),
     opts: {
+      /** How far an event may trail the newest and still be applied in order (default 0). */
+      maxDisorder?: number
+      /** How far behind the watermark an event may arrive and still be applied, at once (default 0: dead-lettered). */
       allowedLateness?: number
       /** When decisions and alerts are made (default: at event time, as replay does). */
       decisionTime?: (eventTime: number) => number
@@ -51,6 +54,7 @@ export class PipelineHarness {
       partition: 0,
       store: this.store,
       catalog: () => catalog,
+      watermarks: { maxDisorder: opts.maxDisorder ?? 0 },
       allowedLateness: opts.allowedLateness ?? 0,
       decisionTime: opts.decisionTime ?? atEventTime,
       receivedAt: opts.receivedAt,
@@ -150,6 +154,7 @@ function merge(a: BatchOutput, b: BatchOutput): BatchOutput {
     skipped: a.skipped + b.skipped,
     duplicates: a.duplicates + b.duplicates,
     late: a.late + b.late,
+    lateness: [...a.lateness, ...b.lateness],
     timersFired: a.timersFired + b.timersFired,
   }
 }

@@ -1,7 +1,7 @@
 --[[
   Commits one batch of a partition atomically, fenced on the applied offset.
 
-  KEYS[1] meta           hash: appliedOffset (absent = null), watermark
+  KEYS[1] meta           hash: appliedOffset (absent = null), watermark, sources
   KEYS[2] customers      hash: customerId -> JSON CustomerRecord
   KEYS[3] timers         zset: member -> due ms
   KEYS[4] outbox:rows    stream: v = JSON OutboxRow
@@ -13,8 +13,9 @@
   ARGV[1] expected applied offset, encoded: '' = null, '=' .. offset otherwise
   ARGV[2] new applied offset, same encoding
   ARGV[3] watermark (decimal string, stored verbatim)
-  ARGV[4..10] counts: customers, timers set, timers removed, webhooks, alerts, rows, dead letters
-  ARGV[11..] the groups, in that order and without separators:
+  ARGV[4] sources: JSON of the source watermarks, stored verbatim; '' leaves them as they are
+  ARGV[5..11] counts: customers, timers set, timers removed, webhooks, alerts, rows, dead letters
+  ARGV[12..] the groups, in that order and without separators:
     customers       id, json          (2 each)
     timers set      member, at        (2 each)
     timers removed  member            (1 each)
@@ -41,10 +42,10 @@ if found ~= decode(ARGV[1]) then
   return {1, found and ('=' .. found) or ''}
 end
 
-local nc, nts, ntr = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local nw, na, nr, nd = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local nc, nts, ntr = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local nw, na, nr, nd = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 -- Checked before any write: a script error part-way would leave a partial commit.
-if #ARGV ~= 10 + 2 * nc + 2 * nts + ntr + 3 * nw + na + nr + nd then
+if #ARGV ~= 11 + 2 * nc + 2 * nts + ntr + 3 * nw + na + nr + nd then
   return redis.error_reply('ERR commitBatch: ARGV does not match its counts')
 end
 
@@ -55,8 +56,11 @@ else
   redis.call('HDEL', KEYS[1], 'appliedOffset')
   redis.call('HSET', KEYS[1], 'watermark', ARGV[3])
 end
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], 'sources', ARGV[4])
+end
 
-local i = 11
+local i = 12
 for _ = 1, nc do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2
 end
