@@ -157,6 +157,19 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       expect(again.customers).toEqual(new Map([['c1', record(9)], ['c2', record(2)]]))
     })
 
+    it('keeps the sources\' marks with the applied offset, and leaves them as they are when a commit gives none', async () => {
+      expect((await s.load(0, [], 0)).sources).toBeUndefined()
+      const sources = { 'cards.transactions|0': { at: 1_700_000_000_123 }, 'cards.lifecycle|2': { at: -8.64e15, idle: true as const } }
+      await s.commit(batch({ watermark: 1_700_000_000_000, sources }))
+      expect((await s.load(0, [], 0)).sources).toEqual(sources)
+      await s.commit(batch({ expectedOffset: '1', offset: '2' }))
+      expect((await s.load(0, [], 0)).sources).toEqual(sources)
+      // Fenced: nothing of a stale commit is written, its marks neither.
+      await expect(s.commit(batch({ expectedOffset: '1', offset: '3', sources: {} }))).rejects.toBeInstanceOf(FencedError)
+      expect((await s.load(0, [], 0)).sources).toEqual(sources)
+      expect((await s.load(1, [], 0)).sources).toBeUndefined()
+    })
+
     it('keeps offsets as exact strings, and null as null', async () => {
       await s.commit(batch({ offset: null, watermark: 1 }))
       expect((await s.load(0, [], 0)).appliedOffset).toBeNull()
