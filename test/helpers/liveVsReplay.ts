@@ -190,3 +190,33 @@ async function expectSameConversions(pipeline: RunningPipeline, expected: Conver
   const byDecision = <T extends { decisionId: string }>(list: T[]) => [...list].sort((a, b) => (a.decisionId < b.decisionId ? -1 : 1))
   expect(byDecision(live)).toEqual(byDecision(wanted))
 }
+
+/**
+ * Feeds events live in steps of event time, the lifecycle stream behind the others: at each step
+ * the transactions and app events up to its end go, and, every `uploadEvery` steps, the lifecycle
+ * events up to `lag` before it (a card-management system that uploads in batches and runs behind).
+ * `afterStep` runs after each step with the number of events sent so far.
+ */
+export async function feedWithLaggingLifecycle(
+  producer: Producer,
+  topics: Topics,
+  events: InputEvent[],
+  opts: { step: number; lag: number; uploadEvery: number; afterStep: (step: number, sent: number) => Promise<void> },
+): Promise<number> {
+  const others = events.filter((e) => e.type !== 'lifecycle')
+  const lifecycle = events.filter((e) => e.type === 'lifecycle')
+  const first = Date.parse(events[0].occurredAt)
+  const last = Date.parse(events[events.length - 1].occurredAt)
+  let o = 0
+  let l = 0
+  let steps = 0
+  for (let end = first + opts.step; o < others.length || l < lifecycle.length; end += opts.step) {
+    const batch: InputEvent[] = []
+    while (o < others.length && Date.parse(others[o].occurredAt) < end) batch.push(others[o++])
+    if (++steps % opts.uploadEvery === 0 || end > last)
+      while (l < lifecycle.length && (end > last || Date.parse(lifecycle[l].occurredAt) < end - opts.lag)) batch.push(lifecycle[l++])
+    if (batch.length) await produce(producer, topics, batch)
+    await opts.afterStep(steps, o + l)
+  }
+  return steps
+}
