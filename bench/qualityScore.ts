@@ -15,7 +15,7 @@ import type { TruthRecord } from '../simulator/truth.ts'
  * also makes a night_burst) is counted apart as `onOtherFraud`, and against precision too.
  * Detection delay = alert event time − case.at, for the earliest matching alert of each detected
  * case: event-time delay, which is what `replay` measures; `run` additionally holds each decision
- * and alert until the watermark passes its event (the allowed lateness, 30 s by default).
+ * and alert until the watermark passes its event (until every input partition not idle has come that far).
  *
  * Triggers whose moment the truth defines:
  * - dormancy_wakeup vs `dormancy` {at, dormantAt}: a case is detected by a decision (any outcome)

@@ -11,7 +11,7 @@ import type { Operator } from '../types.ts'
  * predates this operator).
  *
  * A change takes effect at the time of the lifecycle event that carries it. Other topics may
- * deliver events from before that time afterwards (within the allowed lateness), so a change, once
+ * deliver events from before that time afterwards (before the watermark passes them), so a change, once
  * seen, is recorded at once — in `next` when the armed greeting was already due — and never
  * re-detected by a later-arriving, earlier event.
  */
