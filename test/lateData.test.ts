@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest'
 import { PipelineHarness, defaultCatalogForTests, lifecycle, transaction } from './helpers/harness.ts'
 import { RISK_OPERATORS } from '../operators/risk/index.ts'
 import { OPERATORS } from '../operators/index.ts'
+import { createMetrics } from '../core/metrics.ts'
+import { Instrumentation } from '../core/instrumentation.ts'
+import { createLogger } from '../core/log.ts'
 
 /**
  * Late data: an event behind the watermark but within ALLOWED_LATENESS is applied at once, to the
@@ -68,5 +71,25 @@ describe('late data within the allowed lateness', () => {
     // A purchase of 5000 makes an installment offer, even an hour late.
     expect(h.decisions.map((d) => d.trigger)).toEqual(['first_purchase_reward', 'installment_offer'])
     expect(h.decisions[1].eventTime).toBe(iso(t + HOUR))
+  })
+})
+
+describe('counting late events', () => {
+  it('observes each late event in the lateness histogram by result, and counts those applied', async () => {
+    const metrics = createMetrics()
+    const events = new Instrumentation(createLogger('silent'), metrics)
+    const h = harness(10 * MIN)
+    await h.send(nightTx('t2', NIGHT + 20 * MIN))
+    events.emit('pipeline.batch_end', await h.send(nightTx('t1', NIGHT + 15 * MIN)))
+    events.emit('pipeline.batch_end', await h.send(nightTx('t0', NIGHT)))
+    const text = await metrics.registry.metrics()
+    expect(text).toContain('cardpulse_event_lateness_seconds_count{result="applied"} 1')
+    expect(text).toContain('cardpulse_event_lateness_seconds_count{result="dead_letter"} 1')
+    // 5 minutes late falls in the 300 s bucket, 20 minutes late only in 1800 s and above.
+    expect(text).toMatch(/cardpulse_event_lateness_seconds_bucket\{le="300",result="applied"\} 1/)
+    expect(text).toMatch(/cardpulse_event_lateness_seconds_bucket\{le="900",result="dead_letter"\} 0/)
+    expect(text).toMatch(/cardpulse_event_lateness_seconds_bucket\{le="1800",result="dead_letter"\} 1/)
+    expect(text).toContain('cardpulse_events_total{type="all",result="late_applied"} 1')
+    expect(text).toContain('cardpulse_events_total{type="all",result="late"} 1')
   })
 })
