@@ -66,7 +66,7 @@ export class PartitionProcessor {
   private wm = NO_WATERMARK
   /** What each source said last (live only), persisted with the applied offset. */
   private sources: SourceStates = {}
-  private loaded = false
+  private isLoaded = false
   private readonly host: OperatorHost
   /** What each batch may see of this partition. */
   private readonly batchContext: BatchContext
@@ -98,6 +98,11 @@ export class PartitionProcessor {
     return this.wm
   }
 
+  /** Whether the partition's meta has been read since the last reset. */
+  get loaded() {
+    return this.isLoaded
+  }
+
   /** What the partition knows of its sources (live only). */
   get sourceStates(): Readonly<SourceStates> {
     return this.sources
@@ -106,7 +111,7 @@ export class PartitionProcessor {
   /** Drops cached state, e.g. when the partition is revoked; the store stays the truth. */
   reset() {
     this.cache.clear()
-    this.loaded = false
+    this.isLoaded = false
   }
 
   async process(messages: StreamMessage[]): Promise<BatchOutput> {
@@ -162,16 +167,20 @@ export class PartitionProcessor {
     return this.commit(batch, this.appliedOffset)
   }
 
+  /** Reads the partition's meta (applied offset, watermark, sources) from the store, once after each reset. */
+  async ensureLoaded(): Promise<void> {
+    if (this.isLoaded) return
+    const meta = await this.opts.store.load(this.opts.partition, [], -Infinity)
+    this.appliedOffset = meta.appliedOffset
+    this.wm = Math.max(meta.watermark, NO_WATERMARK)
+    this.sources = meta.sources ?? {}
+    this.isLoaded = true
+  }
+
   private async begin(customerIds: string[], timersUpTo: () => number): Promise<Batch> {
     const { store, partition } = this.opts
-    if (!this.loaded) {
-      // The partition's meta first: where its watermark and sources stand decides which timers are due.
-      const meta = await store.load(partition, [], -Infinity)
-      this.appliedOffset = meta.appliedOffset
-      this.wm = Math.max(meta.watermark, NO_WATERMARK)
-      this.sources = meta.sources ?? {}
-      this.loaded = true
-    }
+    // The partition's meta first: where its watermark and sources stand decides which timers are due.
+    await this.ensureLoaded()
     const missing = [...new Set(customerIds)].filter((id) => !this.cache.has(id))
     const loaded = await store.load(partition, missing, timersUpTo())
     this.cacheLoaded(loaded.customers)

@@ -1,5 +1,6 @@
 import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs'
 import { PartitionProcessor, type BatchOutput, type StreamMessage } from '../processor.ts'
+import { emptyOutput } from '../stream.ts'
 import type { StateStore } from '../store/types.ts'
 import { allIdle } from '../sourceMarks.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
@@ -134,9 +135,14 @@ export class StateStage {
     for (const partition of this.assignment) {
       if (now - (this.lastActivity.get(partition) ?? 0) < idleAdvance || this.atEnd.get(partition) === false) continue
       const processor = this.processors.get(partition)
-      if (!processor || !allIdle(processor.sourceStates, this.sources)) continue
-      this.lastActivity.set(partition, now)
-      this.step(partition, (p) => p.advanceTo(now - idleAdvance))
+      // What the sources said is read from the store once (a partition this process has not stepped yet).
+      if (processor?.loaded && !allIdle(processor.sourceStates, this.sources)) continue
+      this.step(partition, async (p) => {
+        await p.ensureLoaded()
+        if (!allIdle(p.sourceStates, this.sources)) return emptyOutput()
+        this.lastActivity.set(partition, now)
+        return p.advanceTo(now - idleAdvance)
+      })
         .then((out) => out && this.events.emit('pipeline.batch_end', { ...out, partition }))
         .catch((e) => this.events.emit('pipeline.advance_failed', { partition, err: errText(e) }))
     }
