@@ -160,11 +160,19 @@ const metric = async (port: number, result: string) => {
 describe('the pipeline killed with SIGKILL mid-stream, the lifecycle stream behind', () => {
   it('ends with the decisions and alerts replay makes, none late', { timeout: 300_000 }, async () => {
     const { id, topics } = await freshLive('swk')
+    // Alerts, and dead letters of either process (a late event's would be on the topic even if the process that found it was killed).
     const alerts = new Map<string, RiskAlert>()
+    const deadLetterCodes: string[] = []
     const consumer = kafka().consumer({ groupId: `alerts-${id}` })
     await consumer.connect()
-    await consumer.subscribe({ topic: topics.alertTopic, fromBeginning: true })
-    await consumer.run({ eachMessage: async ({ message }) => void alerts.set(JSON.parse(message.value!.toString()).id, JSON.parse(message.value!.toString())) })
+    await consumer.subscribe({ topics: [topics.alertTopic, topics.dlqTopic], fromBeginning: true })
+    await consumer.run({
+      eachMessage: async ({ topic, message }) => {
+        const value = JSON.parse(message.value!.toString())
+        if (topic === topics.alertTopic) alerts.set(value.id, value)
+        else deadLetterCodes.push(value.error.code)
+      },
+    })
     cleanup.push(() => consumer.disconnect())
 
     const received = receiver.received.length
@@ -193,6 +201,7 @@ describe('the pipeline killed with SIGKILL mid-stream, the lifecycle stream behi
     expect([...ours()].sort()).toEqual([...sends].sort())
     const ticks = (a: RiskAlert) => a.customerId.startsWith('tick_')
     expect([...alerts.values()].filter((a) => !ticks(a)).map((a) => a.id).sort()).toEqual(expected.alerts.map((a) => a.id).sort())
+    expect(deadLetterCodes).toEqual([])
     expect(await metric(run.port, 'late')).toBe(0)
     expect(await metric(run.port, 'late_applied')).toBe(0)
     run.child.kill('SIGTERM')
