@@ -87,7 +87,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   const port = http.port
 
   // What `--out` writes, as replay would; conversions keep each decision's latest row.
-  const results: PipelineResults = { decisions: [], alerts: [], deadLetters: [], conversions: [], applied: 0, duplicates: 0, late: 0, timersFired: 0 }
+  const results: PipelineResults = { decisions: [], alerts: [], deadLetters: [], conversions: [], applied: 0, duplicates: 0, late: 0, lateApplied: 0, timersFired: 0 }
   const conversions = new Map<string, Conversion>()
   const deadLetters: DeadLetter[] = []
   let played = false
@@ -107,6 +107,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
       results.applied += o.applied
       results.duplicates += o.duplicates
       results.late += o.late
+      results.lateApplied += o.lateness.filter((l) => l.applied).length
       results.timersFired += o.timersFired
     },
     onDeadLetter: (q) => {

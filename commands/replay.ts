@@ -53,7 +53,7 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
     bar.stop()
   }
 
-  const sum = (k: 'applied' | 'duplicates' | 'late' | 'timersFired') => results.reduce((n, r) => n + r[k], 0)
+  const sum = (k: 'applied' | 'duplicates' | 'late' | 'lateApplied' | 'timersFired') => results.reduce((n, r) => n + r[k], 0)
   const summary = await writeResults(
     config.out,
     {
@@ -64,6 +64,7 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
       applied: sum('applied'),
       duplicates: sum('duplicates'),
       late: sum('late'),
+      lateApplied: sum('lateApplied'),
       timersFired: sum('timersFired'),
     },
     catalog,

@@ -32,7 +32,7 @@ export type ShardResult = PipelineResults
 
 export async function runShard(opts: ShardOptions): Promise<ShardResult> {
   const catalog = loadCatalogFile(opts.catalogFile)
-  const result: ShardResult = { decisions: [], alerts: [], deadLetters: [], conversions: [], applied: 0, duplicates: 0, late: 0, timersFired: 0 }
+  const result: ShardResult = { decisions: [], alerts: [], deadLetters: [], conversions: [], applied: 0, duplicates: 0, late: 0, lateApplied: 0, timersFired: 0 }
   // Rows by decision, newest state last: only the latest one is written.
   const conversions = new Map<string, Conversion>()
   const engine = new EmbeddedPipeline({
@@ -46,6 +46,7 @@ export async function runShard(opts: ShardOptions): Promise<ShardResult> {
       result.applied += o.applied
       result.duplicates += o.duplicates
       result.late += o.late
+      result.lateApplied += o.lateness.filter((l) => l.applied).length
       result.timersFired += o.timersFired
       result.decisions.push(...o.decisions)
       result.alerts.push(...o.alerts)

@@ -18,7 +18,8 @@ import type { RoiRow } from './analytics/roi.ts'
 
 export interface ReplaySummary {
   catalogVersion: string
-  input: { events: number; applied: number; duplicates: number; late: number; deadLetters: number }
+  /** `late`: dead-lettered beyond the allowed lateness; `lateApplied`: behind the watermark but within it, applied (also in `applied`). */
+  input: { events: number; applied: number; duplicates: number; late: number; lateApplied: number; deadLetters: number }
   decisions: { total: number; byTrigger: Record<string, Record<string, number>>; suppressedBy: Record<string, number> }
   alerts: { total: number; byKind: Record<string, number> }
   timersFired: number
@@ -39,6 +40,7 @@ export interface PipelineResults {
   applied: number
   duplicates: number
   late: number
+  lateApplied: number
   timersFired: number
 }
 
@@ -60,7 +62,7 @@ export async function writeResults(dir: string, r: PipelineResults, catalog: Cat
 
   const summary: ReplaySummary = {
     catalogVersion: catalog.version,
-    input: { events: r.applied + r.duplicates + deadLetters.length, applied: r.applied, duplicates: r.duplicates, late: r.late, deadLetters: deadLetters.length },
+    input: { events: r.applied + r.duplicates + deadLetters.length, applied: r.applied, duplicates: r.duplicates, late: r.late, lateApplied: r.lateApplied, deadLetters: deadLetters.length },
     decisions: { total: decisions.length, byTrigger: {}, suppressedBy: {} },
     alerts: { total: alerts.length, byKind: {} },
     timersFired: r.timersFired,
