@@ -50,7 +50,7 @@ interface Parts {
 export async function startPipeline(config: RunConfig, log: Logger): Promise<RunningPipeline> {
   const metrics = createMetrics()
   const events = new Instrumentation(log, metrics)
-  const catalog = watchedCatalog(config.catalogFile, events)
+  const catalog = watchedCatalog(config.catalogFile, events.child({ component: 'catalog' }))
   const p: Partial<Parts> = {}
   let consuming = true
   // Input stops first, then the state stage commits what it has, then the outbox drains it once more.
@@ -77,14 +77,14 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       onError: (err) => events.emit('redis.error', { err: errText(err) }),
     }))
     const brokers = config.kafkaBrokers
-    const kafka = createKafka({ clientId: 'cardpulse', brokers, connectTimeoutMs: config.connectTimeout, instrumentation: events })
+    const kafka = createKafka({ clientId: 'cardpulse', brokers, connectTimeoutMs: config.connectTimeout, instrumentation: events.child({ component: 'kafka' }) })
     const topics = [config.transactionsTopic, config.appEventsTopic, config.lifecycleTopic, config.eventsTopic, config.dlqTopic, config.alertTopic]
     const admin = (p.admin = await connectAdmin(kafka, brokers, topics, config.partitions))
     const clickhouse = (p.clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(config.dataDir, 'clickhouse') }))
     const producer = (p.producer = await connectProducer(kafka, brokers, { idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false }))
 
-    const stageOptions = { kafka, sessionTimeout: config.sessionTimeout, allowedLateness: config.allowedLateness, instrumentation: events }
-    const ingest = (p.ingest = new IngestStage({ ...stageOptions, admin, producer, topics: config, groupId: `${config.groupId}-ingest` }))
+    const stageOptions = { kafka, sessionTimeout: config.sessionTimeout, allowedLateness: config.allowedLateness }
+    const ingest = (p.ingest = new IngestStage({ ...stageOptions, admin, producer, topics: config, groupId: `${config.groupId}-ingest`, instrumentation: events.child({ component: 'ingest' }) }))
     await ingest.start()
     const state = (p.state = new StateStage({
       ...stageOptions,
@@ -94,6 +94,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       eventsTopic: config.eventsTopic,
       idleAdvance: config.idleAdvance,
       inputCaughtUp: () => ingest.caughtUp(),
+      instrumentation: events.child({ component: 'state' }),
     }))
     await state.start()
 
@@ -108,14 +109,14 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       concurrency: 32,
       publishAlerts: alertPublisher(producer, config.alertTopic),
       publishDeadLetters: deadLetterPublisher(producer, config.dlqTopic),
-      events,
+      events: events.child({ component: 'outbox' }),
     }))
     drain.start()
 
     const http = (p.http = await serveHttp({
       port: config.httpPort,
       metrics,
-      events,
+      events: events.child({ component: 'http' }),
       clickhouse: () => clickhouse,
       health: () => ({ ok: consuming, partitions: state.owned(), ...drain.health() }),
       info: () => ({ mode: 'run', catalogVersion: catalog.current().version, status: `partitions ${state.owned().join(',') || 'none yet'}` }),
