@@ -32,6 +32,8 @@ export interface RunningPipeline {
   clickhouse: ClickHouseSink
   store: RedisStore
   metrics: Metrics
+  /** The pipeline's instrumentation events, for a caller that watches them (the latency benchmark). */
+  events: Instrumentation
   stop(): Promise<void>
 }
 
@@ -95,6 +97,10 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       idleAdvance: config.idleAdvance,
       inputCaughtUp: () => ingest.caughtUp(),
       instrumentation: events.child({ component: 'state' }),
+      // What a commit put in the outbox for a receiver or the broker goes now, not at the drain's next tick.
+      onCommitted: (_, out) => {
+        if (out.alerts.length || out.deadLetters.length || out.decisions.some((d) => d.outcome === 'send')) p.delivery?.drain.nudge()
+      },
     }))
     await state.start()
 
@@ -124,7 +130,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       economics: () => catalog.current().economics,
     }))
     log.info({ brokers, port: http.port, catalog: catalog.current().version }, `cardpulse running; dashboard and /metrics on port ${http.port}`)
-    return { port: http.port, clickhouse, store, metrics, stop }
+    return { port: http.port, clickhouse, store, metrics, events, stop }
   } catch (e) {
     await stop().catch(() => {})
     throw e

@@ -9,6 +9,15 @@ import { errText, type Instrumentation } from '../../core/instrumentation.ts'
  * events, and a broker it cannot reach reported as one line that says what to do.
  */
 
+/**
+ * How both stages' consumers fetch: the broker answers a fetch as soon as one byte is there
+ * (`minBytes`), and an empty fetch comes back after a few milliseconds instead of KafkaJS's 5 s,
+ * so a partition resumed or newly written to is fetched again at once. `maxBytesPerPartition`
+ * bounds a batch (a batch is cut by size, or by what has arrived when the fetch returns).
+ * Measured with `npm run bench -- --latency` (docs/performance.md).
+ */
+export const STAGE_FETCH = { minBytes: 1, maxWaitTimeInMs: 10, maxBytesPerPartition: 1 << 20 } as const
+
 /** The topics of the live pipeline; `RunConfig` has them under these names. */
 export interface PipelineTopics {
   transactionsTopic: string

@@ -4,7 +4,7 @@ import { InputAlignment, type Released } from '../alignment.ts'
 import type { EventType } from '../../schemas/events.ts'
 import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import { errText, type Instrumentation } from '../../core/instrumentation.ts'
-import type { PipelineTopics } from './client.ts'
+import { STAGE_FETCH, type PipelineTopics } from './client.ts'
 import { deadLetterKey } from './publish.ts'
 
 /**
@@ -55,7 +55,7 @@ export class IngestStage {
       [topics.appEventsTopic, 'app'],
       [topics.lifecycleTopic, 'lifecycle'],
     ])
-    this.consumer = opts.kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, maxBytesPerPartition: 1 << 20, sessionTimeout: opts.sessionTimeout })
+    this.consumer = opts.kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, ...STAGE_FETCH, sessionTimeout: opts.sessionTimeout })
     // Half the allowed lateness for streams running apart, half for disorder within a stream.
     this.alignment = new InputAlignment<Fetched>(opts.allowedLateness / 2)
   }

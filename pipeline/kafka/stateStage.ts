@@ -4,6 +4,7 @@ import type { StateStore } from '../store/types.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
 import { FencedError } from '../../core/errors.ts'
 import { errText, type Instrumentation } from '../../core/instrumentation.ts'
+import { STAGE_FETCH } from './client.ts'
 
 /**
  * The state stage: reads the internal events topic and runs each partition's `PartitionProcessor`,
@@ -25,6 +26,8 @@ export interface StateStageOptions {
   /** Whether the input upstream has no backlog (ingest's alignment): only then do idle partitions advance. */
   inputCaughtUp: () => boolean
   instrumentation: Instrumentation
+  /** Called as soon as a step's commit is in the store, with its output (`run` nudges the outbox drain). */
+  onCommitted?: (partition: number, out: BatchOutput) => void
 }
 
 /** How often idle partitions are looked for. */
@@ -44,7 +47,7 @@ export class StateStage {
 
   constructor(private readonly opts: StateStageOptions) {
     this.events = opts.instrumentation
-    this.consumer = opts.kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, maxBytesPerPartition: 1 << 20, sessionTimeout: opts.sessionTimeout })
+    this.consumer = opts.kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, ...STAGE_FETCH, sessionTimeout: opts.sessionTimeout })
   }
 
   /** The partitions of the events topic this process owns now, in order. */
@@ -122,6 +125,7 @@ export class StateStage {
     const run = (this.locks.get(partition) ?? Promise.resolve())
       .catch(() => {})
       .then(() => fn(this.processorFor(partition)))
+      .then((out) => (this.opts.onCommitted?.(partition, out), out))
       .catch((e) => {
         if (!(e instanceof FencedError)) throw e
         this.events.emit('pipeline.fenced', { partition, err: e.message })
