@@ -60,6 +60,10 @@ export interface LatencyReport {
   alertOnTopic: Distribution
   decisionCommitted: Distribution
   webhookSent: Distribution & { deferred: number }
+  /** After each state-stage batch: wall clock less the partition's watermark less the allowed lateness. */
+  watermarkLag: Distribution
+  /** State-stage batches read from Kafka: time to process and commit, and events applied (or found late or repeated). */
+  batch: { ms: Distribution; events: Distribution }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -134,15 +138,29 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
   const producer = await connectProducer(kafka, brokers)
   try {
     pipeline = await startPipeline(config, createLogger('warn'))
+    const lateness = config.allowedLateness
+    let measureFrom = Infinity
+    let measureUntil = -Infinity
     const decisions: number[] = []
+    const batchMs: number[] = []
+    const batchEvents: number[] = []
     pipeline.events.on('pipeline.batch_end', (e) => {
       const committed = Date.now()
+      if (e.seconds !== undefined && committed >= measureFrom && committed < measureUntil) {
+        batchMs.push(e.seconds * 1000)
+        batchEvents.push(e.applied + e.late + e.duplicates)
+      }
       for (const d of e.decisions) {
         const at = Date.parse(d.eventTime)
         if (measured.has(`${d.customerId}@${at}`)) decisions.push(committed - at)
       }
     })
 
+    // Diagnostic: how far the state stage's event time trails the wall clock after each batch.
+    const watermarkLag: number[] = []
+    pipeline.events.on('pipeline.watermark', (e) => {
+      if (e.now >= measureFrom && e.now < measureUntil) watermarkLag.push(e.now - e.watermark - lateness)
+    })
     const alerts: number[] = []
     alertConsumer = kafka.consumer({ groupId: `${id}-alerts`, ...STAGE_FETCH })
     await alertConsumer.connect()
@@ -167,8 +185,8 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
     const last = new Map<string, number>()
     const sendMs: number[] = []
     const started = Date.now()
-    const measureFrom = started + o.warmupSeconds * 1000
-    const measureUntil = started + (o.seconds - o.tailSeconds) * 1000
+    measureFrom = started + o.warmupSeconds * 1000
+    measureUntil = started + (o.seconds - o.tailSeconds) * 1000
     let sent = 0
     while (sent < events.length) {
       const now = Date.now()
@@ -198,7 +216,6 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
     const producedSeconds = (Date.now() - started) / 1000
 
     // What was appended last is decided once the watermark passes it: by later events, or by the idle advance.
-    const lateness = config.allowedLateness
     await sleep(lateness + config.idleAdvance + 5000)
 
     return {
@@ -217,6 +234,8 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
       alertOnTopic: distribution(alerts),
       decisionCommitted: distribution(decisions),
       webhookSent: { ...distribution(webhooks), deferred },
+      watermarkLag: distribution(watermarkLag),
+      batch: { ms: distribution(batchMs), events: distribution(batchEvents) },
     }
   } finally {
     await alertConsumer?.disconnect().catch(() => {})
@@ -246,6 +265,9 @@ export function latencyTable(r: LatencyReport): [string, string][] {
     ['load', `${r.produced.events.toLocaleString('en-US')} events in ${r.produced.seconds.toFixed(1)} s: ${Math.round(r.produced.rate).toLocaleString('en-US')} events/s (asked ${Number(s.rate).toLocaleString('en-US')}), ${s.customers} customers, ${s.partitions} partitions per topic; ${r.produced.measured.toLocaleString('en-US')} measured (from ${s.warmupSeconds} s to ${Number(s.seconds) - Number(s.tailSeconds)} s)`],
     ['settings', `ALLOWED_LATENESS ${s.allowedLatenessMs} ms, IDLE_ADVANCE ${s.idleAdvanceMs} ms, stage fetch ${JSON.stringify(s.stageFetch)}`],
     ['produce request (p50 / p99 / max, requests)', ms(r.produced.sendMs)],
+    ['state-stage batch: process and commit (p50 / p99 / max, batches)', ms(r.batch.ms)],
+    ['state-stage batch: events (p50 / p99 / max)', `${r.batch.events.p50} / ${r.batch.events.p99} / ${r.batch.events.max}`],
+    ['state stage: wall clock − (watermark + lateness) after a batch (p50 / p99 / max, batches)', ms(r.watermarkLag)],
     ['append → alert on the alert topic (p50 / p99 / max, alerts)', ms(r.alertOnTopic)],
     ['append → decision committed (p50 / p99 / max, decisions)', ms(r.decisionCommitted)],
     ['append → webhook sent (p50 / p99 / max, webhooks)', `${ms(r.webhookSent)}; ${r.webhookSent.deferred} deferred by quiet hours, not counted`],

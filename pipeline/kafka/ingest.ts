@@ -4,7 +4,7 @@ import { InputAlignment, type Released } from '../alignment.ts'
 import type { EventType } from '../../schemas/events.ts'
 import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import { errText, type Instrumentation } from '../../core/instrumentation.ts'
-import { STAGE_FETCH, type PipelineTopics } from './client.ts'
+import { STAGE_FETCH, STAGE_RUN, type PipelineTopics } from './client.ts'
 import { deadLetterKey } from './publish.ts'
 
 /**
@@ -69,7 +69,7 @@ export class IngestStage {
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => this.assigned(e.payload.memberAssignment as Record<string, number[]>))
     await this.consumer.connect()
     await this.consumer.subscribe({ topics: [...this.typeOf.keys()], fromBeginning: true })
-    await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
+    await this.consumer.run({ ...STAGE_RUN, autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
     // A partition that never sends its first batch stops holding the others after a grace period.
     this.graceTicker = setInterval(() => void this.inTurn(() => this.forward()).catch((e) => this.events.emit('ingest.forward_failed', { err: errText(e) })), GRACE_TICK_MS)
   }

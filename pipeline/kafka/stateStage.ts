@@ -4,7 +4,7 @@ import type { StateStore } from '../store/types.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
 import { FencedError } from '../../core/errors.ts'
 import { errText, type Instrumentation } from '../../core/instrumentation.ts'
-import { STAGE_FETCH } from './client.ts'
+import { STAGE_FETCH, STAGE_RUN } from './client.ts'
 
 /**
  * The state stage: reads the internal events topic and runs each partition's `PartitionProcessor`,
@@ -59,7 +59,7 @@ export class StateStage {
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => this.assigned(e.payload.memberAssignment[this.opts.eventsTopic] ?? []))
     await this.consumer.connect()
     await this.consumer.subscribe({ topic: this.opts.eventsTopic, fromBeginning: true })
-    await this.consumer.run({ eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
+    await this.consumer.run({ ...STAGE_RUN, eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
     this.idleTicker = setInterval(() => this.advanceIdle(), IDLE_TICK_MS)
   }
 
