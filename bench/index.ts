@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir, cpus } from 'node:os'
 import { Command } from 'commander'
@@ -10,10 +10,12 @@ import { ReplayConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
 import { benchStateSize } from './stateSize.ts'
 import { benchLive } from './live.ts'
+import { benchLatency, latencyTable } from './latency.ts'
 
 /**
  * `npm run bench`: replay throughput on a simulated bank, and the size of per-customer state in
- * memory and in Redis. Figures, not assertions: run it on a quiet machine and compare ratios.
+ * memory and in Redis; `--latency` instead measures the live pipeline's latency under a steady
+ * load. Figures, not assertions: run it on a quiet machine and compare ratios.
  */
 
 const program = new Command()
@@ -26,11 +28,38 @@ const program = new Command()
   .option('--threads <n>', 'replay threads (default: one per core, up to 4; at most 12)', wholeNumber(1))
   .option('--live', 'also measure `cardpulse run` catching up on the bank through Kafka (first --live-days days)')
   .option('--live-days <n>', 'days of the bank for --live', wholeNumber(1), 30)
-  .option('--kafka-brokers <list>', 'Kafka for --live', process.env.KAFKA_BROKERS ?? '127.0.0.1:19092')
+  .option('--kafka-brokers <list>', 'Kafka for --live and --latency', process.env.KAFKA_BROKERS ?? '127.0.0.1:19092')
+  .option('--latency', 'instead: latency of `cardpulse run` under a steady live load (append → alert, decision, webhook); --customers applies')
+  .option('--rate <n>', 'events per second appended for --latency', wholeNumber(1), 10000)
+  .option('--seconds <n>', 'seconds of load for --latency', wholeNumber(10), 60)
+  .option('--warmup <n>', 'first seconds of --latency not measured', wholeNumber(0), 5)
+  .option('--allowed-lateness <duration>', 'ALLOWED_LATENESS of the pipeline for --latency', '30s')
+  .option('--partitions <n>', 'partitions per topic for --latency', wholeNumber(1), 6)
+  .option('--json <file>', 'also write the --latency report to this file')
   .parse()
 const opts = program.opts()
 const customers = Number(opts.customers)
 const days = Number(opts.days)
+
+if (opts.latency) {
+  const report = await benchLatency({
+    rate: Number(opts.rate),
+    seconds: Number(opts.seconds),
+    warmupSeconds: Number(opts.warmup),
+    tailSeconds: 2,
+    customers,
+    seed: Number(opts.seed),
+    brokers: opts.kafkaBrokers,
+    redisUrl: opts.redisUrl,
+    partitions: Number(opts.partitions),
+    allowedLateness: opts.allowedLateness,
+  })
+  const rows: [string, string][] = [['machine', `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`], ...latencyTable(report)]
+  console.log('\n| measure | figure |\n|---|---|')
+  for (const [k, v] of rows) console.log(`| ${k} | ${v} |`)
+  if (opts.json) writeFileSync(opts.json, JSON.stringify(report, null, 2) + '\n')
+  process.exit(0)
+}
 
 const log = createLogger('warn')
 const dataDir = join(tmpdir(), `cardpulse-bench-${customers}c-${days}d-s${opts.seed}`)

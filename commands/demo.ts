@@ -36,7 +36,7 @@ const STEP = 3 * HOUR
 export async function runDemo(config: DemoConfig, log: Logger) {
   const metrics = createMetrics()
   const events = new Instrumentation(log, metrics)
-  const catalog = watchedCatalog(config.catalogFile, events)
+  const catalog = watchedCatalog(config.catalogFile, events.child({ component: 'catalog' }))
   const bankConfig = loadBankConfig(config.bankConfig)
   // Without a configuration of its own, the demo's bank sends a few malformed messages, so the
   // dashboard shows what becomes of bad input.

@@ -32,6 +32,8 @@ export interface RunningPipeline {
   clickhouse: ClickHouseSink
   store: RedisStore
   metrics: Metrics
+  /** The pipeline's instrumentation events, for a caller that watches them (the latency benchmark). */
+  events: Instrumentation
   stop(): Promise<void>
 }
 
@@ -50,7 +52,7 @@ interface Parts {
 export async function startPipeline(config: RunConfig, log: Logger): Promise<RunningPipeline> {
   const metrics = createMetrics()
   const events = new Instrumentation(log, metrics)
-  const catalog = watchedCatalog(config.catalogFile, events)
+  const catalog = watchedCatalog(config.catalogFile, events.child({ component: 'catalog' }))
   const p: Partial<Parts> = {}
   let consuming = true
   // Input stops first, then the state stage commits what it has, then the outbox drains it once more.
@@ -77,13 +79,13 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       onError: (err) => events.emit('redis.error', { err: errText(err) }),
     }))
     const brokers = config.kafkaBrokers
-    const kafka = createKafka({ clientId: 'cardpulse', brokers, connectTimeoutMs: config.connectTimeout, instrumentation: events })
+    const kafka = createKafka({ clientId: 'cardpulse', brokers, connectTimeoutMs: config.connectTimeout, instrumentation: events.child({ component: 'kafka' }) })
     const topics = [config.transactionsTopic, config.appEventsTopic, config.lifecycleTopic, config.eventsTopic, config.dlqTopic, config.alertTopic]
     const admin = (p.admin = await connectAdmin(kafka, brokers, topics, config.partitions))
     const clickhouse = (p.clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(config.dataDir, 'clickhouse') }))
     const producer = (p.producer = await connectProducer(kafka, brokers, { idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false }))
 
-    const stageOptions = { kafka, admin, sessionTimeout: config.sessionTimeout, instrumentation: events }
+    const stageOptions = { kafka, admin, sessionTimeout: config.sessionTimeout }
     const ingest = (p.ingest = new IngestStage({
       ...stageOptions,
       producer,
@@ -91,6 +93,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       groupId: `${config.groupId}-ingest`,
       maxDisorder: config.maxDisorder,
       sourceIdleness: config.sourceIdleness,
+      instrumentation: events.child({ component: 'ingest' }),
     }))
     await ingest.start()
     const state = (p.state = new StateStage({
@@ -102,6 +105,11 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       inputTopics: [config.transactionsTopic, config.appEventsTopic, config.lifecycleTopic],
       allowedLateness: config.allowedLateness,
       idleAdvance: config.idleAdvance,
+      instrumentation: events.child({ component: 'state' }),
+      // What a commit put in the outbox for a receiver or the broker goes now, not at the drain's next tick.
+      onCommitted: (_, out) => {
+        if (out.alerts.length || out.deadLetters.length || out.decisions.some((d) => d.outcome === 'send')) p.delivery?.drain.nudge()
+      },
     }))
     await state.start()
 
@@ -116,14 +124,14 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       concurrency: 32,
       publishAlerts: alertPublisher(producer, config.alertTopic),
       publishDeadLetters: deadLetterPublisher(producer, config.dlqTopic),
-      events,
+      events: events.child({ component: 'outbox' }),
     }))
     drain.start()
 
     const http = (p.http = await serveHttp({
       port: config.httpPort,
       metrics,
-      events,
+      events: events.child({ component: 'http' }),
       clickhouse: () => clickhouse,
       health: () => ({ ok: consuming, partitions: state.owned(), ...drain.health() }),
       info: () => ({ mode: 'run', catalogVersion: catalog.current().version, status: `partitions ${state.owned().join(',') || 'none yet'}` }),
@@ -131,7 +139,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       economics: () => catalog.current().economics,
     }))
     log.info({ brokers, port: http.port, catalog: catalog.current().version }, `cardpulse running; dashboard and /metrics on port ${http.port}`)
-    return { port: http.port, clickhouse, store, metrics, stop }
+    return { port: http.port, clickhouse, store, metrics, events, stop }
   } catch (e) {
     await stop().catch(() => {})
     throw e

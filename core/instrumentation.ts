@@ -12,7 +12,7 @@ type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error'
 
 /** A decision, alert or dead letter as far as counting it goes. */
 interface Counted {
-  decisions: readonly { trigger: string; outcome: string; suppressedBy?: string | null }[]
+  decisions: readonly { trigger: string; outcome: string; suppressedBy?: string | null; customerId: string; eventTime: string }[]
   alerts: readonly { kind: string; severity: string }[]
   /** Dead letters made by this step (bad input at ingest, late events in the state stage). */
   deadLetters: readonly { error: { code: string } }[]
@@ -167,16 +167,32 @@ const SPECS: { [K in EventName]: Spec<K> } = {
   'webhook.dispatch_failed': { level: 'error', says: 'will retry' },
 }
 
-/** Emits instrumentation events to a pino logger and, when given, a process's Prometheus metrics. */
+type Listener = (event: never) => void
+
+/**
+ * Emits instrumentation events to a pino logger, when given a process's Prometheus metrics, and
+ * to listeners (`on`: a benchmark or test that watches the runtime without reading its logs).
+ */
 export class Instrumentation {
   constructor(
     readonly log: Logger,
     private readonly metrics?: Metrics,
+    private readonly listeners = new Map<EventName, Set<Listener>>(),
   ) {}
+
+  /** Calls `fn` with each `name` event emitted here or by a child, until the function returned is called. */
+  on<K extends EventName>(name: K, fn: (event: InstrumentationEvents[K]) => void): () => void {
+    let set = this.listeners.get(name)
+    if (!set) this.listeners.set(name, (set = new Set()))
+    set.add(fn)
+    return () => void set.delete(fn)
+  }
 
   emit<K extends EventName>(name: K, event: InstrumentationEvents[K]): void {
     const spec = SPECS[name] as Spec<K>
     if (this.metrics) spec.count?.(this.metrics, event)
+    const listeners = this.listeners.get(name) as Set<(event: InstrumentationEvents[K]) => void> | undefined
+    if (listeners) for (const fn of listeners) fn(event)
     const level = name === 'kafka.log' ? (event as InstrumentationEvents['kafka.log']).level : spec.level
     if (!this.log.isLevelEnabled(level)) return
     const says = typeof spec.says === 'function' ? spec.says(event) : spec.says
@@ -186,7 +202,7 @@ export class Instrumentation {
 
   /** The same sinks, with fields every line of one component carries (pino child logger). */
   child(bindings: Record<string, unknown>): Instrumentation {
-    return new Instrumentation(this.log.child(bindings), this.metrics)
+    return new Instrumentation(this.log.child(bindings), this.metrics, this.listeners)
   }
 }
 

@@ -72,8 +72,8 @@ export async function drainRows(
 export interface OutboxDrainOptions {
   queues: OutboxQueues
   clickhouse: ClickHouseSink
-  /** Sends the outbox's due webhooks; on its own loop once started, else once per pass. */
-  webhooks: Pick<WebhookDispatcher, 'runOnce' | 'start' | 'stop'>
+  /** Sends the outbox's due webhooks; on its own loop once started (which a nudge runs at once), else once per pass. */
+  webhooks: Pick<WebhookDispatcher, 'runOnce' | 'start' | 'stop' | 'nudge'>
   /** The partitions whose outbox this process drains; read on every pass, so rebalances take effect. */
   partitions: () => number[]
   /** Resolves once the alerts are safely published; without it alerts are not drained (the demo keeps them as rows only). */
@@ -89,26 +89,50 @@ const PUBLISH_MAX = 500
 /**
  * Everything that leaves the committed outbox, for `run` and `demo` alike: due webhooks through
  * the dispatcher, alerts and late events' dead letters through the publish functions it is given,
- * rows into ClickHouse. A pass stops at the first sink that fails; what it did not take stays in
- * the outbox for the next pass. Each sink's failure is reported once, and its recovery.
+ * rows into ClickHouse. Alerts and dead letters go in one pass, rows in another, so a slow
+ * ClickHouse insert never holds up an alert. A pass stops at the first sink that fails; what it did
+ * not take stays in the outbox for the next pass. Each sink's failure is reported once, and its
+ * recovery.
  */
 export class OutboxDrain {
   private ticker?: NodeJS.Timeout
-  private inFlight?: Promise<void>
+  private running = false
+  /** The pass publishing alerts and dead letters, and whether another must follow it (a nudge came meanwhile). */
+  private publishing?: Promise<void>
+  private publishQueued = false
+  /** The pass inserting ClickHouse rows. */
+  private inserting?: Promise<void>
   private readonly failing = new Set<string>()
 
   constructor(private readonly opts: OutboxDrainOptions) {}
 
-  /** Drains on its own: webhooks every `webhooksEveryMs`, the other sinks every `everyMs`. */
+  /**
+   * Drains on its own: webhooks every `webhooksEveryMs`, the other sinks every `everyMs`, and
+   * webhooks, alerts and dead letters at once on a `nudge`.
+   */
   start({ everyMs = 500, webhooksEveryMs = 250 } = {}): void {
+    this.running = true
     this.opts.webhooks.start(webhooksEveryMs)
     this.ticker = setInterval(() => {
+      this.publish()
       // A slow sink must not stack passes up: a tick while one runs is skipped.
-      if (this.inFlight) return
-      this.inFlight = this.drainQueues()
+      if (this.inserting) return
+      this.inserting = this.reported('clickhouse', () => this.drainRows())
         .catch(() => {})
-        .finally(() => (this.inFlight = undefined))
+        .finally(() => (this.inserting = undefined))
     }, everyMs)
+  }
+
+  /**
+   * A commit put webhooks, alerts or dead letters in the outbox: send them now rather than at the
+   * next tick. Nudges coalesce: at most one pass of each kind is under way and one more waits
+   * behind it, however many commits nudged. ClickHouse rows keep to the timer. Does nothing
+   * unless started.
+   */
+  nudge(): void {
+    if (!this.running) return
+    this.opts.webhooks.nudge()
+    this.publish()
   }
 
   /** One pass over every sink, webhooks first (a drain that was not started); rejects with the first failure. */
@@ -124,18 +148,44 @@ export class OutboxDrain {
 
   /** Stops draining and drains once more, for what the last batches committed; what fails stays for the next start. */
   async stop(): Promise<void> {
+    this.running = false
     clearInterval(this.ticker)
-    await this.inFlight
+    this.publishQueued = false
+    await Promise.all([this.publishing, this.inserting])
     await this.opts.webhooks.stop()
     await this.drainQueues().catch(() => {})
   }
 
+  /** Starts a pass over alerts and dead letters, or queues one behind the pass under way. */
+  private publish(): void {
+    if (this.publishing) {
+      this.publishQueued = true
+      return
+    }
+    this.publishQueued = false
+    this.publishing = this.drainPublished()
+      .catch(() => {})
+      .finally(() => {
+        this.publishing = undefined
+        if (this.publishQueued && this.running) this.publish()
+      })
+  }
+
   private async drainQueues(): Promise<void> {
-    const { queues, clickhouse, publishAlerts, publishDeadLetters, instrumentation } = this.opts
+    await this.drainPublished()
+    await this.reported('clickhouse', () => this.drainRows())
+  }
+
+  private async drainPublished(): Promise<void> {
+    const { queues, publishAlerts, publishDeadLetters } = this.opts
     const partitions = this.opts.partitions()
     if (publishAlerts) await this.reported('alerts', () => drainOutbox(queues.alerts, partitions, publishAlerts, PUBLISH_MAX))
     if (publishDeadLetters) await this.reported('dead_letters', () => drainOutbox(queues.deadLetters, partitions, publishDeadLetters, PUBLISH_MAX))
-    await this.reported('clickhouse', () => drainRows(queues.rows, partitions, clickhouse, { onRows: (table, rows) => instrumentation.emit('sink.rows_written', { table, rows }) }))
+  }
+
+  private drainRows(): Promise<number> {
+    const { queues, clickhouse, instrumentation } = this.opts
+    return drainRows(queues.rows, this.opts.partitions(), clickhouse, { onRows: (table, rows) => instrumentation.emit('sink.rows_written', { table, rows }) })
   }
 
   private async reported(sink: string, drain: () => Promise<unknown>): Promise<void> {

@@ -13,6 +13,10 @@ import { WebhookDispatcher, type DeliveryRow, type WebhookDispatcherOptions } fr
 import { createMetrics } from '../core/metrics.ts'
 import { Instrumentation } from '../core/instrumentation.ts'
 import { signWebhook, verifyWebhook } from '../sinks/webhook/signature.ts'
+import { OutboxDrain } from '../sinks/outbox.ts'
+import type { ClickHouseSink } from '../sinks/clickhouse.ts'
+import { outboxQueues } from '../pipeline/store/outbox.ts'
+import type { RiskAlert } from '../schemas/alert.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -619,3 +623,122 @@ describe('WebhookDispatcher', () => {
     expect(server.received).toHaveLength(1)
   })
 })
+
+// ---------------------------------------------------------------------------------------------
+// The outbox drain, nudged after a commit
+
+describe('OutboxDrain.nudge', () => {
+  const alert = (id: string): RiskAlert => ({
+    id,
+    kind: 'velocity',
+    severity: 'high',
+    score: 0.9,
+    customerId: 'cust-1',
+    eventTime: new Date(T0).toISOString(),
+    detectedAt: new Date(T0).toISOString(),
+    evidence: { eventIds: ['e-1'] },
+    ruleVersion: 'test',
+  })
+  const commitAlerts = (store: MemoryStore, offset: number, alerts: RiskAlert[], webhooks: PendingWebhook[] = []) =>
+    store.commit({
+      partition: 0,
+      expectedOffset: offset === 1 ? null : String(offset - 1),
+      offset: String(offset),
+      watermark: T0,
+      customers: new Map(),
+      timersSet: [],
+      timersRemoved: [],
+      webhooks,
+      alerts,
+      deadLetters: [],
+      rows: [],
+    })
+  const silent = () => new Instrumentation(pino({ level: 'silent' }))
+  /** Started with timers of an hour: whatever goes out in the test went because of a nudge. */
+  function hourlyDrain(store: MemoryStore, publishAlerts: (alerts: RiskAlert[]) => Promise<void>, webhooks: WebhookDispatcher) {
+    const drain = new OutboxDrain({
+      queues: outboxQueues(store),
+      clickhouse: { insert: async () => {} } as unknown as ClickHouseSink,
+      webhooks,
+      partitions: () => [0],
+      publishAlerts,
+      instrumentation: silent(),
+    })
+    drain.start({ everyMs: HOUR, webhooksEveryMs: HOUR })
+    cleanups.push(() => drain.stop())
+    return drain
+  }
+
+  it('sends a committed webhook and publishes a committed alert at once, not at the next tick of an hourly timer', async () => {
+    const server = await startServer()
+    const h = harness()
+    h.clock.now = T0 + 5_000
+    const published: string[] = []
+    const disp = dispatcher(h, sender({ urls: { default: `${server.url}/hook` } }))
+    const drain = hourlyDrain(h.store, async (alerts) => void published.push(...alerts.map((a) => a.id)), disp)
+    // The dispatcher's first pass, due at start, finds nothing; the next poll is an hour away.
+    await new Promise((r) => setTimeout(r, 20))
+    await disp.runOnce()
+    expect(server.received).toHaveLength(0)
+
+    await commitAlerts(h.store, 1, [alert('al-1')], [pendingOf(decision())])
+    drain.nudge()
+    await waitUntil(() => server.received.length === 1 && published.length === 1 && h.store.peekAlerts(0, 10).then((a) => a.length === 0))
+    expect(published).toEqual(['al-1'])
+    expect((await h.rows()).map((r) => r.status)).toEqual(['delivered'])
+    expect(await h.pending()).toHaveLength(0)
+  })
+
+  it('coalesces nudges: one pass under way and one queued, and an alert is acknowledged only after it is published', async () => {
+    const h = harness()
+    const disp = dispatcher(h, sender({ urls: { default: 'http://127.0.0.1:9/unused' } }))
+    const calls: string[][] = []
+    let inFlight = 0
+    let maxInFlight = 0
+    let release!: () => void
+    const drain = hourlyDrain(
+      h.store,
+      async (alerts) => {
+        calls.push(alerts.map((a) => a.id))
+        maxInFlight = Math.max(maxInFlight, ++inFlight)
+        if (calls.length === 1) await new Promise<void>((r) => (release = r))
+        inFlight--
+      },
+      disp,
+    )
+    await commitAlerts(h.store, 1, [alert('al-1')])
+    drain.nudge()
+    await waitUntil(() => calls.length === 1)
+    // Committed while the first pass is under way: many nudges, one more pass.
+    await commitAlerts(h.store, 2, [alert('al-2')])
+    for (let i = 0; i < 5; i++) drain.nudge()
+    // Not acknowledged while its publish has not returned.
+    expect((await h.store.peekAlerts(0, 10)).map((e) => e.value.id)).toEqual(['al-1', 'al-2'])
+    release()
+    await waitUntil(async () => (await h.store.peekAlerts(0, 10)).length === 0)
+    expect(calls).toEqual([['al-1'], ['al-2']])
+    expect(maxInFlight).toBe(1)
+  })
+
+  it('does nothing before start: the demo runs its passes itself', async () => {
+    const h = harness()
+    const published: string[] = []
+    const drain = new OutboxDrain({
+      queues: outboxQueues(h.store),
+      clickhouse: { insert: async () => {} } as unknown as ClickHouseSink,
+      webhooks: dispatcher(h, sender({ urls: { default: 'http://127.0.0.1:9/unused' } })),
+      partitions: () => [0],
+      publishAlerts: async (alerts) => void published.push(...alerts.map((a) => a.id)),
+      instrumentation: silent(),
+    })
+    await commitAlerts(h.store, 1, [alert('al-1')])
+    drain.nudge()
+    await drain.runOnce()
+    expect(published).toEqual(['al-1'])
+  })
+})
+
+/** Polls until `cond` holds; the test's timeout bounds it. */
+async function waitUntil(cond: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await cond())) await new Promise((r) => setTimeout(r, 10))
+}

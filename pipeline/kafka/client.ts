@@ -9,6 +9,23 @@ import { errText, type Instrumentation } from '../../core/instrumentation.ts'
  * events, and a broker it cannot reach reported as one line that says what to do.
  */
 
+/**
+ * How both stages' consumers fetch: the broker answers a fetch as soon as one byte is there
+ * (`minBytes`), and an empty fetch comes back after a few milliseconds instead of KafkaJS's 5 s,
+ * so a partition resumed or newly written to is fetched again at once. `maxBytesPerPartition`
+ * bounds a batch (a batch is cut by size, or by what has arrived when the fetch returns).
+ * Measured with `npm run bench -- --latency` (docs/performance.md).
+ */
+export const STAGE_FETCH = { minBytes: 1, maxWaitTimeInMs: 10, maxBytesPerPartition: 1 << 20 } as const
+
+/**
+ * How both stages run their consumers: the batches of one fetch are taken concurrently, not one
+ * partition after the other, so one partition's produce or Redis round trip does not hold up the
+ * next's. Each stage still steps one partition at a time (ingest forwards in turn; the state
+ * stage locks per partition), and KafkaJS never hands over two batches of one partition at once.
+ */
+export const STAGE_RUN = { partitionsConsumedConcurrently: 32 } as const
+
 /** The topics of the live pipeline; `RunConfig` has them under these names. */
 export interface PipelineTopics {
   transactionsTopic: string

@@ -5,7 +5,7 @@ import { SourceClock, sameMarks, type Marks } from '../sourceMarks.ts'
 import type { EventType } from '../../schemas/events.ts'
 import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import { errText, type Instrumentation } from '../../core/instrumentation.ts'
-import type { PipelineTopics } from './client.ts'
+import { STAGE_FETCH, STAGE_RUN, type PipelineTopics } from './client.ts'
 import { deadLetterKey } from './publish.ts'
 
 /**
@@ -76,7 +76,7 @@ export class IngestStage {
       [topics.appEventsTopic, 'app'],
       [topics.lifecycleTopic, 'lifecycle'],
     ])
-    this.consumer = opts.kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, maxBytesPerPartition: 1 << 20, sessionTimeout: opts.sessionTimeout })
+    this.consumer = opts.kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, ...STAGE_FETCH, sessionTimeout: opts.sessionTimeout })
     this.alignment = new InputAlignment<Fetched>(ALIGNMENT_DRIFT_MS)
     this.clock = new SourceClock(opts.maxDisorder, opts.sourceIdleness)
   }
@@ -93,7 +93,7 @@ export class IngestStage {
     await this.refreshEventPartitions()
     await this.consumer.connect()
     await this.consumer.subscribe({ topics: [...this.typeOf.keys()], fromBeginning: true })
-    await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
+    await this.consumer.run({ ...STAGE_RUN, autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
     // A partition that never sends its first batch stops holding the others after a grace period;
     // a source that goes quiet is reported idle.
     this.ticker = setInterval(() => void this.inTurn(() => this.tick()).catch((e) => this.events.emit('ingest.forward_failed', { err: errText(e) })), TICK_MS)

@@ -6,6 +6,7 @@ import { allIdle } from '../sourceMarks.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
 import { FencedError } from '../../core/errors.ts'
 import { errText, type Instrumentation } from '../../core/instrumentation.ts'
+import { STAGE_FETCH, STAGE_RUN } from './client.ts'
 
 /**
  * The state stage: reads the internal events topic and runs each partition's `PartitionProcessor`,
@@ -34,6 +35,8 @@ export interface StateStageOptions {
   admin: Admin
   inputTopics: string[]
   instrumentation: Instrumentation
+  /** Called as soon as a step's commit is in the store, with its output (`run` nudges the outbox drain). */
+  onCommitted?: (partition: number, out: BatchOutput) => void
 }
 
 /** How often idle partitions are looked for. */
@@ -55,7 +58,7 @@ export class StateStage {
 
   constructor(private readonly opts: StateStageOptions) {
     this.events = opts.instrumentation
-    this.consumer = opts.kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, maxBytesPerPartition: 1 << 20, sessionTimeout: opts.sessionTimeout })
+    this.consumer = opts.kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, ...STAGE_FETCH, sessionTimeout: opts.sessionTimeout })
   }
 
   /** The partitions of the events topic this process owns now, in order. */
@@ -68,7 +71,7 @@ export class StateStage {
     await this.refreshSources()
     await this.consumer.connect()
     await this.consumer.subscribe({ topic: this.opts.eventsTopic, fromBeginning: true })
-    await this.consumer.run({ eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
+    await this.consumer.run({ ...STAGE_RUN, eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
     this.idleTicker = setInterval(() => this.advanceIdle(), IDLE_TICK_MS)
   }
 
@@ -153,6 +156,7 @@ export class StateStage {
     const run = (this.locks.get(partition) ?? Promise.resolve())
       .catch(() => {})
       .then(() => fn(this.processorFor(partition)))
+      .then((out) => (this.opts.onCommitted?.(partition, out), out))
       .catch((e) => {
         if (!(e instanceof FencedError)) throw e
         this.events.emit('pipeline.fenced', { partition, err: e.message })

@@ -79,6 +79,9 @@ export class WebhookDispatcher {
   private running = false
   /** A partition had more due than one batch: poll again at once instead of waiting. */
   private backlog = false
+  /** Nudged while a pass was under way: that pass may have looked before the new webhooks were committed, so run again at once. */
+  private nudged = false
+  private intervalMs = 1_000
 
   constructor(private readonly opts: WebhookDispatcherOptions) {
     if (!(opts.batchSize >= 1)) throw new WebhookConfigError(`webhook batchSize must be at least 1, got ${opts.batchSize}`)
@@ -100,21 +103,43 @@ export class WebhookDispatcher {
     return run
   }
 
-  /** Polls every `intervalMs` (sooner while there is a backlog) until `stop()`. */
+  /** Polls every `intervalMs` (sooner while there is a backlog, or when nudged) until `stop()`. */
   start(intervalMs = 1_000): void {
     if (this.running) return
     this.running = true
-    const tick = async () => {
-      this.timer = undefined
-      if (!this.running) return
-      try {
-        await this.runOnce()
-      } catch (err) {
-        this.opts.instrumentation?.emit('webhook.dispatch_failed', { err: errText(err) })
-      }
-      if (this.running) this.timer = setTimeout(tick, this.backlog ? 0 : intervalMs)
+    this.intervalMs = intervalMs
+    this.schedule(0)
+  }
+
+  /**
+   * New webhooks were committed: pass over the outbox now instead of at the next poll. Nudges
+   * coalesce: with a pass under way, one more follows it, however many nudges came. Webhooks due
+   * later (quiet hours, retries) still wait for their time. Does nothing unless started.
+   */
+  nudge(): void {
+    if (!this.running) return
+    this.nudged = true
+    // Waiting for the next poll: poll now. A pass under way runs again as soon as it ends (tick).
+    if (this.timer) {
+      clearTimeout(this.timer)
+      this.schedule(0)
     }
-    this.timer = setTimeout(tick, 0)
+  }
+
+  private schedule(delayMs: number): void {
+    this.timer = setTimeout(() => void this.tick(), delayMs)
+  }
+
+  private async tick(): Promise<void> {
+    this.timer = undefined
+    if (!this.running) return
+    this.nudged = false
+    try {
+      await this.runOnce()
+    } catch (err) {
+      this.opts.instrumentation?.emit('webhook.dispatch_failed', { err: errText(err) })
+    }
+    if (this.running && !this.timer) this.schedule(this.backlog || this.nudged ? 0 : this.intervalMs)
   }
 
   /** Stops polling and waits for the attempts in flight to be sent and recorded. */
