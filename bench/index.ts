@@ -33,7 +33,8 @@ const program = new Command()
   .option('--rate <n>', 'events per second appended for --latency', wholeNumber(1), 10000)
   .option('--seconds <n>', 'seconds of load for --latency', wholeNumber(10), 60)
   .option('--warmup <n>', 'first seconds of --latency not measured', wholeNumber(0), 5)
-  .option('--allowed-lateness <duration>', 'ALLOWED_LATENESS of the pipeline for --latency', '30s')
+  .option('--max-disorder <duration>', 'MAX_DISORDER of the pipeline for --latency (default: the pipeline\'s, 0s)')
+  .option('--source-idleness <duration>', 'SOURCE_IDLENESS of the pipeline for --latency (default: the pipeline\'s, 2s)')
   .option('--partitions <n>', 'partitions per topic for --latency', wholeNumber(1), 6)
   .option('--json <file>', 'also write the --latency report to this file')
   .parse()
@@ -52,7 +53,8 @@ if (opts.latency) {
     brokers: opts.kafkaBrokers,
     redisUrl: opts.redisUrl,
     partitions: Number(opts.partitions),
-    allowedLateness: opts.allowedLateness,
+    maxDisorder: opts.maxDisorder,
+    sourceIdleness: opts.sourceIdleness,
   })
   const rows: [string, string][] = [['machine', `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`], ...latencyTable(report)]
   console.log('\n| measure | figure |\n|---|---|')

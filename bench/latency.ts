@@ -43,8 +43,9 @@ export interface LatencyOptions {
   brokers: string
   redisUrl: string
   partitions: number
-  /** The pipeline's ALLOWED_LATENESS, e.g. '30s' or '0s'. */
-  allowedLateness: string
+  /** The pipeline's MAX_DISORDER and SOURCE_IDLENESS, e.g. '0s' and '2s'; its defaults when absent. */
+  maxDisorder?: string
+  sourceIdleness?: string
 }
 
 export interface Distribution {
@@ -60,7 +61,7 @@ export interface LatencyReport {
   alertOnTopic: Distribution
   decisionCommitted: Distribution
   webhookSent: Distribution & { deferred: number }
-  /** After each state-stage batch: wall clock less the partition's watermark less the allowed lateness. */
+  /** After each state-stage batch: wall clock less the partition's watermark. */
   watermarkLag: Distribution
   /** State-stage batches read from Kafka: time to process and commit, and events applied (or found late or repeated). */
   batch: { ms: Distribution; events: Distribution }
@@ -126,7 +127,8 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
     ...topics,
     partitions: String(o.partitions),
     httpPort: '0',
-    allowedLateness: o.allowedLateness,
+    maxDisorder: o.maxDisorder,
+    sourceIdleness: o.sourceIdleness,
     webhookUrl: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`,
     webhookSecret: 'cardpulse-bench-secret-0000',
     clickhouseDatabase: id.replace(/-/g, '_'),
@@ -138,7 +140,6 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
   const producer = await connectProducer(kafka, brokers)
   try {
     pipeline = await startPipeline(config, createLogger('warn'))
-    const lateness = config.allowedLateness
     let measureFrom = Infinity
     let measureUntil = -Infinity
     const decisions: number[] = []
@@ -159,7 +160,7 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
     // Diagnostic: how far the state stage's event time trails the wall clock after each batch.
     const watermarkLag: number[] = []
     pipeline.events.on('pipeline.watermark', (e) => {
-      if (e.now >= measureFrom && e.now < measureUntil) watermarkLag.push(e.now - e.watermark - lateness)
+      if (e.now >= measureFrom && e.now < measureUntil) watermarkLag.push(e.now - e.watermark)
     })
     const alerts: number[] = []
     alertConsumer = kafka.consumer({ groupId: `${id}-alerts`, ...STAGE_FETCH })
@@ -215,8 +216,8 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
     }
     const producedSeconds = (Date.now() - started) / 1000
 
-    // What was appended last is decided once the watermark passes it: by later events, or by the idle advance.
-    await sleep(lateness + config.idleAdvance + 5000)
+    // What was appended last is decided once the watermark passes it: when the sources go idle, or by the idle advance.
+    await sleep(config.sourceIdleness + config.idleAdvance + 5000)
 
     return {
       settings: {
@@ -226,7 +227,8 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
         tailSeconds: o.tailSeconds,
         customers: o.customers,
         partitions: o.partitions,
-        allowedLatenessMs: lateness,
+        maxDisorderMs: config.maxDisorder,
+        sourceIdlenessMs: config.sourceIdleness,
         idleAdvanceMs: config.idleAdvance,
         stageFetch: STAGE_FETCH,
       },
@@ -263,11 +265,11 @@ export function latencyTable(r: LatencyReport): [string, string][] {
   const s = r.settings
   return [
     ['load', `${r.produced.events.toLocaleString('en-US')} events in ${r.produced.seconds.toFixed(1)} s: ${Math.round(r.produced.rate).toLocaleString('en-US')} events/s (asked ${Number(s.rate).toLocaleString('en-US')}), ${s.customers} customers, ${s.partitions} partitions per topic; ${r.produced.measured.toLocaleString('en-US')} measured (from ${s.warmupSeconds} s to ${Number(s.seconds) - Number(s.tailSeconds)} s)`],
-    ['settings', `ALLOWED_LATENESS ${s.allowedLatenessMs} ms, IDLE_ADVANCE ${s.idleAdvanceMs} ms, stage fetch ${JSON.stringify(s.stageFetch)}`],
+    ['settings', `MAX_DISORDER ${s.maxDisorderMs} ms, SOURCE_IDLENESS ${s.sourceIdlenessMs} ms, IDLE_ADVANCE ${s.idleAdvanceMs} ms, stage fetch ${JSON.stringify(s.stageFetch)}`],
     ['produce request (p50 / p99 / max, requests)', ms(r.produced.sendMs)],
     ['state-stage batch: process and commit (p50 / p99 / max, batches)', ms(r.batch.ms)],
     ['state-stage batch: events (p50 / p99 / max)', `${r.batch.events.p50} / ${r.batch.events.p99} / ${r.batch.events.max}`],
-    ['state stage: wall clock − (watermark + lateness) after a batch (p50 / p99 / max, batches)', ms(r.watermarkLag)],
+    ['state stage: wall clock − watermark after a batch (p50 / p99 / max, batches)', ms(r.watermarkLag)],
     ['append → alert on the alert topic (p50 / p99 / max, alerts)', ms(r.alertOnTopic)],
     ['append → decision committed (p50 / p99 / max, decisions)', ms(r.decisionCommitted)],
     ['append → webhook sent (p50 / p99 / max, webhooks)', `${ms(r.webhookSent)}; ${r.webhookSent.deferred} deferred by quiet hours, not counted`],

@@ -56,6 +56,7 @@ export interface InstrumentationEvents {
   'pipeline.watermark': { partition: number; watermark: number; now: number }
   'pipeline.fenced': { partition: number; err: string }
   'pipeline.advance_failed': { partition: number; err: string }
+  'pipeline.sources_unknown': { err: string }
 
   'sink.rows_written': { table: string; rows: number }
   'sink.failed': { sink: string; err: string }
@@ -154,6 +155,7 @@ const SPECS: { [K in EventName]: Spec<K> } = {
   'pipeline.watermark': { level: 'trace', count: (m, e) => m.watermarkLag.set({ partition: String(e.partition) }, (e.now - e.watermark) / 1000) },
   'pipeline.fenced': { level: 'warn', says: 'another consumer owns the partition; its cached state is dropped' },
   'pipeline.advance_failed': { level: 'warn' },
+  'pipeline.sources_unknown': { level: 'warn', says: 'the input partitions could not be listed; those not heard from yet do not hold the watermark until they are' },
 
   'sink.rows_written': { level: 'trace', count: (m, e) => m.outboxRows.inc({ table: e.table }, e.rows) },
   'sink.failed': { level: 'warn', says: 'what it holds stays in the outbox and goes on a later tick' },

@@ -81,11 +81,6 @@ export class IngestStage {
     this.clock = new SourceClock(opts.maxDisorder, opts.sourceIdleness)
   }
 
-  /** Whether no input partition has a backlog or holds anything: what is read now is new. */
-  caughtUp(): boolean {
-    return this.alignment.caughtUp()
-  }
-
   async start(): Promise<void> {
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => this.assigned(e.payload.memberAssignment as Record<string, number[]>))
     // While partitions move, say nothing of them: a former owner's word must not follow the new one's.

@@ -89,7 +89,7 @@ export class StateStage {
   }
 
   private assigned(partitions: number[]): void {
-    this.refreshSources().catch((e) => this.events.emit('pipeline.advance_failed', { partition: -1, err: errText(e) }))
+    this.refreshSources().catch((e) => this.events.emit('pipeline.sources_unknown', { err: errText(e) }))
     this.assignment = partitions.slice().sort((a, b) => a - b)
     // State may have moved while another consumer owned a partition: reload it from the store.
     for (const p of this.processors.values()) p.reset()
