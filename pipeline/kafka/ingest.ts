@@ -44,9 +44,10 @@ interface Fetched {
 const PUBLISH_BYTES = 256 * 1024
 /**
  * How often what the alignment may release, and which input partitions turned idle, is looked at
- * without a new batch (a partition's grace period running out, a source going quiet).
+ * without a new batch (a partition's grace period running out, a source going quiet): a quarter
+ * of SOURCE_IDLENESS, so a source is reported idle soon after it is, within these bounds.
  */
-const TICK_MS = 200
+const tickMs = (sourceIdleness: number) => Math.min(200, Math.max(10, sourceIdleness / 4))
 /**
  * How far the alignment lets one input partition run ahead of another that has a backlog. Only
  * an economy now (the state stage waits for the slowest source whatever the order): events that
@@ -91,7 +92,7 @@ export class IngestStage {
     await this.consumer.run({ ...STAGE_RUN, autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
     // A partition that never sends its first batch stops holding the others after a grace period;
     // a source that goes quiet is reported idle.
-    this.ticker = setInterval(() => void this.inTurn(() => this.tick()).catch((e) => this.events.emit('ingest.forward_failed', { err: errText(e) })), TICK_MS)
+    this.ticker = setInterval(() => void this.inTurn(() => this.tick()).catch((e) => this.events.emit('ingest.forward_failed', { err: errText(e) })), tickMs(this.opts.sourceIdleness))
   }
 
   /** Stops fetching; what waits in the alignment is fetched again from the committed offsets next time. */
