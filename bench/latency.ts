@@ -1,15 +1,14 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Redis } from 'ioredis'
 import { CompressionTypes, type Consumer } from 'kafkajs'
 import { SimulatedBank } from '../simulator/bank.ts'
 import { startPipeline, type RunningPipeline } from '../commands/run.ts'
 import { RunConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
-import { StoreKeys } from '../pipeline/store/keys.ts'
+import { removeBenchData } from './cleanup.ts'
 import { STAGE_FETCH, connectAdmin, connectProducer, createKafka } from '../pipeline/kafka/client.ts'
 import type { InputEvent } from '../schemas/events.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
@@ -245,15 +244,7 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
     await producer.disconnect().catch(() => {})
     receiver.closeAllConnections()
     await new Promise((r) => receiver.close(r))
-    await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => {})
-    await admin.disconnect()
-    if (o.redisUrl.startsWith('redis://')) {
-      const redis = new Redis(o.redisUrl)
-      const keys = await redis.keys(new StoreKeys(id).pattern())
-      if (keys.length) await redis.del(...keys)
-      redis.disconnect()
-    }
-    rmSync(dataDir, { recursive: true, force: true })
+    await removeBenchData({ admin, topics: Object.values(topics), redisUrl: o.redisUrl, prefix: id, dataDir })
   }
 }
 

@@ -1,15 +1,14 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Redis } from 'ioredis'
 import { simulateBank } from '../simulator/bank.ts'
 import { produceStreams } from '../simulator/produce.ts'
 import { startPipeline } from '../commands/run.ts'
 import { RunConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
-import { StoreKeys } from '../pipeline/store/keys.ts'
+import { removeBenchData } from './cleanup.ts'
 import { connectAdmin, connectProducer, createKafka } from '../pipeline/kafka/client.ts'
 
 /**
@@ -63,14 +62,6 @@ export async function benchLive(opts: { customers: number; days: number; seed: n
 
   await pipeline.stop()
   receiver.close()
-  await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => {})
-  await admin.disconnect()
-  if (opts.redisUrl.startsWith('redis://')) {
-    const redis = new Redis(opts.redisUrl)
-    const keys = await redis.keys(new StoreKeys(id).pattern())
-    if (keys.length) await redis.del(...keys)
-    redis.disconnect()
-  }
-  rmSync(dataDir, { recursive: true, force: true })
+  await removeBenchData({ admin, topics: Object.values(topics), redisUrl: opts.redisUrl, prefix: id, dataDir })
   return { events: events.length, seconds, late }
 }
