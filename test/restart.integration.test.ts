@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import type { Admin, Producer } from 'kafkajs'
 import YAML from 'yaml'
@@ -14,7 +13,7 @@ import { DEFAULT_CATALOG_FILE, loadCatalogFile } from '../pipeline/catalog/index
 import { EmbeddedPipeline } from '../pipeline/embedded.ts'
 import { simulateBank } from '../simulator/bank.ts'
 import { produceStreams } from '../simulator/produce.ts'
-import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { REDIS_URL, createTopics, freshTopics, kafka, spawnRun, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
 /**
  * Crash safety: `cardpulse run` is killed with SIGKILL after it has written state; a second
@@ -22,7 +21,6 @@ import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, ka
  */
 
 const HOUR = 3_600_000
-const CLI = fileURLToPath(new URL('../bin/cardpulse.js', import.meta.url))
 const id = uniqueId()
 /** Fresh topics, as the environment of `cardpulse run`. */
 function topicsEnv(prefix: string) {
@@ -50,42 +48,23 @@ let receiver: Awaited<ReturnType<typeof webhookReceiver>>
 const children: ChildProcess[] = []
 
 function startPipeline(env: Record<string, string> = {}): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [CLI, 'run'], {
-    env: {
-      ...process.env,
+  return spawnRun(
+    {
       ...topics,
-      KAFKA_BROKERS,
-      REDIS_URL,
       REDIS_PREFIX: prefix,
       GROUP_ID: `g-${id}`,
       PARTITIONS: '2',
-      HTTP_PORT: '0',
       CATALOG_FILE: join(dir, 'catalog.yaml'),
       WEBHOOK_URL: `${receiver.url}/hooks`,
-      WEBHOOK_SECRET,
       ALLOWED_LATENESS: '1s',
       IDLE_ADVANCE: '1s',
       SESSION_TIMEOUT: '6s',
       CLICKHOUSE_DATABASE: `cp_restart_${id}`,
       DATA_DIR: join(dir, 'data'),
-      LOG_FORMAT: 'json',
-      LOG_LEVEL: 'info',
       ...env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  children.push(child)
-  let output = ''
-  return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString()
-      const m = /"port":(\d+)/.exec(output)
-      if (m) resolve({ child, port: Number(m[1]) })
-    }
-    child.stdout!.on('data', onData)
-    child.stderr!.on('data', onData)
-    child.once('exit', (code) => reject(new Error(`cardpulse run exited with ${code} before it was ready:\n${output}`)))
-  })
+    (child) => children.push(child),
+  )
 }
 
 const approved = (customerId: string, at: number) => ({

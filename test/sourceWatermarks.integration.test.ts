@@ -1,14 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { Admin, Producer } from 'kafkajs'
 import type { RunningPipeline } from '../commands/run.ts'
 import { IngestStage } from '../pipeline/kafka/ingest.ts'
 import { Instrumentation } from '../core/instrumentation.ts'
 import { createLogger } from '../core/log.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
-import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { createTopics, freshTopics, kafka, spawnRun, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 import { bankEvents, catalogFile, counted, dir, endOfInput, expectSameAsReplay, feedWithLaggingLifecycle, replayed, startLive, type Topics } from './helpers/liveVsReplay.ts'
 
 /**
@@ -108,14 +107,10 @@ describe('a lifecycle stream running minutes behind the others in event time', (
   })
 })
 
-const CLI = fileURLToPath(new URL('../bin/cardpulse.js', import.meta.url))
-
-function spawnRun(topics: Topics, id: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [CLI, 'run'], {
-    env: {
-      ...process.env,
-      KAFKA_BROKERS,
-      REDIS_URL,
+/** `cardpulse run` as its own process on these topics, waiting for the lagging source (SOURCE_IDLENESS 10 min). */
+function startRun(topics: Topics, id: string): Promise<{ child: ChildProcess; port: number }> {
+  return spawnRun(
+    {
       TRANSACTIONS_TOPIC: topics.transactionsTopic,
       APP_EVENTS_TOPIC: topics.appEventsTopic,
       LIFECYCLE_TOPIC: topics.lifecycleTopic,
@@ -124,32 +119,16 @@ function spawnRun(topics: Topics, id: string): Promise<{ child: ChildProcess; po
       EVENTS_TOPIC: topics.eventsTopic,
       REDIS_PREFIX: `cp-swk-${id}`,
       GROUP_ID: `g-${id}`,
-      HTTP_PORT: '0',
       CATALOG_FILE: catalogFile,
       WEBHOOK_URL: `${receiver.url}/hooks`,
-      WEBHOOK_SECRET,
       SOURCE_IDLENESS: '10m',
       IDLE_ADVANCE: '1000d',
       SESSION_TIMEOUT: '6s',
       CLICKHOUSE_DATABASE: `cp_swk_${id}`,
       DATA_DIR: join(dir, `data-${id}`),
-      LOG_FORMAT: 'json',
-      LOG_LEVEL: 'info',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  cleanup.push(async () => child.exitCode === null && child.kill('SIGKILL'))
-  let output = ''
-  return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString()
-      const m = /"port":(\d+)/.exec(output)
-      if (m) resolve({ child, port: Number(m[1]) })
-    }
-    child.stdout!.on('data', onData)
-    child.stderr!.on('data', onData)
-    child.once('exit', (code) => reject(new Error(`cardpulse run exited with ${code} before it was ready:\n${output}`)))
-  })
+    (child) => cleanup.push(async () => child.exitCode === null && child.kill('SIGKILL')),
+  )
 }
 
 const metric = async (port: number, result: string) => {
@@ -176,7 +155,7 @@ describe('the pipeline killed with SIGKILL mid-stream, the lifecycle stream behi
     cleanup.push(() => consumer.disconnect())
 
     const received = receiver.received.length
-    let run = await spawnRun(topics, id)
+    let run = await startRun(topics, id)
     let killed = false
     await feedWithLaggingLifecycle(producer, topics, events, {
       ...FEED,
@@ -187,7 +166,7 @@ describe('the pipeline killed with SIGKILL mid-stream, the lifecycle stream behi
         run.child.kill('SIGKILL')
         await new Promise((r) => run.child.once('exit', r))
         killed = true
-        run = await spawnRun(topics, id)
+        run = await startRun(topics, id)
       },
     })
     expect(killed).toBe(true)

@@ -1,4 +1,6 @@
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer, type IncomingHttpHeaders } from 'node:http'
+import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { Kafka, logLevel, type Admin } from 'kafkajs'
@@ -83,4 +85,30 @@ triggers:
     goal: { kind: lifecycle, stage: activated }
     attributionWindow: 7d
 `
+}
+
+const CLI = fileURLToPath(new URL('../../bin/cardpulse.js', import.meta.url))
+
+/**
+ * `cardpulse run` as its own process, as a user starts it, on the test services with JSON logs;
+ * resolves with the HTTP port once it serves. `env` adds or overrides settings; `track` gets the
+ * process at once, so a test can kill it even if it never becomes ready.
+ */
+export function spawnRun(env: Record<string, string>, track: (child: ChildProcess) => void): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [CLI, 'run'], {
+    env: { ...process.env, KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, HTTP_PORT: '0', LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  track(child)
+  let output = ''
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString()
+      const m = /"port":(\d+)/.exec(output)
+      if (m) resolve({ child, port: Number(m[1]) })
+    }
+    child.stdout!.on('data', onData)
+    child.stderr!.on('data', onData)
+    child.once('exit', (code) => reject(new Error(`cardpulse run exited with ${code} before it was ready:\n${output}`)))
+  })
 }
