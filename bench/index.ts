@@ -120,8 +120,8 @@ const rows: [string, string][] = [
         ['ratio run / ceiling', `**${live.median.ratio.toFixed(3)}**`],
         ['state-stage batches: events per batch (median)', `${live.median.eventsPerBatch.toFixed(1)}`],
         ['Redis round trips of the state stage (load + commit), per batch / per event (median)', `**${live.median.roundTripsPerBatch.toFixed(2)}** / ${live.median.roundTripsPerEvent.toFixed(3)}`],
-        ['process RSS during a catch-up, max (median of runs; RSS before start)', `${mib(live.median.maxRssBytes)} (${mib(median(live.runs.map((r) => r.rssBeforeBytes)))})`],
-        ['Redis memory per customer after a catch-up (MEMORY USAGE of the customer hashes / customers held)', `${live.median.redisBytesPerCustomer} B (${live.runs[0]?.redisCustomers.toLocaleString('en-US')} customers)`],
+        ['process RSS during the first catch-up, max (RSS before its start; later runs start on the earlier runs\' heap)', `${mib(live.runs[0].maxRssBytes)} (${mib(live.runs[0].rssBeforeBytes)})`],
+        ['Redis memory per customer after a catch-up (MEMORY USAGE of the customer hashes / customers held)', `${Math.round(live.median.redisBytesPerCustomer)} B (${live.runs[0]?.redisCustomers.toLocaleString('en-US')} customers)`],
       ] as [string, string][])
     : []),
 ]
