@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { tmpdir, cpus } from 'node:os'
+import { tmpdir, cpus, totalmem } from 'node:os'
 import { Command } from 'commander'
 import { wholeNumber } from './options.ts'
 import { simulateBank } from '../simulator/bank.ts'
@@ -9,13 +9,15 @@ import { replay } from '../commands/replay.ts'
 import { ReplayConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
 import { benchStateSize } from './stateSize.ts'
-import { benchLive } from './live.ts'
+import { benchLive, median } from './live.ts'
 import { benchLatency, latencyTable } from './latency.ts'
 
 /**
  * `npm run bench`: replay throughput on a simulated bank, and the size of per-customer state in
  * memory and in Redis; `--latency` instead measures the live pipeline's latency under a steady
- * load. Figures, not assertions: run it on a quiet machine and compare ratios.
+ * load. With `--live`, `cardpulse run` catching up through Kafka against the raw ceiling of reading
+ * the same topics. Every speed is the median of `--runs` runs. Figures, not assertions: run it on a
+ * quiet machine and compare ratios.
  */
 
 const program = new Command()
@@ -28,6 +30,7 @@ const program = new Command()
   .option('--threads <n>', 'replay threads (default: one per core, up to 4; at most 12)', wholeNumber(1))
   .option('--live', 'also measure `cardpulse run` catching up on the bank through Kafka (first --live-days days)')
   .option('--live-days <n>', 'days of the bank for --live', wholeNumber(1), 30)
+  .option('--runs <n>', 'runs of replay and, with --live, of the ceiling and the catch-up; medians are reported', wholeNumber(1), 3)
   .option('--kafka-brokers <list>', 'Kafka for --live and --latency', process.env.KAFKA_BROKERS ?? '127.0.0.1:19092')
   .option('--latency', 'instead: latency of `cardpulse run` under a steady live load (append → alert, decision, webhook); --customers applies')
   .option('--rate <n>', 'events per second appended for --latency', wholeNumber(1), 10000)
@@ -36,7 +39,7 @@ const program = new Command()
   .option('--max-disorder <duration>', 'MAX_DISORDER of the pipeline for --latency (default: the pipeline\'s, 0s)')
   .option('--source-idleness <duration>', 'SOURCE_IDLENESS of the pipeline for --latency (default: the pipeline\'s, 2s)')
   .option('--partitions <n>', 'partitions per topic for --latency', wholeNumber(1), 6)
-  .option('--json <file>', 'also write the --latency report to this file')
+  .option('--json <file>', 'also write every figure (or the --latency report) to this file as JSON')
   .parse()
 const opts = program.opts()
 const customers = Number(opts.customers)
@@ -64,6 +67,8 @@ if (opts.latency) {
 }
 
 const log = createLogger('warn')
+const runs = Number(opts.runs)
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 1073741824)} GiB, node ${process.version}`
 const dataDir = join(tmpdir(), `cardpulse-bench-${customers}c-${days}d-s${opts.seed}`)
 if (!existsSync(join(dataDir, 'transactions.ndjson'))) {
   const t = Date.now()
@@ -75,29 +80,61 @@ if (!existsSync(join(dataDir, 'transactions.ndjson'))) {
 const inputs = readdirSync(dataDir).filter((f) => f.endsWith('.ndjson')).map((f) => join(dataDir, f))
 const bytes = inputs.reduce((s, f) => s + statSync(f).size, 0)
 
-const started = process.hrtime.bigint()
-const summary = await replay(parseConfig(ReplayConfig, { input: inputs, out: join(dataDir, 'out'), progress: true, threads: opts.threads }), log)
-const seconds = Number(process.hrtime.bigint() - started) / 1e9
-const events = summary.input.events
-
+// The live part first, so that its process RSS is not the replay's heap left behind.
 const live = opts.live
-  ? await benchLive({ customers, days: Number(opts.liveDays), seed: Number(opts.seed), brokers: opts.kafkaBrokers, redisUrl: opts.redisUrl, partitions: 6 })
+  ? await benchLive({ customers, days: Number(opts.liveDays), seed: Number(opts.seed), brokers: opts.kafkaBrokers, redisUrl: opts.redisUrl, partitions: 6, runs })
   : undefined
+
+const replays: { seconds: number; eventsPerSecond: number }[] = []
+let summary!: Awaited<ReturnType<typeof replay>>
+for (let i = 0; i < runs; i++) {
+  const started = process.hrtime.bigint()
+  summary = await replay(parseConfig(ReplayConfig, { input: inputs, out: join(dataDir, 'out'), progress: true, threads: opts.threads }), log)
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  replays.push({ seconds, eventsPerSecond: summary.input.events / seconds })
+}
+const events = summary.input.events
+const seconds = median(replays.map((r) => r.seconds))
+const replayRate = median(replays.map((r) => r.eventsPerSecond))
 
 const size = await benchStateSize({ customers: Math.min(customers, 2000), days, seed: Number(opts.seed), redisUrl: opts.redisUrl })
 
+const n = (x: number) => Math.round(x).toLocaleString('en-US')
+const spread = (xs: number[]) => `${n(Math.min(...xs))}–${n(Math.max(...xs))}`
+const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`
 const rows: [string, string][] = [
-  ['machine', `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`],
+  ['machine', machine],
+  ['parameters', `--customers ${customers} --days ${days} --seed ${opts.seed} --runs ${runs}${opts.threads ? ` --threads ${opts.threads}` : ''}${live ? ` --live --live-days ${opts.liveDays}, ${live.partitions} partitions per topic` : ''}`],
   ['bank', `${customers} customers, ${days} days, ${events.toLocaleString('en-US')} events, ${(bytes / 1048576).toFixed(0)} MB NDJSON`],
-  ['replay wall time', `${seconds.toFixed(1)} s`],
-  ['replay throughput', `${Math.round(events / seconds).toLocaleString('en-US')} events/s (${((bytes / 1048576) / seconds).toFixed(1)} MB/s)`],
+  ['replay wall time (median)', `${seconds.toFixed(1)} s`],
+  ['replay throughput (median)', `${n(replayRate)} events/s (${((bytes / 1048576) / seconds).toFixed(1)} MB/s; runs ${spread(replays.map((r) => r.eventsPerSecond))})`],
   ['decisions, alerts', `${summary.decisions.total.toLocaleString('en-US')}, ${summary.alerts.total.toLocaleString('en-US')}`],
   ['state per active customer, JSON', `median ${size.json.median} B, p90 ${size.json.p90} B, max ${size.json.max} B`],
   ['state per active customer, as stored (deflate + dictionary)', `median ${size.stored.median} B, p90 ${size.stored.p90} B, max ${size.stored.max} B`],
-  ...(live
-    ? ([['`cardpulse run`, one process, catching up through Kafka (6 partitions per topic)', `${live.events.toLocaleString('en-US')} events (${customers} customers, ${opts.liveDays} days) in ${live.seconds.toFixed(1)} s: ${Math.round(live.events / live.seconds).toLocaleString('en-US')} events/s, ${live.late} late`]] as [string, string][])
-    : []),
   ...(size.redis ? ([['Redis memory per active customer (MEMORY USAGE of the hash / customers)', `${size.redis.perCustomer} B`]] as [string, string][]) : []),
+  ...(live
+    ? ([
+        ['live bank in Kafka', `${live.events.toLocaleString('en-US')} events (${customers} customers, ${opts.liveDays} days), ${live.partitions} partitions per input topic`],
+        ['raw ceiling: KafkaJS reading the input topics and parsing JSON, nothing else (median)', `**${n(live.median.ceilingEventsPerSecond)} events/s** (runs ${spread(live.ceiling.map((c) => c.eventsPerSecond))})`],
+        ['`cardpulse run`, one process, catching up (median)', `**${n(live.median.runEventsPerSecond)} events/s** (runs ${spread(live.runs.map((r) => r.eventsPerSecond))}), ${live.runs.reduce((s, r) => s + r.late, 0)} late in all runs`],
+        ['ratio run / ceiling', `**${live.median.ratio.toFixed(3)}**`],
+        ['state-stage batches: events per batch (median)', `${live.median.eventsPerBatch.toFixed(1)}`],
+        ['Redis round trips of the state stage (load + commit), per batch / per event (median)', `**${live.median.roundTripsPerBatch.toFixed(2)}** / ${live.median.roundTripsPerEvent.toFixed(3)}`],
+        ['process RSS during the first catch-up, max (RSS before its start; later runs start on the earlier runs\' heap)', `${mib(live.runs[0].maxRssBytes)} (${mib(live.runs[0].rssBeforeBytes)})`],
+        ['Redis memory per customer after a catch-up (MEMORY USAGE of the customer hashes / customers held)', `${Math.round(live.median.redisBytesPerCustomer)} B (${live.runs[0]?.redisCustomers.toLocaleString('en-US')} customers)`],
+      ] as [string, string][])
+    : []),
 ]
 console.log('\n| measure | figure |\n|---|---|')
 for (const [k, v] of rows) console.log(`| ${k} | ${v} |`)
+if (opts.json) {
+  const report = {
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, memoryBytes: totalmem(), node: process.version, platform: process.platform },
+    parameters: { customers, days, seed: Number(opts.seed), runs, threads: opts.threads ?? null, live: Boolean(opts.live), liveDays: opts.live ? Number(opts.liveDays) : null },
+    replay: { events, bytes, runs: replays, median: { seconds, eventsPerSecond: replayRate }, decisions: summary.decisions.total, alerts: summary.alerts.total },
+    stateSize: size,
+    live: live ?? null,
+  }
+  writeFileSync(opts.json, JSON.stringify(report, null, 2) + '\n')
+}
+process.exit(0)

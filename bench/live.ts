@@ -5,63 +5,210 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { simulateBank } from '../simulator/bank.ts'
 import { produceStreams } from '../simulator/produce.ts'
-import { startPipeline } from '../commands/run.ts'
+import { startPipeline, type RunningPipeline } from '../commands/run.ts'
 import { RunConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
 import { removeBenchData } from './cleanup.ts'
+import { readCeiling } from './ceiling.ts'
 import { connectAdmin, connectProducer, createKafka } from '../pipeline/kafka/client.ts'
+import type { RoundTrips } from '../pipeline/store/redis.ts'
 
 /**
- * `cardpulse run` catching up on a simulated bank waiting in the input topics: one process, real
- * Kafka and Redis, embedded ClickHouse, a webhook receiver that answers 200. Measures the time
- * from start until every event has been applied by the state stage.
+ * `cardpulse run` catching up on a simulated bank waiting in the input topics, against the raw
+ * ceiling of reading those topics. The bank is produced once; then each of `runs` rounds reads it
+ * with a bare KafkaJS consumer (ceiling.ts) and with one `cardpulse run` process (real Kafka and
+ * Redis, embedded ClickHouse, a webhook receiver that answers 200), each in a fresh consumer
+ * group, and the pipeline with a fresh Redis prefix, ClickHouse database and internal topics: the
+ * input topics are only read. A catch-up is timed from start until every event has been applied
+ * (or found late) by the state stage.
  */
-export async function benchLive(opts: { customers: number; days: number; seed: number; brokers: string; redisUrl: string; partitions: number }) {
+
+export interface LiveOptions {
+  customers: number
+  days: number
+  seed: number
+  brokers: string
+  redisUrl: string
+  partitions: number
+  runs: number
+}
+
+export interface CeilingRun {
+  messages: number
+  seconds: number
+  eventsPerSecond: number
+  megabytesPerSecond: number
+}
+
+export interface CatchUpRun {
+  events: number
+  seconds: number
+  eventsPerSecond: number
+  late: number
+  /** State-stage batches read from Kafka (the batch-duration histogram's count). */
+  batches: number
+  eventsPerBatch: number
+  /** The store's round trips until caught up; `load` and `commit` are the state stage's. */
+  roundTrips: RoundTrips
+  roundTripsPerBatch: number
+  roundTripsPerEvent: number
+  /** Resident set of this process (the pipeline, the harness and its heap) before start and at most during the catch-up, sampled every 250 ms. */
+  rssBeforeBytes: number
+  maxRssBytes: number
+  /** After the catch-up: MEMORY USAGE of the partitions' customer hashes over the customers they hold. */
+  redisCustomers: number
+  redisBytesPerCustomer: number
+}
+
+export interface LiveReport {
+  events: number
+  messages: number
+  partitions: number
+  produceSeconds: number
+  ceiling: CeilingRun[]
+  runs: CatchUpRun[]
+  median: { ceilingEventsPerSecond: number; runEventsPerSecond: number; ratio: number; roundTripsPerBatch: number; roundTripsPerEvent: number; eventsPerBatch: number; maxRssBytes: number; redisBytesPerCustomer: number }
+}
+
+export const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+export async function benchLive(opts: LiveOptions): Promise<LiveReport> {
   const id = `bench-${Date.now().toString(36)}`
-  const topics = {
-    transactionsTopic: `${id}.transactions`,
-    appEventsTopic: `${id}.app-events`,
-    lifecycleTopic: `${id}.lifecycle`,
-    dlqTopic: `${id}.dlq`,
-    alertTopic: `${id}.alerts`,
-    eventsTopic: `${id}.events`,
-  }
+  const inputs = { transactionsTopic: `${id}.transactions`, appEventsTopic: `${id}.app-events`, lifecycleTopic: `${id}.lifecycle` }
   const brokers = opts.brokers.split(',')
   const kafka = createKafka({ clientId: 'cardpulse-bench', brokers })
-  const admin = await connectAdmin(kafka, brokers, Object.values(topics), opts.partitions)
-  const events = simulateBank({ customers: opts.customers, days: opts.days, start: new Date(Date.UTC(2025, 9, 1)), seed: opts.seed })
-  const producer = await connectProducer(kafka, brokers)
-  await produceStreams(producer, { transaction: topics.transactionsTopic, app: topics.appEventsTopic, lifecycle: topics.lifecycleTopic }, events)
-  await producer.disconnect()
-
+  const admin = await connectAdmin(kafka, brokers, Object.values(inputs), opts.partitions)
+  const dataDir = mkdtempSync(join(tmpdir(), 'cardpulse-bench-live-'))
   const receiver = createServer((req, res) => req.resume().on('end', () => res.end('ok')))
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r))
-  const dataDir = mkdtempSync(join(tmpdir(), 'cardpulse-bench-live-'))
-  const started = process.hrtime.bigint()
-  const pipeline = await startPipeline(
-    parseConfig(RunConfig, {
-      kafkaBrokers: opts.brokers,
-      redisUrl: opts.redisUrl,
-      redisPrefix: id,
-      groupId: id,
-      ...topics,
-      partitions: String(opts.partitions),
-      httpPort: '0',
-      webhookUrl: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`,
-      webhookSecret: 'cardpulse-bench-secret-0000',
-      clickhouseDatabase: id.replace(/-/g, '_'),
-      dataDir,
-      logLevel: 'warn',
-    }),
-    createLogger('warn'),
-  )
-  const counted = async (result: string) => (await pipeline.metrics.events.get()).values.filter((v) => v.labels.result === result).reduce((n, v) => n + v.value, 0)
-  while ((await counted('applied')) + (await counted('late')) < events.length) await new Promise((r) => setTimeout(r, 100))
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9
-  const late = await counted('late')
+  const ceiling: CeilingRun[] = []
+  const runs: CatchUpRun[] = []
+  let events = 0
+  let messages = 0
+  let produceSeconds = 0
+  try {
+    {
+      // The bank goes out of scope once produced, so it does not weigh on the catch-ups' RSS.
+      const bank = simulateBank({ customers: opts.customers, days: opts.days, start: new Date(Date.UTC(2025, 9, 1)), seed: opts.seed })
+      events = bank.length
+      const t = process.hrtime.bigint()
+      const producer = await connectProducer(kafka, brokers)
+      await produceStreams(producer, { transaction: inputs.transactionsTopic, app: inputs.appEventsTopic, lifecycle: inputs.lifecycleTopic }, bank)
+      await producer.disconnect()
+      produceSeconds = Number(process.hrtime.bigint() - t) / 1e9
+    }
+    for (const topic of Object.values(inputs)) for (const p of await admin.fetchTopicOffsets(topic)) messages += Number(p.high) - Number(p.low)
+    console.error(`produced ${events} events (${messages} messages) in ${produceSeconds.toFixed(1)} s`)
 
-  await pipeline.stop()
-  receiver.close()
-  await removeBenchData({ admin, topics: Object.values(topics), redisUrl: opts.redisUrl, prefix: id, dataDir })
-  return { events: events.length, seconds, late }
+    for (let i = 0; i < opts.runs; i++) {
+      const c = await readCeiling({ kafka, topics: Object.values(inputs), groupId: `${id}-ceiling-${i}`, messages })
+      ceiling.push(c)
+      console.error(`run ${i + 1}/${opts.runs}: ceiling ${Math.round(c.eventsPerSecond)} events/s`)
+      const r = await catchUp({ ...opts, id, run: i, inputs, events, dataDir, webhookPort: (receiver.address() as AddressInfo).port })
+      runs.push(r)
+      console.error(`run ${i + 1}/${opts.runs}: run ${Math.round(r.eventsPerSecond)} events/s, ${r.roundTripsPerBatch.toFixed(2)} round trips per batch`)
+    }
+  } finally {
+    receiver.close()
+    await removeBenchData({ admin, topics: Object.values(inputs), redisUrl: opts.redisUrl, prefix: id, dataDir })
+  }
+  const ceilingMedian = median(ceiling.map((c) => c.eventsPerSecond))
+  const runMedian = median(runs.map((r) => r.eventsPerSecond))
+  return {
+    events,
+    messages,
+    partitions: opts.partitions,
+    produceSeconds,
+    ceiling,
+    runs,
+    median: {
+      ceilingEventsPerSecond: ceilingMedian,
+      runEventsPerSecond: runMedian,
+      ratio: runMedian / ceilingMedian,
+      roundTripsPerBatch: median(runs.map((r) => r.roundTripsPerBatch)),
+      roundTripsPerEvent: median(runs.map((r) => r.roundTripsPerEvent)),
+      eventsPerBatch: median(runs.map((r) => r.eventsPerBatch)),
+      maxRssBytes: median(runs.map((r) => r.maxRssBytes)),
+      redisBytesPerCustomer: median(runs.map((r) => r.redisBytesPerCustomer)),
+    },
+  }
+}
+
+/** One `cardpulse run` catching up on the input topics, with its own group, Redis prefix, ClickHouse database and internal topics. */
+async function catchUp(o: LiveOptions & { id: string; run: number; inputs: Record<string, string>; events: number; dataDir: string; webhookPort: number }): Promise<CatchUpRun> {
+  const runId = `${o.id}-r${o.run}`
+  const internal = { dlqTopic: `${runId}.dlq`, alertTopic: `${runId}.alerts`, eventsTopic: `${runId}.events` }
+  const brokers = o.brokers.split(',')
+  const admin = await connectAdmin(createKafka({ clientId: 'cardpulse-bench', brokers }), brokers, Object.values(internal), o.partitions)
+
+  let maxRss = 0
+  const sample = () => (maxRss = Math.max(maxRss, process.memoryUsage().rss))
+  const rssBefore = process.memoryUsage().rss
+  const sampler = setInterval(sample, 250)
+  let pipeline: RunningPipeline | undefined
+  try {
+    const started = process.hrtime.bigint()
+    pipeline = await startPipeline(
+      parseConfig(RunConfig, {
+        kafkaBrokers: o.brokers,
+        redisUrl: o.redisUrl,
+        redisPrefix: runId,
+        groupId: runId,
+        ...o.inputs,
+        ...internal,
+        partitions: String(o.partitions),
+        httpPort: '0',
+        webhookUrl: `http://127.0.0.1:${o.webhookPort}/hooks`,
+        webhookSecret: 'cardpulse-bench-secret-0000',
+        clickhouseDatabase: runId.replace(/-/g, '_'),
+        dataDir: o.dataDir,
+        logLevel: 'warn',
+      }),
+      createLogger('warn'),
+    )
+    const running = pipeline
+    const counted = async (result: string) => (await running.metrics.events.get()).values.filter((v) => v.labels.result === result).reduce((n, v) => n + v.value, 0)
+    while ((await counted('applied')) + (await counted('late')) < o.events) await new Promise((r) => setTimeout(r, 100))
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9
+    sample()
+    const roundTrips = running.store.roundTrips
+    const late = await counted('late')
+    const batches = (await running.metrics.batchSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0
+    clearInterval(sampler)
+
+    // Redis memory of the state the catch-up left, per customer held.
+    const client = running.store.redis
+    let bytes = 0
+    let customers = 0
+    for (let p = 0; p < o.partitions; p++) {
+      const key = running.store.keys.partition(p).customers
+      bytes += Number((await client.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')) ?? 0)
+      customers += await client.hlen(key)
+    }
+    const state = roundTrips.load + roundTrips.commit
+    return {
+      events: o.events,
+      seconds,
+      eventsPerSecond: o.events / seconds,
+      late,
+      batches,
+      eventsPerBatch: o.events / Math.max(1, batches),
+      roundTrips,
+      roundTripsPerBatch: state / Math.max(1, batches),
+      roundTripsPerEvent: state / o.events,
+      rssBeforeBytes: rssBefore,
+      maxRssBytes: maxRss,
+      redisCustomers: customers,
+      redisBytesPerCustomer: Math.round(bytes / Math.max(1, customers)),
+    }
+  } finally {
+    clearInterval(sampler)
+    await pipeline?.stop()
+    // The shared data folder (embedded ClickHouse) stays for the next run; benchLive removes it.
+    await removeBenchData({ admin, topics: Object.values(internal), redisUrl: o.redisUrl, prefix: runId, dataDir: join(o.dataDir, 'none') })
+  }
 }

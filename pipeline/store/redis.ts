@@ -94,10 +94,28 @@ function lua(): Record<ScriptName, string> {
 
 type Client = Redis | Cluster
 
+/**
+ * Round trips to Redis this store has awaited, by use: `load` (the pipelined read of a batch, and
+ * the once-per-partition outbox adoption), `commit` (the Lua call of a batch or a watermark move)
+ * and `outbox` (peek, ack and webhook calls of the drain). A pipeline or a script call counts as
+ * one; a script that Redis no longer caches costs one more, not counted.
+ */
+export interface RoundTrips {
+  load: number
+  commit: number
+  outbox: number
+}
+
 export class RedisStore implements StateStore {
   readonly keys: StoreKeys
   private readonly scripts: Record<ScriptName, ScriptFn>
   private owned = false
+  private readonly trips: RoundTrips = { load: 0, commit: 0, outbox: 0 }
+
+  /** Round trips so far (a copy): what a benchmark reads. */
+  get roundTrips(): RoundTrips {
+    return { ...this.trips }
+  }
 
   /** Uses `redis` as given; `close()` leaves a connection it did not open alone. */
   constructor(
@@ -145,6 +163,7 @@ export class RedisStore implements StateStore {
     const k = this.keys.partition(partition)
     if (!this.adopted.has(partition)) {
       // Once per partition and process: an outbox left in the former lists moves to the streams.
+      this.trips.load++
       await this.scripts.adoptListOutbox([k.formerRows, k.rows, k.formerAlerts, k.alerts], [])
       this.adopted.add(partition)
     }
@@ -152,6 +171,7 @@ export class RedisStore implements StateStore {
     p.hmget(k.meta, 'appliedOffset', 'watermark', 'sources')
     if (customerIds.length) p.hmgetBuffer(k.customers, ...customerIds) // HMGET needs at least one field
     p.zrangebyscore(k.timers, '-inf', bound(timersUpTo), 'WITHSCORES')
+    this.trips.load++
     const replies = results(await p.exec())
 
     const [offset, watermark, sources] = replies[0] as (string | null)[]
@@ -201,6 +221,7 @@ export class RedisStore implements StateStore {
       ...b.deadLetters.map((q) => JSON.stringify(q)),
     ]
     const keys = [k.meta, k.customers, k.timers, k.rows, k.alerts, k.webhooksDue, k.webhooksBody, k.deadLetters]
+    this.trips.commit++
     const result = commitResult(await this.scripts.commitBatch(keys, argv))
     if (!result.ok) throw new FencedError(b.partition, b.expectedOffset, result.found)
   }
@@ -233,8 +254,10 @@ export class RedisStore implements StateStore {
     if (max <= 0) return []
     const k = this.keys.partition(partition)
     // Ties on dueAt come back in decisionId order, as in the memory store.
+    this.trips.outbox++
     const ids = await this.redis.zrangebyscore(k.webhooksDue, '-inf', bound(now), 'LIMIT', 0, max)
     if (!ids.length) return []
+    this.trips.outbox++
     const bodies = await this.redis.hmget(k.webhooksBody, ...ids)
     // A body gone between the two reads was finished meanwhile: not due any more.
     return bodies.filter((b): b is string => b !== null).map((b) => JSON.parse(b) as PendingWebhook)
@@ -242,12 +265,14 @@ export class RedisStore implements StateStore {
 
   async finishWebhook(partition: number, decisionId: string, row: OutboxRow): Promise<void> {
     const k = this.keys.partition(partition)
+    this.trips.outbox++
     await this.scripts.finishWebhook([k.webhooksDue, k.webhooksBody, k.rows], [decisionId, JSON.stringify(row)])
   }
 
   async retryWebhook(partition: number, pending: PendingWebhook): Promise<void> {
     const k = this.keys.partition(partition)
     const id = pending.decision.id
+    this.trips.outbox++
     await this.scripts.retryWebhook([k.webhooksDue, k.webhooksBody], [id, score(pending.dueAt, `webhook ${id} dueAt`), JSON.stringify(pending)])
   }
 
@@ -269,13 +294,17 @@ export class RedisStore implements StateStore {
   /** The oldest entries of an outbox stream; each has the one field `v`. */
   private async peek<T>(key: string, max: number): Promise<OutboxEntry<T>[]> {
     if (max <= 0) return []
+    this.trips.outbox++
     const entries = await this.redis.xrange(key, '-', '+', 'COUNT', max)
     return entries.map(([id, fields]) => ({ id, value: JSON.parse(fields[1]) as T }))
   }
 
   /** Deletes exactly these stream entries: one a drain sent, never one appended since. */
   private async ack(key: string, ids: string[]): Promise<void> {
-    for (let i = 0; i < ids.length; i += ACK_CHUNK) await this.redis.xdel(key, ...ids.slice(i, i + ACK_CHUNK))
+    for (let i = 0; i < ids.length; i += ACK_CHUNK) {
+      this.trips.outbox++
+      await this.redis.xdel(key, ...ids.slice(i, i + ACK_CHUNK))
+    }
   }
 }
 
