@@ -570,8 +570,11 @@ function redisSuite(title: string, url: string) {
         }
         await marked(`${prefix}:start`)
         const writes = vi.spyOn(client.stream, 'write')
+        const counted = store.roundTrips
         const got = await store.load(0, [...ids, 'absent'], 10)
         const roundTrips = writes.mock.calls.length
+        // The store's own count (what the benchmark reports) agrees with the socket.
+        expect(store.roundTrips).toEqual({ ...counted, load: counted.load + roundTrips })
         writes.mockRestore()
         await marked(`${prefix}:end`)
         const during = seen.slice(seen.findIndex((args) => args.includes(`${prefix}:start`)) + 1, -1)
