@@ -7,7 +7,8 @@ import type { DeadLetter } from '../schemas/deadLetter.ts'
 import { MemoryStore } from '../pipeline/store/memory.ts'
 import { decodeRecord } from '../pipeline/store/codec.ts'
 import { initialFacts } from '../operators/facts.ts'
-import { RedisStore, RedisUnreachableError } from '../pipeline/store/redis.ts'
+import { RedisStore } from '../pipeline/store/redis.ts'
+import { RedisUnreachableError } from '../pipeline/store/redisClient.ts'
 import {
   type BatchCommit,
   type CustomerRecord,

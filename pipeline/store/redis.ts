@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs'
-import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis'
 import type { RiskAlert } from '../../schemas/alert.ts'
 import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import { decodeRecord, encodeRecord } from './codec.ts'
@@ -10,8 +9,8 @@ import {
   type LoadedBatch,
   type StateStore,
 } from './types.ts'
-import { ConfigError, FencedError, UnavailableError } from '../../core/errors.ts'
-import { RECONNECT_POLICY, backoffDelay } from '../../core/backoff.ts'
+import { FencedError } from '../../core/errors.ts'
+import { openRedis, type RedisClient, type RedisConnectOptions } from './redisClient.ts'
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import type { TimerEntry } from '../timers.ts'
 
@@ -23,22 +22,6 @@ import type { TimerEntry } from '../timers.ts'
 export interface RedisStoreOptions {
   /** Namespace of every key; a fresh one per test keeps runs apart. */
   prefix: string
-}
-
-export interface RedisConnectOptions extends RedisStoreOptions {
-  /** How long `connect` waits for a ready connection before giving up (ms). */
-  readyTimeoutMs?: number
-  /** Extra ioredis options (TLS, username, commandTimeout…); the retry strategy is ours. */
-  redisOptions?: RedisOptions
-  /** Connection errors once connected; ioredis reconnects by itself, commands fail to their callers. */
-  onError?: (err: Error) => void
-}
-
-/** Redis did not become ready in time: start it, or wait. */
-export class RedisUnreachableError extends UnavailableError {
-  constructor(url: string, reason: string) {
-    super('redis', `cannot reach Redis at ${url} (${reason})`, 'start Redis or set REDIS_URL')
-  }
 }
 
 // --- scripts -------------------------------------------------------------------------------
@@ -92,7 +75,6 @@ function lua(): Record<ScriptName, string> {
 
 // --- the store -----------------------------------------------------------------------------
 
-type Client = Redis | Cluster
 
 /**
  * Round trips to Redis this store has awaited, by use: `load` (the pipelined read of a batch, and
@@ -119,7 +101,7 @@ export class RedisStore implements StateStore {
 
   /** Uses `redis` as given; `close()` leaves a connection it did not open alone. */
   constructor(
-    readonly redis: Client,
+    readonly redis: RedisClient,
     opts: RedisStoreOptions,
   ) {
     this.keys = new StoreKeys(opts.prefix)
@@ -136,25 +118,9 @@ export class RedisStore implements StateStore {
     this.scripts = scripts
   }
 
-  /**
-   * Opens a connection and waits until it is ready. `redis://` and `rediss://` URLs give one
-   * client; `redis-cluster://[user:pass@]h1:p1,h2:p2` gives a Cluster. Gives up after
-   * `readyTimeoutMs` (default 10 s) with a RedisUnreachableError of one line.
-   */
-  static async connect(url: string, opts: RedisConnectOptions): Promise<RedisStore> {
-    const client = createClient(url, opts.redisOptions ?? {})
-    let connected = false
-    client.on('error', (err: Error) => {
-      if (connected) opts.onError?.(err)
-    })
-    try {
-      await waitReady(client, redactUrl(url), opts.readyTimeoutMs ?? 10_000)
-    } catch (err) {
-      client.disconnect()
-      throw err
-    }
-    connected = true
-    const store = new RedisStore(client, opts)
+  /** Opens a connection (`openRedis`) and uses it; `close()` closes it. */
+  static async connect(url: string, opts: RedisConnectOptions & RedisStoreOptions): Promise<RedisStore> {
+    const store = new RedisStore(await openRedis(url, opts), opts)
     store.owned = true
     return store
   }
@@ -318,80 +284,4 @@ function results(replies: [Error | null, unknown][] | null): unknown[] {
     if (err) throw err
     return value
   })
-}
-
-// --- connecting ----------------------------------------------------------------------------
-
-/** Reconnect quickly at first, then every ~2 s; never give up (the owner decides when to stop). */
-const retryStrategy = (times: number) => backoffDelay(times, RECONNECT_POLICY)
-
-const CLUSTER_SCHEME = 'redis-cluster://'
-
-function createClient(url: string, redisOptions: RedisOptions): Client {
-  if (!url.startsWith(CLUSTER_SCHEME)) return new Redis(url, { ...redisOptions, retryStrategy })
-
-  const rest = url.slice(CLUSTER_SCHEME.length).replace(/\/.*$/, '')
-  const at = rest.lastIndexOf('@')
-  const auth: RedisOptions = {}
-  if (at >= 0) {
-    const [user, pass] = rest.slice(0, at).split(':', 2).map(decodeURIComponent)
-    if (user) auth.username = user
-    if (pass) auth.password = pass
-  }
-  const nodes: ClusterNode[] = rest
-    .slice(at + 1)
-    .split(',')
-    .filter(Boolean)
-    .map((hp) => {
-      const i = hp.lastIndexOf(':')
-      return i < 0 ? { host: hp, port: 6379 } : { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) }
-    })
-  if (!nodes.length) throw new ConfigError(`no nodes in ${redactUrl(url)}`, 'give REDIS_URL as redis-cluster://host:port,host:port')
-  const { retryStrategy: _ignored, ...perNode } = redisOptions
-  return new Cluster(nodes, { clusterRetryStrategy: retryStrategy, redisOptions: { ...perNode, ...auth } })
-}
-
-function waitReady(client: Client, url: string, timeoutMs: number): Promise<void> {
-  if (client.status === 'ready') return Promise.resolve()
-  return new Promise((resolve, reject) => {
-    let last: unknown
-    const onError = (err: unknown) => {
-      last = err
-    }
-    const onReady = () => {
-      done()
-      resolve()
-    }
-    const timer = setTimeout(() => {
-      done()
-      reject(new RedisUnreachableError(url, reasonOf(last)))
-    }, timeoutMs)
-    const done = () => {
-      clearTimeout(timer)
-      client.off('error', onError)
-      client.off('ready', onReady)
-    }
-    client.on('error', onError)
-    client.on('ready', onReady)
-  })
-}
-
-/** The most telling short cause of a connection error: an errno code, else its first line. */
-function reasonOf(err: unknown): string {
-  if (!err) return 'no reply'
-  if (typeof err !== 'object') return String(err)
-  const e = err as { code?: unknown; lastNodeError?: unknown; errors?: unknown[]; message?: unknown }
-  if (typeof e.code === 'string') return e.code
-  if ('lastNodeError' in e) {
-    // A cluster's node connections close before their socket error surfaces.
-    const r = e.lastNodeError ? reasonOf(e.lastNodeError) : ''
-    return r && r !== 'Connection is closed.' ? r : 'no cluster node reachable'
-  }
-  if (Array.isArray(e.errors) && e.errors.length) return reasonOf(e.errors[0])
-  return String(e.message ?? err).split('\n')[0]
-}
-
-/** The URL without its password, fit for a log line. */
-function redactUrl(url: string): string {
-  return url.replace(/(\/\/[^:@/]*:)[^@/]*@/, '$1***@')
 }
