@@ -21,8 +21,6 @@ import type { CustomerRecord } from './store/types.ts'
  * decisions), and collects what changed for the processor to commit.
  */
 
-export type { BatchOutput, EventMessage, StreamMessage } from './stream.ts'
-
 /** What a batch needs of its partition: the processor hands it this, not itself. */
 export interface BatchContext {
   /** The customer's record: cached, or new for a customer never seen. */

@@ -19,7 +19,6 @@ import type { CustomerRecord, StateStore } from './store/types.ts'
  * step.
  */
 
-export type { BatchOutput, StreamMessage } from './stream.ts'
 
 export interface ProcessorOptions {
   partition: number

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { PipelineHarness, defaultCatalogForTests, lifecycle, transaction, app } from './helpers/harness.ts'
-import { PartitionProcessor, type StreamMessage } from '../pipeline/processor.ts'
+import { PartitionProcessor } from '../pipeline/processor.ts'
+import type { StreamMessage } from '../pipeline/stream.ts'
 import { MemoryStore } from '../pipeline/store/memory.ts'
 import { atEventTime } from '../pipeline/policy.ts'
 import { decodeRecord, encodeRecord } from '../pipeline/store/codec.ts'

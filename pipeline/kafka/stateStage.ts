@@ -1,5 +1,6 @@
 import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs'
-import { PartitionProcessor, type BatchOutput, type StreamMessage } from '../processor.ts'
+import { PartitionProcessor } from '../processor.ts'
+import type { BatchOutput, StreamMessage } from '../stream.ts'
 import { emptyOutput } from '../stream.ts'
 import type { StateStore } from '../store/types.ts'
 import { allIdle } from '../sourceMarks.ts'

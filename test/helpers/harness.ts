@@ -1,6 +1,7 @@
 import { parseCatalog, loadCatalogFile } from '../../pipeline/catalog/index.ts'
 import type { Operator } from '../../operators/types.ts'
-import { PartitionProcessor, type BatchOutput } from '../../pipeline/processor.ts'
+import { PartitionProcessor } from '../../pipeline/processor.ts'
+import type { BatchOutput } from '../../pipeline/stream.ts'
 import { MemoryStore } from '../../pipeline/store/memory.ts'
 import { atEventTime } from '../../pipeline/policy.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
