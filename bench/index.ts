@@ -39,6 +39,7 @@ const program = new Command()
   .option('--max-disorder <duration>', 'MAX_DISORDER of the pipeline for --latency (default: the pipeline\'s, 0s)')
   .option('--source-idleness <duration>', 'SOURCE_IDLENESS of the pipeline for --latency (default: the pipeline\'s, 2s)')
   .option('--partitions <n>', 'partitions per topic for --latency', wholeNumber(1), 6)
+  .option('--state-threads <n>', 'STATE_THREADS of the pipeline for --live and --latency (default: the pipeline\'s, one per core up to 4)', wholeNumber(0))
   .option('--json <file>', 'also write every figure (or the --latency report) to this file as JSON')
   .parse()
 const opts = program.opts()
@@ -58,6 +59,7 @@ if (opts.latency) {
     partitions: Number(opts.partitions),
     maxDisorder: opts.maxDisorder,
     sourceIdleness: opts.sourceIdleness,
+    stateThreads: opts.stateThreads,
   })
   const rows: [string, string][] = [['machine', `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`], ...latencyTable(report)]
   console.log('\n| measure | figure |\n|---|---|')
@@ -82,7 +84,7 @@ const bytes = inputs.reduce((s, f) => s + statSync(f).size, 0)
 
 // The live part first, so that its process RSS is not the replay's heap left behind.
 const live = opts.live
-  ? await benchLive({ customers, days: Number(opts.liveDays), seed: Number(opts.seed), brokers: opts.kafkaBrokers, redisUrl: opts.redisUrl, partitions: 6, runs })
+  ? await benchLive({ customers, days: Number(opts.liveDays), seed: Number(opts.seed), brokers: opts.kafkaBrokers, redisUrl: opts.redisUrl, partitions: 6, runs, stateThreads: opts.stateThreads })
   : undefined
 
 const replays: { seconds: number; eventsPerSecond: number }[] = []

@@ -45,6 +45,8 @@ export interface LatencyOptions {
   /** The pipeline's MAX_DISORDER and SOURCE_IDLENESS, e.g. '0s' and '2s'; its defaults when absent. */
   maxDisorder?: string
   sourceIdleness?: string
+  /** STATE_THREADS of the pipeline; its default when absent. */
+  stateThreads?: number
 }
 
 export interface Distribution {
@@ -128,6 +130,7 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
     httpPort: '0',
     maxDisorder: o.maxDisorder,
     sourceIdleness: o.sourceIdleness,
+    stateThreads: o.stateThreads === undefined ? undefined : String(o.stateThreads),
     webhookUrl: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`,
     webhookSecret: 'cardpulse-bench-secret-0000',
     clickhouseDatabase: id.replace(/-/g, '_'),

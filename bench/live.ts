@@ -31,6 +31,8 @@ export interface LiveOptions {
   redisUrl: string
   partitions: number
   runs: number
+  /** STATE_THREADS of the pipeline; its default when absent. */
+  stateThreads?: number
 }
 
 export interface CeilingRun {
@@ -167,6 +169,7 @@ async function catchUp(o: LiveOptions & { id: string; run: number; inputs: Recor
         clickhouseDatabase: runId.replace(/-/g, '_'),
         dataDir: o.dataDir,
         logLevel: 'warn',
+        ...(o.stateThreads !== undefined ? { stateThreads: String(o.stateThreads) } : {}),
       }),
       createLogger('warn'),
     )
@@ -175,7 +178,7 @@ async function catchUp(o: LiveOptions & { id: string; run: number; inputs: Recor
     while ((await counted('applied')) + (await counted('late')) < o.events) await new Promise((r) => setTimeout(r, 100))
     const seconds = Number(process.hrtime.bigint() - started) / 1e9
     sample()
-    const roundTrips = running.store.roundTrips
+    const roundTrips = running.stateRoundTrips()
     const late = await counted('late')
     const batches = (await running.metrics.batchSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0
     clearInterval(sampler)

@@ -5,8 +5,9 @@ import { openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal,
 import { connectAdmin, connectProducer, createKafka } from '../pipeline/kafka/client.ts'
 import { IngestStage } from '../pipeline/kafka/ingest.ts'
 import { StateStage } from '../pipeline/kafka/stateStage.ts'
+import { StateThreads } from '../pipeline/kafka/stateThreads.ts'
 import { alertPublisher, deadLetterPublisher } from '../pipeline/kafka/publish.ts'
-import { RedisStore } from '../pipeline/store/redis.ts'
+import { RedisStore, type RoundTrips } from '../pipeline/store/redis.ts'
 import type { ClickHouseSink } from '../sinks/clickhouse.ts'
 import type { OutboxDrain } from '../sinks/outbox.ts'
 import type { WebhookSender } from '../sinks/webhook/sender.ts'
@@ -34,6 +35,12 @@ export interface RunningPipeline {
   metrics: Metrics
   /** The pipeline's instrumentation events, for a caller that watches them (the latency benchmark). */
   events: Instrumentation
+  /** The partitions of the events topic whose state this process steps now. */
+  partitions(): number[]
+  /** The state stage's Redis round trips so far, on every thread. */
+  stateRoundTrips(): RoundTrips
+  /** Rejects if a part of the pipeline stops on its own (a state thread that died): `run` then shuts down. */
+  failed: Promise<never>
   stop(): Promise<void>
 }
 
@@ -44,7 +51,7 @@ interface Parts {
   clickhouse: ClickHouseSink
   producer: Producer
   ingest: IngestStage
-  state: StateStage
+  state: StateStage | StateThreads
   delivery: { drain: OutboxDrain; sender: WebhookSender }
   http: HttpServer
 }
@@ -52,8 +59,11 @@ interface Parts {
 export async function startPipeline(config: RunConfig, log: Logger): Promise<RunningPipeline> {
   const metrics = createMetrics()
   const events = new Instrumentation(log, metrics)
-  const catalog = watchedCatalog(config.catalogFile, events.child({ component: 'catalog' }))
   const p: Partial<Parts> = {}
+  const catalog = watchedCatalog(config.catalogFile, events.child({ component: 'catalog' }), (c) => p.state instanceof StateThreads && p.state.setCatalog(c))
+  let fail: (e: Error) => void = () => {}
+  const failed = new Promise<never>((_, reject) => (fail = reject))
+  failed.catch(() => {})
   let consuming = true
   // Input stops first, then the state stage commits what it has, then the outbox drains it once more.
   const stop = async () => {
@@ -96,21 +106,41 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       instrumentation: events.child({ component: 'ingest' }),
     }))
     await ingest.start()
-    const state = (p.state = new StateStage({
-      ...stageOptions,
-      store,
-      catalog: catalog.current,
+    const stage = {
       groupId: config.groupId,
       eventsTopic: config.eventsTopic,
+      sessionTimeout: config.sessionTimeout,
       inputTopics: [config.transactionsTopic, config.appEventsTopic, config.lifecycleTopic],
       allowedLateness: config.allowedLateness,
       idleAdvance: config.idleAdvance,
-      instrumentation: events.child({ component: 'state' }),
-      // What a commit put in the outbox for a receiver or the broker goes now, not at the drain's next tick.
-      onCommitted: (_, out) => {
-        if (out.alerts.length || out.deadLetters.length || out.decisions.some((d) => d.outcome === 'send')) p.delivery?.drain.nudge()
-      },
-    }))
+    }
+    // What a commit put in the outbox for a receiver or the broker goes now, not at the drain's next tick.
+    const nudge = () => p.delivery?.drain.nudge()
+    const state = (p.state =
+      config.stateThreads > 0
+        ? new StateThreads({
+            threads: config.stateThreads,
+            brokers,
+            redisUrl: config.redisUrl,
+            redisPrefix: config.redisPrefix,
+            connectTimeout: config.connectTimeout,
+            catalog: catalog.current(),
+            stage,
+            instrumentation: events.child({ component: 'state' }),
+            onOutbox: nudge,
+            onFailed: (e) => fail(e),
+          })
+        : new StateStage({
+            ...stage,
+            kafka,
+            admin,
+            store,
+            catalog: catalog.current,
+            instrumentation: events.child({ component: 'state' }),
+            onCommitted: (_, out) => {
+              if (out.alerts.length || out.deadLetters.length || out.decisions.some((d) => d.outcome === 'send')) nudge()
+            },
+          }))
     await state.start()
 
     // Alerts and late events' dead letters leave the outbox only once the broker has them.
@@ -139,7 +169,8 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       economics: () => catalog.current().economics,
     }))
     log.info({ brokers, port: http.port, catalog: catalog.current().version }, `cardpulse running; dashboard and /metrics on port ${http.port}`)
-    return { port: http.port, clickhouse, store, metrics, events, stop }
+    const stateRoundTrips = () => (state instanceof StateThreads ? state.roundTrips() : store.roundTrips)
+    return { port: http.port, clickhouse, store, metrics, events, partitions: () => state.owned(), stateRoundTrips, failed, stop }
   } catch (e) {
     await stop().catch(() => {})
     throw e
@@ -149,7 +180,8 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
 /** The CLI entry: runs until SIGINT/SIGTERM, then stops cleanly. */
 export async function runPipeline(config: RunConfig, log: Logger) {
   const running = await startPipeline(config, log)
-  await stopSignal()
+  const failure = await Promise.race([stopSignal().then(() => undefined), running.failed.catch((e: Error) => e)])
   log.info('stopping')
   await running.stop()
+  if (failure) throw failure
 }

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net'
 import type { CommonConfig } from './config.ts'
 import { webhookEndpoints } from './config.ts'
 import { CatalogHolder, DEFAULT_CATALOG_FILE } from '../pipeline/catalog/index.ts'
+import type { Catalog } from '../schemas/catalog.ts'
 import { startHttp, type HttpOptions } from '../pipeline/http.ts'
 import { outboxQueues } from '../pipeline/store/outbox.ts'
 import type { StateStore } from '../pipeline/store/types.ts'
@@ -21,10 +22,12 @@ import { errText, type Instrumentation } from '../core/instrumentation.ts'
  */
 
 /** The catalogue in force, reloaded when its file changes; reloads are reported as events. */
-export function watchedCatalog(file: string | undefined, events: Instrumentation): CatalogHolder {
-  const catalog = new CatalogHolder(file ?? DEFAULT_CATALOG_FILE, (r) =>
-    r.ok ? events.emit('catalog.reloaded', { version: r.version }) : events.emit('catalog.rejected', { error: r.error }),
-  )
+export function watchedCatalog(file: string | undefined, events: Instrumentation, onReloaded: (catalog: Catalog) => void = () => {}): CatalogHolder {
+  const catalog: CatalogHolder = new CatalogHolder(file ?? DEFAULT_CATALOG_FILE, (r) => {
+    if (!r.ok) return events.emit('catalog.rejected', { error: r.error })
+    events.emit('catalog.reloaded', { version: r.version })
+    onReloaded(catalog.current())
+  })
   catalog.watch()
   return catalog
 }

@@ -59,6 +59,8 @@ function startPipeline(env: Record<string, string> = {}): Promise<{ child: Child
       ALLOWED_LATENESS: '1s',
       IDLE_ADVANCE: '1s',
       SESSION_TIMEOUT: '6s',
+      // Killed mid-catch-up on threads; the delivery scenario runs the state stage on the main thread.
+      STATE_THREADS: '2',
       CLICKHOUSE_DATABASE: `cp_restart_${id}`,
       DATA_DIR: join(dir, 'data'),
       ...env,
@@ -96,7 +98,7 @@ afterAll(async () => {
 
 describe('a pipeline killed with SIGKILL', () => {
   it('neither repeats a delivered webhook nor loses a pending timer after a restart', async () => {
-    const first = await startPipeline()
+    const first = await startPipeline({ STATE_THREADS: '0' })
     const now = Date.now()
     await producer.send({
       topic: topics.LIFECYCLE_TOPIC,
@@ -124,7 +126,7 @@ describe('a pipeline killed with SIGKILL', () => {
     first.child.kill('SIGKILL')
     await new Promise((r) => first.child.once('exit', r))
 
-    const second = await startPipeline()
+    const second = await startPipeline({ STATE_THREADS: '0' })
     await waitFor('the pending reminder from the second process', () => receiver.received.length >= 2, 90_000)
     await new Promise((r) => setTimeout(r, 3000)) // anything repeated would arrive now
 

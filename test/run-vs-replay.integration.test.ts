@@ -23,6 +23,7 @@ let admin: Admin
 let producer: Producer
 let receiver: Awaited<ReturnType<typeof webhookReceiver>>
 let pipeline: RunningPipeline | undefined
+let second: RunningPipeline | undefined
 
 beforeAll(async () => {
   admin = kafka().admin()
@@ -34,6 +35,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await pipeline?.stop()
+  await second?.stop()
   await producer?.disconnect()
   await admin?.disconnect()
   await receiver?.close()
@@ -82,5 +84,33 @@ describe('cardpulse run and cardpulse replay', () => {
     await expectSameAsReplay(live, expected, lastEventTime)
     expect(await counted(live, 'late')).toBe(0)
     expect(await counted(live, 'late_applied')).toBe(0)
+  })
+
+  it('make the same decisions and alerts when two processes share the partitions, one stepping them on its main thread, one on two threads', { timeout: 240_000 }, async () => {
+    // Three members of the state stage's group (the main thread of one, two threads of the
+    // other) on three partitions, and both ingest stages in one group on the nine input partitions.
+    const expected = await replayed(events)
+    const id = uniqueId()
+    const topics = freshTopics(`s-${id}`)
+    await createTopics(admin, Object.values(topics), 3)
+    await pipeline?.stop()
+    // The history arrives at once after both started: sources that went idle first would let
+    // the first stream to arrive run the watermark past the others.
+    const settings = { sourceIdleness: '10m' }
+    ;[pipeline, second] = await Promise.all([
+      startLive(id, topics, `${receiver.url}/hooks`, { ...settings, stateThreads: '0' }),
+      startLive(id, topics, `${receiver.url}/hooks`, { ...settings, stateThreads: '2' }),
+    ])
+    const pair = [pipeline, second]
+    const total = async (result: string) => (await Promise.all(pair.map((p) => counted(p, result)))).reduce((a, b) => a + b, 0)
+    await waitFor('the partitions shared', async () => pair.every((p) => p.partitions().length > 0) && pair.flatMap((p) => p.partitions()).length === 3, 60_000, 100)
+    await produce(producer, topics, events)
+    await endOfInput(producer, topics, lastEventTime)
+
+    await waitFor('every event taken in', async () => (await total('applied')) + (await total('late')) >= events.length + 9, 120_000, 200)
+    await expectSameAsReplay(pipeline, expected, lastEventTime)
+    expect(await total('late')).toBe(0)
+    // Both did part of the work.
+    for (const p of pair) expect(await counted(p, 'applied')).toBeGreaterThan(0)
   })
 })
