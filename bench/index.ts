@@ -39,6 +39,7 @@ const program = new Command()
   .option('--max-disorder <duration>', 'MAX_DISORDER of the pipeline for --latency (default: the pipeline\'s, 0s)')
   .option('--source-idleness <duration>', 'SOURCE_IDLENESS of the pipeline for --latency (default: the pipeline\'s, 2s)')
   .option('--partitions <n>', 'partitions per topic for --latency', wholeNumber(1), 6)
+  .option('--processes <n>', 'with --live, also this many `cardpulse run` processes in one consumer group catching up together', wholeNumber(1))
   .option('--state-threads <n>', 'STATE_THREADS of the pipeline for --live and --latency (default: the pipeline\'s, one per core up to 4)', wholeNumber(0))
   .option('--json <file>', 'also write every figure (or the --latency report) to this file as JSON')
   .parse()
@@ -84,7 +85,7 @@ const bytes = inputs.reduce((s, f) => s + statSync(f).size, 0)
 
 // The live part first, so that its process RSS is not the replay's heap left behind.
 const live = opts.live
-  ? await benchLive({ customers, days: Number(opts.liveDays), seed: Number(opts.seed), brokers: opts.kafkaBrokers, redisUrl: opts.redisUrl, partitions: 6, runs, stateThreads: opts.stateThreads })
+  ? await benchLive({ customers, days: Number(opts.liveDays), seed: Number(opts.seed), brokers: opts.kafkaBrokers, redisUrl: opts.redisUrl, partitions: 6, runs, stateThreads: opts.stateThreads, processes: opts.processes })
   : undefined
 
 const replays: { seconds: number; eventsPerSecond: number }[] = []
@@ -120,6 +121,9 @@ const rows: [string, string][] = [
         ['raw ceiling: KafkaJS reading the input topics and parsing JSON, nothing else (median)', `**${n(live.median.ceilingEventsPerSecond)} events/s** (runs ${spread(live.ceiling.map((c) => c.eventsPerSecond))})`],
         ['`cardpulse run`, one process, catching up (median)', `**${n(live.median.runEventsPerSecond)} events/s** (runs ${spread(live.runs.map((r) => r.eventsPerSecond))}), ${live.runs.reduce((s, r) => s + r.late, 0)} late in all runs`],
         ['ratio run / ceiling', `**${live.median.ratio.toFixed(3)}**`],
+        ...(live.scaleOut.length
+          ? ([[`${live.scaleOut[0].processes} \`cardpulse run\` processes in one group, catching up together (median; start-up included)`, `**${n(median(live.scaleOut.map((s) => s.eventsPerSecond)))} events/s** (runs ${spread(live.scaleOut.map((s) => s.eventsPerSecond))}; events applied per process in the last run ${live.scaleOut[live.scaleOut.length - 1].appliedPerProcess.map(n).join(' / ')})`]] as [string, string][])
+          : []),
         ['state-stage batches: events per batch (median)', `${live.median.eventsPerBatch.toFixed(1)}`],
         ['Redis round trips of the state stage (load + commit), per batch / per event (median)', `**${live.median.roundTripsPerBatch.toFixed(2)}** / ${live.median.roundTripsPerEvent.toFixed(3)}`],
         ['process RSS during the first catch-up, max (RSS before its start; later runs start on the earlier runs\' heap)', `${mib(live.runs[0].maxRssBytes)} (${mib(live.runs[0].rssBeforeBytes)})`],

@@ -10,6 +10,7 @@ import { RunConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
 import { removeBenchData } from './cleanup.ts'
 import { readCeiling } from './ceiling.ts'
+import { catchUpProcesses, type ScaleOutRun } from './scaleOut.ts'
 import { connectAdmin, connectProducer, createKafka } from '../pipeline/kafka/client.ts'
 import type { RoundTrips } from '../pipeline/store/redis.ts'
 
@@ -33,6 +34,8 @@ export interface LiveOptions {
   runs: number
   /** STATE_THREADS of the pipeline; its default when absent. */
   stateThreads?: number
+  /** Above 1: also this many `cardpulse run` processes in one group catching up together (scale-out). */
+  processes?: number
 }
 
 export interface CeilingRun {
@@ -69,6 +72,8 @@ export interface LiveReport {
   produceSeconds: number
   ceiling: CeilingRun[]
   runs: CatchUpRun[]
+  /** The processes of a scale-out catch-up, one entry a run; empty without `processes`. */
+  scaleOut: ScaleOutRun[]
   median: { ceilingEventsPerSecond: number; runEventsPerSecond: number; ratio: number; roundTripsPerBatch: number; roundTripsPerEvent: number; eventsPerBatch: number; maxRssBytes: number; redisBytesPerCustomer: number }
 }
 
@@ -89,6 +94,7 @@ export async function benchLive(opts: LiveOptions): Promise<LiveReport> {
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r))
   const ceiling: CeilingRun[] = []
   const runs: CatchUpRun[] = []
+  const scaleOut: ScaleOutRun[] = []
   let events = 0
   let messages = 0
   let produceSeconds = 0
@@ -113,6 +119,11 @@ export async function benchLive(opts: LiveOptions): Promise<LiveReport> {
       const r = await catchUp({ ...opts, id, run: i, inputs, events, dataDir, webhookPort: (receiver.address() as AddressInfo).port })
       runs.push(r)
       console.error(`run ${i + 1}/${opts.runs}: run ${Math.round(r.eventsPerSecond)} events/s, ${r.roundTripsPerBatch.toFixed(2)} round trips per batch`)
+      if ((opts.processes ?? 1) > 1) {
+        const s = await scaleOutRun({ ...opts, processes: opts.processes!, id, run: i, inputs, events, dataDir, webhookPort: (receiver.address() as AddressInfo).port })
+        scaleOut.push(s)
+        console.error(`run ${i + 1}/${opts.runs}: ${s.processes} processes ${Math.round(s.eventsPerSecond)} events/s (applied ${s.appliedPerProcess.join(' / ')})`)
+      }
     }
   } finally {
     receiver.close()
@@ -127,6 +138,7 @@ export async function benchLive(opts: LiveOptions): Promise<LiveReport> {
     produceSeconds,
     ceiling,
     runs,
+    scaleOut,
     median: {
       ceilingEventsPerSecond: ceilingMedian,
       runEventsPerSecond: runMedian,
@@ -212,6 +224,40 @@ async function catchUp(o: LiveOptions & { id: string; run: number; inputs: Recor
     clearInterval(sampler)
     await pipeline?.stop()
     // The shared data folder (embedded ClickHouse) stays for the next run; benchLive removes it.
+    await removeBenchData({ admin, topics: Object.values(internal), redisUrl: o.redisUrl, prefix: runId, dataDir: join(o.dataDir, 'none') })
+  }
+}
+
+/** `processes` separate `cardpulse run` processes in one group, on their own group, prefix and internal topics. */
+async function scaleOutRun(o: LiveOptions & { processes: number; id: string; run: number; inputs: Record<string, string>; events: number; dataDir: string; webhookPort: number }): Promise<ScaleOutRun> {
+  const runId = `${o.id}-s${o.run}`
+  const internal = { dlqTopic: `${runId}.dlq`, alertTopic: `${runId}.alerts`, eventsTopic: `${runId}.events` }
+  const brokers = o.brokers.split(',')
+  const admin = await connectAdmin(createKafka({ clientId: 'cardpulse-bench', brokers }), brokers, Object.values(internal), o.partitions)
+  try {
+    return await catchUpProcesses({
+      processes: o.processes,
+      events: o.events,
+      dataDir: join(o.dataDir, runId),
+      env: {
+        KAFKA_BROKERS: o.brokers,
+        REDIS_URL: o.redisUrl,
+        REDIS_PREFIX: runId,
+        GROUP_ID: runId,
+        TRANSACTIONS_TOPIC: o.inputs.transactionsTopic,
+        APP_EVENTS_TOPIC: o.inputs.appEventsTopic,
+        LIFECYCLE_TOPIC: o.inputs.lifecycleTopic,
+        DLQ_TOPIC: internal.dlqTopic,
+        ALERT_TOPIC: internal.alertTopic,
+        EVENTS_TOPIC: internal.eventsTopic,
+        PARTITIONS: String(o.partitions),
+        WEBHOOK_URL: `http://127.0.0.1:${o.webhookPort}/hooks`,
+        WEBHOOK_SECRET: 'cardpulse-bench-secret-0000',
+        CLICKHOUSE_DATABASE: runId.replace(/-/g, '_'),
+        ...(o.stateThreads !== undefined ? { STATE_THREADS: String(o.stateThreads) } : {}),
+      },
+    })
+  } finally {
     await removeBenchData({ admin, topics: Object.values(internal), redisUrl: o.redisUrl, prefix: runId, dataDir: join(o.dataDir, 'none') })
   }
 }
