@@ -44,8 +44,8 @@ export interface BatchContext {
   readonly maxDisorder: number | null
   /** Most event ids remembered per customer for deduplication. */
   readonly seenPerCustomer: number
-  /** Whether the card funnel's milestones are collected (for ClickHouse). */
-  readonly cardEvents: boolean
+  /** Whether the batch collects ClickHouse rows of its own: the card funnel's milestones and hourly event volume. */
+  readonly clickhouseRows: boolean
 }
 
 /**
@@ -105,7 +105,7 @@ export class Batch {
       }
     }
     this.out.applied++
-    this.countVolume(event, at, m.offset)
+    if (ctx.clickhouseRows) this.countVolume(event, at, m.offset)
     // An id need only be remembered while its event could still be applied: a repeat beyond the
     // allowed lateness is dead-lettered as late, so it is never applied twice either.
     if (rec.seen.some(([, t]) => t <= floor)) rec.seen = rec.seen.filter(([, t]) => t > floor)
@@ -164,7 +164,7 @@ export class Batch {
     rec.profile = foldProfile(rec.profile, event)
     const before = rec.facts
     rec.facts = foldFacts(rec.facts, event, at, rec.profile.timezone)
-    if (this.ctx.cardEvents) this.noteMilestone(event, before, rec)
+    if (this.ctx.clickhouseRows) this.noteMilestone(event, before, rec)
     this.changed.add(event.customerId)
     if (rec.conversions) rec.conversions = observe(rec.conversions, event, at, rec.facts, rec.profile, event.customerId, this.out.conversions)
     const moments: Moment[] = []
