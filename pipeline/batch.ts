@@ -171,7 +171,7 @@ export class Batch {
     const host = this.ctx.operators
     const ops = host.operators
     const params = host.params()
-    for (let i = 0; i < ops.length; i++) {
+    for (const i of host.receivers(event.type)) {
       if (params[i] === undefined) continue
       const ctx = host.context(event.customerId, rec, params[i])
       const result = ops[i].onEvent(host.state(i, rec), event, at, ctx)
