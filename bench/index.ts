@@ -113,7 +113,8 @@ const rows: [string, string][] = [
   ['replay throughput (median)', `${n(replayRate)} events/s (${((bytes / 1048576) / seconds).toFixed(1)} MB/s; runs ${spread(replays.map((r) => r.eventsPerSecond))})`],
   ['decisions, alerts', `${summary.decisions.total.toLocaleString('en-US')}, ${summary.alerts.total.toLocaleString('en-US')}`],
   ['state per active customer, JSON', `median ${size.json.median} B, p90 ${size.json.p90} B, max ${size.json.max} B`],
-  ['state per active customer, as stored (deflate + dictionary)', `median ${size.stored.median} B, p90 ${size.stored.p90} B, max ${size.stored.max} B`],
+  ['state per active customer, as stored (compact encoding)', `median ${size.stored.median} B, p90 ${size.stored.p90} B, max ${size.stored.max} B; encode ${size.codec.compact.encodeUs.toFixed(1)} µs, decode ${size.codec.compact.decodeUs.toFixed(1)} µs (median)`],
+  ['the same as deflate with a dictionary (format 2, before)', `median ${size.deflated.median} B, p90 ${size.deflated.p90} B, max ${size.deflated.max} B; encode ${size.codec.deflated.encodeUs.toFixed(1)} µs, decode ${size.codec.deflated.decodeUs.toFixed(1)} µs (median)`],
   ...(size.redis ? ([['Redis memory per active customer (MEMORY USAGE of the hash / customers)', `${size.redis.perCustomer} B`]] as [string, string][]) : []),
   ...(live
     ? ([

@@ -3,7 +3,7 @@ import { EmbeddedPipeline } from '../pipeline/embedded.ts'
 import { loadCatalogFile } from '../pipeline/catalog/index.ts'
 import { RedisStore } from '../pipeline/store/redis.ts'
 import type { CustomerRecord } from '../pipeline/store/types.ts'
-import { encodeRecord } from '../pipeline/store/codec.ts'
+import { decodeRecord, encodeRecord, encodeRecordDeflated } from '../pipeline/store/codec.ts'
 
 /**
  * Per-customer state after a simulated period: JSON bytes of each active customer's record (as
@@ -31,6 +31,8 @@ export async function benchStateSize(opts: { customers: number; days: number; se
   }
   const json = stats(active.map((r) => Buffer.byteLength(JSON.stringify(r))))
   const stored = stats(active.map((r) => encodeRecord(r).length))
+  const deflated = stats(active.map((r) => encodeRecordDeflated(r).length))
+  const codec = { compact: codecCost(active, encodeRecord), deflated: codecCost(active, encodeRecordDeflated) }
 
   let redis: { perCustomer: number } | undefined
   if (opts.redisUrl) {
@@ -47,5 +49,23 @@ export async function benchStateSize(opts: { customers: number; days: number; se
       await store.close()
     }
   }
-  return { json, stored, redis }
+  return { json, stored, deflated, codec, redis }
+}
+
+/** Median µs to encode and to decode one record (each record timed over a few rounds, after a warm-up). */
+function codecCost(records: CustomerRecord[], encode: (r: CustomerRecord) => Buffer) {
+  for (const r of records) decodeRecord(encode(r))
+  const enc: number[] = []
+  const dec: number[] = []
+  for (const r of records) {
+    let t = process.hrtime.bigint()
+    let b = encode(r)
+    for (let i = 0; i < 4; i++) b = encode(r)
+    enc.push(Number(process.hrtime.bigint() - t) / 5000)
+    t = process.hrtime.bigint()
+    for (let i = 0; i < 5; i++) decodeRecord(b)
+    dec.push(Number(process.hrtime.bigint() - t) / 5000)
+  }
+  const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
+  return { encodeUs: median(enc), decodeUs: median(dec) }
 }

@@ -31,6 +31,7 @@ const window = deadlines('startedAt', { keepClosed: true })
 export const activationReminder: Operator<ActivationState, Params> = {
   name: 'activation_reminder',
   uses: 'activation_reminder',
+  eventTypes: ['lifecycle'],
   formerNames: ['activation'],
   version: 2,
   migrate: (state, fromVersion) => (fromVersion < 2 ? fromV1(state as { cards?: Record<string, CardActivationV1> }) : (state as ActivationState)),

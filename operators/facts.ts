@@ -48,16 +48,16 @@ export function foldFacts(facts: CustomerFacts, event: InputEvent, at: number, t
     return { ...facts, stage: event.stage, cards: { ...facts.cards, [event.cardId]: next } }
   }
   if (event.type === 'transaction' && event.status === 'approved') {
+    // Most purchases: a copy with the same keys in the same order, so records keep their shape.
+    const next = { ...facts }
     const card = facts.cards[event.cardId]
-    return {
-      ...facts,
-      ...(card && card.firstPurchaseAt === undefined ? { cards: { ...facts.cards, [event.cardId]: { ...card, firstPurchaseAt: at } } } : {}),
-      approved: facts.approved + 1,
-      firstApprovedAt: Math.min(facts.firstApprovedAt ?? at, at),
-      lastApprovedAt: Math.max(facts.lastApprovedAt ?? at, at),
-      spend: addSpend(facts.spend, at, event.amount),
-      month: addToMonth(facts.month, localMonth(at, timezone).month, event.amount),
-    }
+    if (card && card.firstPurchaseAt === undefined) next.cards = { ...facts.cards, [event.cardId]: { ...card, firstPurchaseAt: at } }
+    next.approved = facts.approved + 1
+    next.firstApprovedAt = Math.min(facts.firstApprovedAt ?? at, at)
+    next.lastApprovedAt = Math.max(facts.lastApprovedAt ?? at, at)
+    next.spend = addSpend(facts.spend, at, event.amount)
+    next.month = addToMonth(facts.month, localMonth(at, timezone).month, event.amount)
+    return next
   }
   return facts
 }

@@ -38,32 +38,53 @@ function formattedOffset(ms: number, timeZone: string): number {
 }
 
 // Intl formatting is slow, and a zone's offset changes a few times a year at most, on the hour
-// or half hour: cache the offset per zone and half hour, numerically keyed (bounded per zone).
+// or half hour, and never twice in one UTC day: the offsets are cached per zone and UTC day, as
+// one number for a day with no change (two lookups to know), or per half hour for a day with one
+// (found by bisection). Numerically keyed, bounded per zone.
 const HALF_HOUR = 1_800_000
-const SLOTS_KEPT = 100_000
+const SLOTS_PER_DAY = DAY / HALF_HOUR
+const DAYS_KEPT = 10_000
+
+/** A UTC day's offsets: one for the whole day, or one per half hour. */
+type DayOffsets = number | number[]
 
 interface ZoneOffsets {
-  /** The slot asked for last, and its offset: consecutive calls mostly ask for the same one. */
-  slot: number
-  offset: number
-  bySlot: Map<number, number>
+  /** The day asked for last, and its offsets: consecutive calls mostly ask for the same one. */
+  day: number
+  offsets: DayOffsets
+  byDay: Map<number, DayOffsets>
 }
 const zones = new Map<string, ZoneOffsets>()
 
 function offsetAt(ms: number, timeZone: string): number {
-  const slot = Math.floor(ms / HALF_HOUR)
+  const day = Math.floor(ms / DAY)
   let z = zones.get(timeZone)
-  if (!z) zones.set(timeZone, (z = { slot: NaN, offset: 0, bySlot: new Map() }))
-  if (z.slot === slot) return z.offset
-  let offset = z.bySlot.get(slot)
-  if (offset === undefined) {
-    offset = formattedOffset(slot * HALF_HOUR, timeZone)
-    if (z.bySlot.size >= SLOTS_KEPT) z.bySlot.clear()
-    z.bySlot.set(slot, offset)
+  if (!z) zones.set(timeZone, (z = { day: NaN, offsets: 0, byDay: new Map() }))
+  let offsets = z.day === day ? z.offsets : z.byDay.get(day)
+  if (offsets === undefined) {
+    offsets = dayOffsets(day, timeZone)
+    if (z.byDay.size >= DAYS_KEPT) z.byDay.clear()
+    z.byDay.set(day, offsets)
   }
-  z.slot = slot
-  z.offset = offset
-  return offset
+  z.day = day
+  z.offsets = offsets
+  return typeof offsets === 'number' ? offsets : offsets[Math.floor((ms - day * DAY) / HALF_HOUR)]
+}
+
+function dayOffsets(day: number, timeZone: string): DayOffsets {
+  const slotOffset = (slot: number) => formattedOffset(day * DAY + slot * HALF_HOUR, timeZone)
+  const first = slotOffset(0)
+  const last = slotOffset(SLOTS_PER_DAY - 1)
+  if (first === last) return first
+  // The one change of the day: the first half hour at the last offset.
+  let before = 0
+  let after = SLOTS_PER_DAY - 1
+  while (after - before > 1) {
+    const mid = (before + after) >> 1
+    if (slotOffset(mid) === first) before = mid
+    else after = mid
+  }
+  return Array.from({ length: SLOTS_PER_DAY }, (_, slot) => (slot < after ? first : last))
 }
 
 export function localTime(ms: number, timeZone: string): LocalTime {

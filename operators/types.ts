@@ -1,4 +1,4 @@
-import type { InputEvent, Profile, Channel } from '../schemas/events.ts'
+import type { InputEvent, EventType, Profile, Channel } from '../schemas/events.ts'
 import type { AlertKind, Severity } from '../schemas/alert.ts'
 import type { CustomerFacts } from './facts.ts'
 
@@ -78,6 +78,11 @@ export interface Operator<S = unknown, P = unknown> {
   name: string
   /** The catalogue entry (a trigger or a signal) whose params it reads; disabled with it. */
   uses: string
+  /**
+   * The types of event it reacts to, when not all: the runtime hands it no others, since its
+   * `onEvent` would give them back the state unchanged and no effects.
+   */
+  eventTypes?: readonly EventType[]
   /** Names this operator's state and timers were stored under by earlier releases; never reused. */
   formerNames?: readonly string[]
   /**

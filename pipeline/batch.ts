@@ -44,8 +44,8 @@ export interface BatchContext {
   readonly maxDisorder: number | null
   /** Most event ids remembered per customer for deduplication. */
   readonly seenPerCustomer: number
-  /** Whether the card funnel's milestones are collected (for ClickHouse). */
-  readonly cardEvents: boolean
+  /** Whether the batch collects ClickHouse rows of its own: the card funnel's milestones and hourly event volume. */
+  readonly clickhouseRows: boolean
 }
 
 /**
@@ -89,7 +89,7 @@ export class Batch {
     const { event, at } = m
     const ctx = this.ctx
     const rec = ctx.record(event.customerId)
-    if (rec.seen.some(([id]) => id === event.eventId)) {
+    if (seenBefore(rec.seen, event.eventId)) {
       this.out.duplicates++
       return
     }
@@ -105,10 +105,10 @@ export class Batch {
       }
     }
     this.out.applied++
-    this.countVolume(event, at, m.offset)
+    if (ctx.clickhouseRows) this.countVolume(event, at, m.offset)
     // An id need only be remembered while its event could still be applied: a repeat beyond the
     // allowed lateness is dead-lettered as late, so it is never applied twice either.
-    if (rec.seen.some(([, t]) => t <= floor)) rec.seen = rec.seen.filter(([, t]) => t > floor)
+    if (anyAtOrBefore(rec.seen, floor)) rec.seen = rec.seen.filter(([, t]) => t > floor)
     rec.seen.push([event.eventId, at])
     if (rec.seen.length > ctx.seenPerCustomer) rec.seen.shift()
     this.changed.add(event.customerId)
@@ -151,12 +151,19 @@ export class Batch {
   private applyDue(customerId: string, at: number) {
     const rec = this.ctx.record(customerId)
     const inbox = rec.inbox ?? []
-    const times = inbox.map((e) => Date.parse(e.occurredAt))
-    let n = 0
-    while (n < inbox.length && times[n] <= at) n++
-    const due = inbox.splice(0, n)
-    if (inbox.length) this.arm(customerId, APPLY, times[n])
-    else delete rec.inbox
+    const times: number[] = []
+    for (let i = 0; i < inbox.length; i++) {
+      const t = Date.parse(inbox[i].occurredAt)
+      if (t > at) {
+        this.arm(customerId, APPLY, t)
+        break
+      }
+      times.push(t)
+    }
+    const due = inbox.splice(0, times.length)
+    // Left undefined rather than deleted: JSON leaves it out all the same, and the record keeps
+    // its shape (adding and deleting a property on every event churns hidden classes).
+    if (!inbox.length) rec.inbox = undefined
     for (let i = 0; i < due.length; i++) this.applyNow(due[i], times[i], rec)
   }
 
@@ -164,14 +171,14 @@ export class Batch {
     rec.profile = foldProfile(rec.profile, event)
     const before = rec.facts
     rec.facts = foldFacts(rec.facts, event, at, rec.profile.timezone)
-    if (this.ctx.cardEvents) this.noteMilestone(event, before, rec)
+    if (this.ctx.clickhouseRows) this.noteMilestone(event, before, rec)
     this.changed.add(event.customerId)
     if (rec.conversions) rec.conversions = observe(rec.conversions, event, at, rec.facts, rec.profile, event.customerId, this.out.conversions)
     const moments: Moment[] = []
     const host = this.ctx.operators
     const ops = host.operators
     const params = host.params()
-    for (let i = 0; i < ops.length; i++) {
+    for (const i of host.receivers(event.type)) {
       if (params[i] === undefined) continue
       const ctx = host.context(event.customerId, rec, params[i])
       const result = ops[i].onEvent(host.state(i, rec), event, at, ctx)
@@ -324,6 +331,16 @@ export class Batch {
  */
 export function watermarkAfter(eventTime: number, maxDisorder: number) {
   return eventTime - maxDisorder - 1
+}
+
+function seenBefore(seen: [string, number][], eventId: string): boolean {
+  for (let i = 0; i < seen.length; i++) if (seen[i][0] === eventId) return true
+  return false
+}
+
+function anyAtOrBefore(seen: [string, number][], time: number): boolean {
+  for (let i = 0; i < seen.length; i++) if (seen[i][1] <= time) return true
+  return false
 }
 
 function inboxOrder(a: InputEvent, b: InputEvent, bAt: number): number {

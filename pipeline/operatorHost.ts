@@ -1,5 +1,6 @@
 import type { Catalog } from '../schemas/catalog.ts'
 import type { Operator, OperatorContext } from '../operators/types.ts'
+import { EVENT_TYPES, type EventType } from '../schemas/events.ts'
 import { initialProfile } from '../operators/profile.ts'
 import { initialFacts } from '../operators/facts.ts'
 import type { CustomerRecord } from './store/types.ts'
@@ -24,6 +25,10 @@ export class OperatorHost {
   private readonly versions: number[]
   /** Operators whose stored state may need adopting: renamed or versioned ones. */
   private readonly adopting: number[] = []
+  /** Each operator's name, by index: where its state is kept in a record. */
+  private readonly names: string[]
+  /** Per event type, the indexes of the operators that react to it, in order. */
+  private readonly receiving: Record<EventType, number[]>
   // One object, refilled per call: operators must not keep the context (as in Flink).
   private readonly ctx: OperatorContext = { customerId: '', profile: initialProfile(), facts: initialFacts(), params: undefined }
 
@@ -32,6 +37,10 @@ export class OperatorHost {
     private readonly catalog: () => Catalog,
   ) {
     this.versions = operators.map((op) => op.version ?? 1)
+    this.names = operators.map((op) => op.name)
+    this.receiving = Object.fromEntries(
+      EVENT_TYPES.map((type) => [type, operators.flatMap((op, i) => (!op.eventTypes || op.eventTypes.includes(type) ? [i] : []))]),
+    ) as Record<EventType, number[]>
     operators.forEach((op, i) => this.name(op.name, i))
     operators.forEach((op, i) => {
       for (const former of op.formerNames ?? []) this.name(former, i)
@@ -63,6 +72,11 @@ export class OperatorHost {
     return this.paramsFor.params
   }
 
+  /** The indexes of the operators that react to events of this type, in order. */
+  receivers(type: EventType): readonly number[] {
+    return this.receiving[type]
+  }
+
   /** The index of the operator that owns a timer of this name (current or former), or -1. */
   indexOf(name: string): number {
     return this.byName.get(name) ?? -1
@@ -70,12 +84,12 @@ export class OperatorHost {
 
   /** The operator's state for this customer (adopted on load: see `adopt`). */
   state(index: number, rec: CustomerRecord): unknown {
-    return rec.ops[this.operators[index].name] ?? this.initial(index)
+    return rec.ops[this.names[index]] ?? this.initial(index)
   }
 
   /** Stores an operator's new state. */
   keepState(index: number, rec: CustomerRecord, state: unknown) {
-    if (state !== rec.ops[this.operators[index].name]) this.store(index, rec, state)
+    if (state !== rec.ops[this.names[index]]) this.store(index, rec, state)
   }
 
   /**
@@ -108,7 +122,7 @@ export class OperatorHost {
    * version recorded is always the writer's, also after a rollback to an older release.
    */
   private store(index: number, rec: CustomerRecord, state: unknown) {
-    const name = this.operators[index].name
+    const name = this.names[index]
     const versioned = this.versions[index] > 1 || rec.opv !== undefined
     if (state && typeof state === 'object' && !Array.isArray(state) && isEmpty(state)) {
       delete rec.ops[name]

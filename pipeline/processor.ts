@@ -85,7 +85,7 @@ export class PartitionProcessor {
       allowedLateness: opts.allowedLateness,
       maxDisorder: 'maxDisorder' in opts.watermarks ? opts.watermarks.maxDisorder : null,
       seenPerCustomer: opts.seenPerCustomer ?? 256,
-      cardEvents: opts.outbox.rows,
+      clickhouseRows: opts.outbox.rows,
     }
   }
 

@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { OperatorHarness } from './helpers/operatorHarness.ts'
 import { lifecycle, transaction } from './helpers/harness.ts'
 import type { Operator } from '../operators/types.ts'
+import { OPERATORS } from '../operators/index.ts'
+import { simulateBank } from '../simulator/bank.ts'
 
 const T0 = Date.parse('2026-10-01T02:00:00.000Z')
 const iso = (ms: number) => new Date(ms).toISOString()
@@ -44,5 +46,25 @@ describe('operator harness', () => {
     const mutating: Operator<{ n: number }, unknown> = { ...probe, initial: () => ({ n: 0 }), onEvent: (state: { n: number }) => (state.n++, { state }) } as never
     const h = new OperatorHarness(mutating, { params: { timers: [] } })
     expect(() => h.event(transaction('c', iso(T0), 1))).toThrow()
+  })
+
+  it('holds an operator to the event types it declares: one it reacts to beyond them throws', () => {
+    const declaresTransactions = { ...probe, eventTypes: ['transaction'] } as Operator<{ seen: string[] }, { timers: [string, number][] }>
+    const h = new OperatorHarness(declaresTransactions, { params: { timers: [] } })
+    h.event(transaction('c', iso(T0), 1))
+    expect(() => h.event(lifecycle('c', 'activated', iso(T0 + 1)))).toThrow(/declares eventTypes transaction but reacted to a lifecycle event/)
+  })
+
+  it('every operator that declares its event types changes nothing on the others, over a simulated bank', () => {
+    const events = simulateBank({ customers: 40, days: 150, start: new Date(Date.UTC(2025, 9, 1)), seed: 3 })
+    const byCustomer = new Map<string, typeof events>()
+    for (const e of events) byCustomer.set(e.customerId, [...(byCustomer.get(e.customerId) ?? []), e])
+    const declaring = OPERATORS.filter((op) => op.eventTypes)
+    expect(declaring.length).toBeGreaterThan(0)
+    for (const op of declaring)
+      for (const [customerId, own] of byCustomer) {
+        const h = new OperatorHarness(op, { customerId })
+        for (const e of own) h.event(e as unknown as Record<string, unknown>)
+      }
   })
 })

@@ -253,4 +253,22 @@ describe('local time', () => {
     expect(afterQuietHours(Date.parse('2026-10-05T12:59:00Z'), 'Asia/Shanghai', '21:00', '09:00')).toBe(Date.parse('2026-10-05T12:59:00Z'))
     expect(afterQuietHours(Date.parse('2026-10-05T13:00:00Z'), 'Asia/Shanghai', '21:00', '09:00')).toBe(Date.parse('2026-10-06T01:00:00Z'))
   })
+
+  it('agrees with Intl at every half hour of a year, on the days the offset changes too', () => {
+    // Half-hour and 45-minute offsets, and DST shifts of an hour and of half an hour.
+    const zones = ['America/Los_Angeles', 'Europe/London', 'Australia/Sydney', 'Australia/Lord_Howe', 'Pacific/Chatham', 'Asia/Kolkata']
+    for (const timeZone of zones) {
+      const intl = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric' })
+      const wrong: string[] = []
+      for (let ms = Date.parse('2026-01-01T00:00:00Z'); ms < Date.parse('2027-01-01T00:00:00Z'); ms += 1_800_000) {
+        const at = ms + 17 * 60_000
+        const t = localTime(at, timeZone)
+        const local = `${t.year}-${t.month}-${t.day} ${t.hour}:${t.minute}`
+        const p = Object.fromEntries(intl.formatToParts(new Date(at)).map((x) => [x.type, x.value]))
+        const expected = `${p.year}-${p.month}-${p.day} ${Number(p.hour)}:${Number(p.minute)}`
+        if (local !== expected) wrong.push(`${timeZone} ${new Date(at).toISOString()}: ${local}, expected ${expected}`)
+      }
+      expect(wrong).toEqual([])
+    }
+  })
 })

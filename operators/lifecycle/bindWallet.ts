@@ -24,6 +24,7 @@ const window = deadlines('activatedAt')
 export const bindWallet: Operator<BindWalletState, Params> = {
   name: 'bind_wallet_nudge',
   uses: 'bind_wallet_nudge',
+  eventTypes: ['lifecycle'],
   formerNames: ['bind_wallet'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),

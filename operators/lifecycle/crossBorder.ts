@@ -25,6 +25,7 @@ const DAY = 86_400_000
 export const crossBorderOffer: Operator<CrossBorderState, Params> = {
   name: 'cross_border_offer',
   uses: 'cross_border_offer',
+  eventTypes: ['transaction'],
   formerNames: ['cross_border'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),

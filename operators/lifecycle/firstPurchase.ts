@@ -24,6 +24,7 @@ type Params = z.infer<typeof Params>
 export const firstPurchase: Operator<FirstPurchaseState, Params> = {
   name: 'first_purchase_reward',
   uses: 'first_purchase_reward',
+  eventTypes: ['lifecycle', 'transaction'],
   formerNames: ['first_purchase'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),

@@ -23,6 +23,7 @@ const window = deadlines('activatedAt')
 export const firstSwipe: Operator<FirstSwipeState, Params> = {
   name: 'first_swipe_incentive',
   uses: 'first_swipe_incentive',
+  eventTypes: ['lifecycle', 'transaction'],
   formerNames: ['first_swipe'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),

@@ -15,6 +15,7 @@ type Params = z.infer<typeof Params>
 export const installmentOffer: Operator<InstallmentState, Params> = {
   name: 'installment_offer',
   uses: 'installment_offer',
+  eventTypes: ['transaction'],
   formerNames: ['installment'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),

@@ -21,6 +21,7 @@ type Params = z.infer<typeof Params>
 export const renewalReminder: Operator<RenewalState, Params> = {
   name: 'renewal_reminder',
   uses: 'renewal_reminder',
+  eventTypes: ['lifecycle'],
   formerNames: ['renewal'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),

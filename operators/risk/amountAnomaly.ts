@@ -58,7 +58,11 @@ export const amountAnomaly: Operator<AnomalyState, Params> = {
     let n = 0
     let cents = 0
     let squares = 0
-    for (const [bn, bc, bs] of s.k) [n, cents, squares] = [n + bn, cents + bc, squares + bs]
+    for (const bucket of s.k) {
+      n += bucket[0]
+      cents += bucket[1]
+      squares += bucket[2]
+    }
     const next = addToNewest(s, event.amount)
     if (n < params.minPurchases) return { state: next }
     const sum = cents / 100
@@ -107,8 +111,10 @@ function advance(s: AnomalyState, idx: number): AnomalyState {
 }
 
 function addToNewest(s: AnomalyState, amount: number): AnomalyState {
-  const [n, cents, squares] = s.k[0] ?? [0, 0, 0]
-  return { ...s, k: [[n + 1, cents + Math.round(amount * 100), squares + Math.round(amount * amount)], ...s.k.slice(1)] }
+  const newest = s.k[0] ?? [0, 0, 0]
+  const k = s.k.slice()
+  k[0] = [newest[0] + 1, newest[1] + Math.round(amount * 100), newest[2] + Math.round(amount * amount)]
+  return { ...s, k }
 }
 
 function trim(k: Bucket[]): Bucket[] {

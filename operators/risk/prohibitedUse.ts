@@ -18,6 +18,7 @@ type Params = z.infer<typeof Params>
 export const prohibitedUse: Operator<ProhibitedState, Params> = {
   name: 'prohibited_use',
   uses: 'prohibited_use',
+  eventTypes: ['transaction'],
   formerNames: ['risk.prohibited_use'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),

@@ -92,6 +92,7 @@ export function churnFigures(spend: SpendLedger, day: number, p: Params, since =
 export const churnRetention: Operator<ChurnState, Params> = {
   name: 'churn_retention',
   uses: 'churn_retention',
+  eventTypes: ['transaction'],
   formerNames: ['churn'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),

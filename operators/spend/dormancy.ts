@@ -35,6 +35,7 @@ const TIMER = 'quiet'
 export const dormancyWakeup: Operator<DormancyState, Params> = {
   name: 'dormancy_wakeup',
   uses: 'dormancy_wakeup',
+  eventTypes: ['transaction'],
   formerNames: ['dormancy'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),

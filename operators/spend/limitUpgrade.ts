@@ -41,6 +41,7 @@ const EPSILON = 1e-6
 export const limitUpgradeOffer: Operator<LimitUpgradeState, Params> = {
   name: 'limit_upgrade_offer',
   uses: 'limit_upgrade_offer',
+  eventTypes: ['transaction'],
   formerNames: ['limitUpgrade'],
   initial: () => ({}),
   parseParams: (raw) => Params.parse(raw),

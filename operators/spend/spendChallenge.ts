@@ -39,6 +39,7 @@ const TIMER = 'check'
 export const spendThresholdChallenge: Operator<ChallengeState, Params> = {
   name: 'spend_threshold_challenge',
   uses: 'spend_threshold_challenge',
+  eventTypes: ['transaction'],
   formerNames: ['spendChallenge'],
   initial: () => ({ mtd: 0, last: 0 }),
   parseParams: (raw) => Params.parse(raw),

@@ -1,12 +1,17 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib'
 import type { CustomerRecord } from './types.ts'
+import { encodeCompact, decodeCompact } from './compact.ts'
 
 /**
- * How a customer record is stored in Redis: JSON, deflated with a preset dictionary of the
- * record's own field names and common values, so that a typical active customer takes about a
- * third of its JSON size. The first byte names the format: `{` plain JSON (also readable), `1` and
- * `2` deflate with dictionary v1 and v2. The dictionary may never change once data is written with it: a
- * new one gets a new format byte, and old records stay readable.
+ * How a customer record is stored in Redis. The first byte names the format:
+ *
+ * - `3` (written now): the compact binary encoding of `compact.ts`, with its fixed table of the
+ *   record's field names and common values: about a third of the JSON size, like deflate below,
+ *   at a fraction of its cost (a deflate call costs about 25 µs before it compresses a byte).
+ * - `{` plain JSON, `1` and `2` JSON deflated with preset dictionaries v1 and v2: still read.
+ *
+ * A dictionary or table may never change once data is written with it: a new one gets a new
+ * format byte, and old records stay readable.
  */
 
 const DICTIONARY_V1 = Buffer.from(
@@ -50,13 +55,21 @@ const DICTIONARY_V2 = Buffer.from(
   ].join(''),
 )
 
+const FORMAT_COMPACT = 0x33 // '3'
+
 export function encodeRecord(record: CustomerRecord): Buffer {
+  return encodeCompact(record, FORMAT_COMPACT)
+}
+
+/** The record in format 2 (JSON deflated with dictionary v2), as written before format 3. */
+export function encodeRecordDeflated(record: CustomerRecord): Buffer {
   const json = Buffer.from(JSON.stringify(record))
   return Buffer.concat([Buffer.from('2'), deflateRawSync(json, { dictionary: DICTIONARY_V2 })])
 }
 
 export function decodeRecord(stored: Buffer): CustomerRecord {
   const format = stored[0]
+  if (format === FORMAT_COMPACT) return decodeCompact(stored, 1) as CustomerRecord
   if (format === 0x7b /* { */) return JSON.parse(stored.toString('utf8'))
   if (format === 0x32 /* 2 */) return JSON.parse(inflateRawSync(stored.subarray(1), { dictionary: DICTIONARY_V2 }).toString('utf8'))
   if (format === 0x31 /* 1 */) return JSON.parse(inflateRawSync(stored.subarray(1), { dictionary: DICTIONARY_V1 }).toString('utf8'))

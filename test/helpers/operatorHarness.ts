@@ -12,7 +12,8 @@ import { InputEvent } from '../../schemas/events.ts'
  *
  * It keeps the runtime's order: the profile and facts are folded from an event before the operator
  * sees it; the events of an instant come before that instant's timers; timers fire in (at, key)
- * order. Every state handed to the operator is frozen, so a mutation throws. An event earlier than
+ * order. Every state handed to the operator is frozen, so a mutation throws, and so does a reaction
+ * to an event of a type the operator does not declare in `eventTypes`. An event earlier than
  * the harness's time is applied as given (the runtime would dead-letter it): use that to test an
  * operator's own robustness to order.
  */
@@ -85,7 +86,11 @@ export class OperatorHarness<S, P> {
     this.time = Math.max(this.time, at)
     this.profile = foldProfile(this.profile, event)
     this.facts = foldFacts(this.facts, event, at, this.profile.timezone)
-    return this.apply(this.op.onEvent(this.current, event, at, this.context()))
+    const result = this.op.onEvent(this.current, event, at, this.context())
+    // The runtime hands an operator only the event types it declares: an undeclared one must change nothing.
+    if (this.op.eventTypes && !this.op.eventTypes.includes(event.type) && (result.state !== this.current || result.effects?.length))
+      throw new Error(`operator ${this.op.name} declares eventTypes ${this.op.eventTypes.join(', ')} but reacted to a ${event.type} event`)
+    return this.apply(result)
   }
 
   /** Feeds events in the order given. */
