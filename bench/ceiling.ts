@@ -1,39 +1,38 @@
-import type { Kafka } from 'kafkajs'
-import { STAGE_FETCH, STAGE_RUN } from '../pipeline/kafka/client.ts'
+import type { KafkaClient } from '../pipeline/kafka/types.ts'
 
 /**
- * The raw ceiling of the live pipeline on this machine: the same client (KafkaJS, with the stages'
- * fetch and concurrency settings) reading the same input topics from the beginning in a fresh
- * consumer group and parsing each message's JSON, nothing else. Timed from before connecting until
- * `messages` messages are read, as `run` catching up is timed from its start.
+ * The raw ceiling of the live pipeline on this machine: the same client (KafkaJS or librdkafka,
+ * with the stages' fetch settings, pipeline/kafka/) reading the same input topics from the
+ * beginning in a fresh consumer group and parsing each message's JSON, nothing else. Timed from
+ * before connecting until `messages` messages are read, as `run` catching up is timed from its start.
  */
-export async function readCeiling(o: { kafka: Kafka; topics: string[]; groupId: string; messages: number; sessionTimeout?: number }) {
-  const consumer = o.kafka.consumer({ groupId: o.groupId, allowAutoTopicCreation: false, ...STAGE_FETCH, ...(o.sessionTimeout ? { sessionTimeout: o.sessionTimeout } : {}) })
+export async function readCeiling(o: { kafka: KafkaClient; topics: string[]; groupId: string; messages: number; sessionTimeout?: number }) {
   const started = process.hrtime.bigint()
   let read = 0
   let parsedBytes = 0
   let done!: () => void
   const allRead = new Promise<void>((r) => (done = r))
-  await consumer.connect()
-  try {
-    await consumer.subscribe({ topics: o.topics, fromBeginning: true })
-    await consumer.run({
-      ...STAGE_RUN,
-      eachBatch: async ({ batch }) => {
-        for (const m of batch.messages) {
-          if (m.value) {
-            const value = JSON.parse(m.value.toString('utf8')) as { type?: unknown }
-            if (value.type !== undefined) parsedBytes += m.value.length
-          }
-          read++
+  const consumer = o.kafka.groupConsumer({
+    groupId: o.groupId,
+    topics: o.topics,
+    ...(o.sessionTimeout ? { sessionTimeout: o.sessionTimeout } : {}),
+    eachBatch: async (batch) => {
+      for (const m of batch.messages) {
+        if (m.value) {
+          const value = JSON.parse(m.value.toString('utf8')) as { type?: unknown }
+          if (value.type !== undefined) parsedBytes += m.value.length
         }
-        if (read >= o.messages) done()
-      },
-    })
+        read++
+      }
+      if (read >= o.messages) done()
+    },
+  })
+  await consumer.start()
+  try {
     await allRead
     const seconds = Number(process.hrtime.bigint() - started) / 1e9
     return { messages: read, seconds, eventsPerSecond: read / seconds, megabytesPerSecond: parsedBytes / 1048576 / seconds }
   } finally {
-    await consumer.disconnect()
+    await consumer.stop()
   }
 }

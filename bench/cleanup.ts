@@ -1,12 +1,12 @@
 import { rmSync } from 'node:fs'
-import type { Admin } from 'kafkajs'
 import { Redis } from 'ioredis'
+import type { KafkaAdmin } from '../pipeline/kafka/types.ts'
 import { StoreKeys } from '../pipeline/store/keys.ts'
 
 /** Removes what a live benchmark made: its topics, its Redis keys (on a single server) and its data folder. */
-export async function removeBenchData(o: { admin: Admin; topics: string[]; redisUrl: string; prefix: string; dataDir: string }) {
-  await o.admin.deleteTopics({ topics: o.topics }).catch(() => {})
-  await o.admin.disconnect()
+export async function removeBenchData(o: { admin: KafkaAdmin; topics: string[]; redisUrl: string; prefix: string; dataDir: string }) {
+  await o.admin.deleteTopics(o.topics).catch(() => {})
+  await o.admin.close()
   if (o.redisUrl.startsWith('redis://')) {
     const redis = new Redis(o.redisUrl)
     const keys = await redis.keys(new StoreKeys(o.prefix).pattern())

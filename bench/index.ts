@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'nod
 import { join } from 'node:path'
 import { tmpdir, cpus, totalmem } from 'node:os'
 import { Command } from 'commander'
-import { wholeNumber } from './options.ts'
+import { kafkaClientChoice, wholeNumber } from './options.ts'
 import { simulateBank } from '../simulator/bank.ts'
 import { writeStreams } from '../simulator/write.ts'
 import { replay } from '../commands/replay.ts'
@@ -11,6 +11,7 @@ import { createLogger } from '../core/log.ts'
 import { benchStateSize } from './stateSize.ts'
 import { benchLive, median } from './live.ts'
 import { benchLatency, latencyTable } from './latency.ts'
+import type { KafkaClientKind } from '../pipeline/kafka/types.ts'
 
 /**
  * `npm run bench`: replay throughput on a simulated bank, and the size of per-customer state in
@@ -32,6 +33,7 @@ const program = new Command()
   .option('--live-days <n>', 'days of the bank for --live', wholeNumber(1), 30)
   .option('--runs <n>', 'runs of replay and, with --live, of the ceiling and the catch-up; medians are reported', wholeNumber(1), 3)
   .option('--kafka-brokers <list>', 'Kafka for --live and --latency', process.env.KAFKA_BROKERS ?? '127.0.0.1:19092')
+  .option('--kafka-client <name>', 'Kafka client of --live (kafkajs, rdkafka or both, alternating) and --latency (kafkajs or rdkafka)', kafkaClientChoice, 'kafkajs')
   .option('--latency', 'instead: latency of `cardpulse run` under a steady live load (append → alert, decision, webhook); --customers applies')
   .option('--rate <n>', 'events per second appended for --latency', wholeNumber(1), 10000)
   .option('--seconds <n>', 'seconds of load for --latency', wholeNumber(10), 60)
@@ -44,6 +46,10 @@ const program = new Command()
   .option('--json <file>', 'also write every figure (or the --latency report) to this file as JSON')
   .parse()
 const opts = program.opts()
+/** --latency measures one pipeline: one client. */
+function latencyClient(choice: KafkaClientKind | 'both'): KafkaClientKind {
+  return choice === 'both' ? program.error('--latency measures one client at a time: --kafka-client kafkajs or rdkafka') : choice
+}
 const customers = Number(opts.customers)
 const days = Number(opts.days)
 
@@ -56,6 +62,7 @@ if (opts.latency) {
     customers,
     seed: Number(opts.seed),
     brokers: opts.kafkaBrokers,
+    kafkaClient: latencyClient(opts.kafkaClient),
     redisUrl: opts.redisUrl,
     partitions: Number(opts.partitions),
     maxDisorder: opts.maxDisorder,
@@ -85,7 +92,18 @@ const bytes = inputs.reduce((s, f) => s + statSync(f).size, 0)
 
 // The live part first, so that its process RSS is not the replay's heap left behind.
 const live = opts.live
-  ? await benchLive({ customers, days: Number(opts.liveDays), seed: Number(opts.seed), brokers: opts.kafkaBrokers, redisUrl: opts.redisUrl, partitions: 6, runs, stateThreads: opts.stateThreads, processes: opts.processes })
+  ? await benchLive({
+      customers,
+      days: Number(opts.liveDays),
+      seed: Number(opts.seed),
+      brokers: opts.kafkaBrokers,
+      redisUrl: opts.redisUrl,
+      partitions: 6,
+      runs,
+      kafkaClients: opts.kafkaClient === 'both' ? ['kafkajs', 'rdkafka'] : [opts.kafkaClient],
+      stateThreads: opts.stateThreads,
+      processes: opts.processes,
+    })
   : undefined
 
 const replays: { seconds: number; eventsPerSecond: number }[] = []
@@ -113,22 +131,31 @@ const rows: [string, string][] = [
   ['replay throughput (median)', `${n(replayRate)} events/s (${((bytes / 1048576) / seconds).toFixed(1)} MB/s; runs ${spread(replays.map((r) => r.eventsPerSecond))})`],
   ['decisions, alerts', `${summary.decisions.total.toLocaleString('en-US')}, ${summary.alerts.total.toLocaleString('en-US')}`],
   ['state per active customer, JSON', `median ${size.json.median} B, p90 ${size.json.p90} B, max ${size.json.max} B`],
-  ['state per active customer, as stored (compact encoding)', `median ${size.stored.median} B, p90 ${size.stored.p90} B, max ${size.stored.max} B; encode ${size.codec.compact.encodeUs.toFixed(1)} µs, decode ${size.codec.compact.decodeUs.toFixed(1)} µs (median)`],
-  ['the same as deflate with a dictionary (format 2, before)', `median ${size.deflated.median} B, p90 ${size.deflated.p90} B, max ${size.deflated.max} B; encode ${size.codec.deflated.encodeUs.toFixed(1)} µs, decode ${size.codec.deflated.decodeUs.toFixed(1)} µs (median)`],
+  ['state per active customer, as stored (deflate + dictionary)', `median ${size.stored.median} B, p90 ${size.stored.p90} B, max ${size.stored.max} B`],
   ...(size.redis ? ([['Redis memory per active customer (MEMORY USAGE of the hash / customers)', `${size.redis.perCustomer} B`]] as [string, string][]) : []),
   ...(live
     ? ([
         ['live bank in Kafka', `${live.events.toLocaleString('en-US')} events (${customers} customers, ${opts.liveDays} days), ${live.partitions} partitions per input topic`],
-        ['raw ceiling: KafkaJS reading the input topics and parsing JSON, nothing else (median)', `**${n(live.median.ceilingEventsPerSecond)} events/s** (runs ${spread(live.ceiling.map((c) => c.eventsPerSecond))})`],
-        ['`cardpulse run`, one process, catching up (median)', `**${n(live.median.runEventsPerSecond)} events/s** (runs ${spread(live.runs.map((r) => r.eventsPerSecond))}), ${live.runs.reduce((s, r) => s + r.late, 0)} late in all runs`],
-        ['ratio run / ceiling', `**${live.median.ratio.toFixed(3)}**`],
+        ...live.clients.flatMap(({ client, ceiling, runs: catchUps, median: m }): [string, string][] => [
+          [`${client}: raw ceiling, the client reading the input topics and parsing JSON, nothing else (median)`, `**${n(m.ceilingEventsPerSecond)} events/s** (runs ${spread(ceiling.map((c) => c.eventsPerSecond))})`],
+          [`${client}: \`cardpulse run\`, one process, catching up (median)`, `**${n(m.runEventsPerSecond)} events/s** (runs ${spread(catchUps.map((r) => r.eventsPerSecond))}), ${catchUps.reduce((s, r) => s + r.late, 0)} late in all runs`],
+          [`${client}: ratio run / ceiling`, `**${m.ratio.toFixed(3)}**`],
+          [`${client}: state-stage batches: events per batch (median)`, `${m.eventsPerBatch.toFixed(1)}`],
+          [`${client}: Redis round trips of the state stage (load + commit), per batch / per event (median)`, `**${m.roundTripsPerBatch.toFixed(2)}** / ${m.roundTripsPerEvent.toFixed(3)}`],
+          [`${client}: process RSS during its first catch-up, max (RSS before its start; later runs start on the earlier runs\' heap)`, `${mib(catchUps[0].maxRssBytes)} (${mib(catchUps[0].rssBeforeBytes)})`],
+          [`${client}: Redis memory per customer after a catch-up (MEMORY USAGE of the customer hashes / customers held)`, `${Math.round(m.redisBytesPerCustomer)} B (${catchUps[0]?.redisCustomers.toLocaleString('en-US')} customers)`],
+        ]),
         ...(live.scaleOut.length
-          ? ([[`${live.scaleOut[0].processes} \`cardpulse run\` processes in one group, catching up together (median; start-up included)`, `**${n(median(live.scaleOut.map((s) => s.eventsPerSecond)))} events/s** (runs ${spread(live.scaleOut.map((s) => s.eventsPerSecond))}; events applied per process in the last run ${live.scaleOut[live.scaleOut.length - 1].appliedPerProcess.map(n).join(' / ')})`]] as [string, string][])
+          ? ([[`${live.scaleOut[0].processes} \`cardpulse run\` processes (${live.clients[0].client}) in one group, catching up together (median; start-up included)`, `**${n(median(live.scaleOut.map((s) => s.eventsPerSecond)))} events/s** (runs ${spread(live.scaleOut.map((s) => s.eventsPerSecond))}; events applied per process in the last run ${live.scaleOut[live.scaleOut.length - 1].appliedPerProcess.map(n).join(' / ')})`]] as [string, string][])
           : []),
-        ['state-stage batches: events per batch (median)', `${live.median.eventsPerBatch.toFixed(1)}`],
-        ['Redis round trips of the state stage (load + commit), per batch / per event (median)', `**${live.median.roundTripsPerBatch.toFixed(2)}** / ${live.median.roundTripsPerEvent.toFixed(3)}`],
-        ['process RSS during the first catch-up, max (RSS before its start; later runs start on the earlier runs\' heap)', `${mib(live.runs[0].maxRssBytes)} (${mib(live.runs[0].rssBeforeBytes)})`],
-        ['Redis memory per customer after a catch-up (MEMORY USAGE of the customer hashes / customers held)', `${Math.round(live.median.redisBytesPerCustomer)} B (${live.runs[0]?.redisCustomers.toLocaleString('en-US')} customers)`],
+        ...(live.clients.length === 2
+          ? ([
+              [
+                `${live.clients[1].client} / ${live.clients[0].client}: ceiling, run (ratio of medians)`,
+                `${(live.clients[1].median.ceilingEventsPerSecond / live.clients[0].median.ceilingEventsPerSecond).toFixed(2)}, ${(live.clients[1].median.runEventsPerSecond / live.clients[0].median.runEventsPerSecond).toFixed(2)}`,
+              ],
+            ] as [string, string][])
+          : []),
       ] as [string, string][])
     : []),
 ]
@@ -137,7 +164,7 @@ for (const [k, v] of rows) console.log(`| ${k} | ${v} |`)
 if (opts.json) {
   const report = {
     machine: { cpus: cpus().length, model: cpus()[0]?.model, memoryBytes: totalmem(), node: process.version, platform: process.platform },
-    parameters: { customers, days, seed: Number(opts.seed), runs, threads: opts.threads ?? null, live: Boolean(opts.live), liveDays: opts.live ? Number(opts.liveDays) : null },
+    parameters: { customers, days, seed: Number(opts.seed), runs, threads: opts.threads ?? null, live: Boolean(opts.live), liveDays: opts.live ? Number(opts.liveDays) : null, kafkaClient: opts.kafkaClient },
     replay: { events, bytes, runs: replays, median: { seconds, eventsPerSecond: replayRate }, decisions: summary.decisions.total, alerts: summary.alerts.total },
     stateSize: size,
     live: live ?? null,

@@ -3,13 +3,13 @@ import type { AddressInfo } from 'node:net'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { CompressionTypes, type Consumer } from 'kafkajs'
 import { SimulatedBank } from '../simulator/bank.ts'
 import { startPipeline, type RunningPipeline } from '../commands/run.ts'
 import { RunConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
 import { removeBenchData } from './cleanup.ts'
-import { STAGE_FETCH, connectAdmin, connectProducer, createKafka } from '../pipeline/kafka/client.ts'
+import { connectAdmin, createKafkaClient } from '../pipeline/kafka/client.ts'
+import type { GroupConsumer, KafkaClientKind, ProducedMessage } from '../pipeline/kafka/types.ts'
 import type { InputEvent } from '../schemas/events.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
 
@@ -40,6 +40,7 @@ export interface LatencyOptions {
   customers: number
   seed: number
   brokers: string
+  kafkaClient: KafkaClientKind
   redisUrl: string
   partitions: number
   /** The pipeline's MAX_DISORDER and SOURCE_IDLENESS, e.g. '0s' and '2s'; its defaults when absent. */
@@ -89,8 +90,8 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
   }
   const topicOf: Record<InputEvent['type'], string> = { transaction: topics.transactionsTopic, app: topics.appEventsTopic, lifecycle: topics.lifecycleTopic }
   const brokers = o.brokers.split(',')
-  const kafka = createKafka({ clientId: 'cardpulse-bench-latency', brokers })
-  const admin = await connectAdmin(kafka, brokers, Object.values(topics), o.partitions)
+  const kafka = createKafkaClient({ kind: o.kafkaClient, clientId: 'cardpulse-bench-latency', brokers })
+  const admin = await connectAdmin(kafka, Object.values(topics), o.partitions)
 
   // The bank's events in order, taken before the clock starts; their times are rewritten as they are appended.
   const total = Math.ceil(o.rate * o.seconds)
@@ -122,6 +123,7 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cardpulse-bench-latency-'))
   const config = parseConfig(RunConfig, {
     kafkaBrokers: o.brokers,
+    kafkaClient: o.kafkaClient,
     redisUrl: o.redisUrl,
     redisPrefix: id,
     groupId: id,
@@ -138,8 +140,8 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
     logLevel: 'warn',
   })
   let pipeline: RunningPipeline | undefined
-  let alertConsumer: Consumer | undefined
-  const producer = await connectProducer(kafka, brokers)
+  let alertConsumer: GroupConsumer | undefined
+  const producer = await kafka.producer()
   try {
     pipeline = await startPipeline(config, createLogger('warn'))
     let measureFrom = Infinity
@@ -165,17 +167,19 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
       if (e.now >= measureFrom && e.now < measureUntil) watermarkLag.push(e.now - e.watermark)
     })
     const alerts: number[] = []
-    alertConsumer = kafka.consumer({ groupId: `${id}-alerts`, ...STAGE_FETCH })
-    await alertConsumer.connect()
-    await alertConsumer.subscribe({ topic: topics.alertTopic, fromBeginning: true })
-    await alertConsumer.run({
-      eachMessage: async ({ message }) => {
+    alertConsumer = kafka.groupConsumer({
+      groupId: `${id}-alerts`,
+      topics: [topics.alertTopic],
+      eachBatch: async (batch) => {
         const arrived = Date.now()
-        const alert = JSON.parse(message.value!.toString('utf8')) as RiskAlert
-        const at = Date.parse(alert.eventTime)
-        if (measured.has(`${alert.customerId}@${at}`)) alerts.push(arrived - at)
+        for (const message of batch.messages) {
+          const alert = JSON.parse(message.value!.toString('utf8')) as RiskAlert
+          const at = Date.parse(alert.eventTime)
+          if (measured.has(`${alert.customerId}@${at}`)) alerts.push(arrived - at)
+        }
       },
     })
+    await alertConsumer.start()
     // Both stages and the alert consumer own their partitions before the clock starts.
     const assigned = Date.now()
     while ((await fetch(`http://127.0.0.1:${pipeline.port}/healthz`).then((r) => r.json() as Promise<{ partitions: number[] }>)).partitions.length < o.partitions) {
@@ -199,7 +203,7 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
         await sleep(1)
         continue
       }
-      const byTopic = new Map<string, { key: string; value: string }[]>()
+      const byTopic = new Map<string, ProducedMessage[]>()
       for (let i = sent; i < due; i++) {
         const e = events[i]
         // Strictly increasing per customer, so each customer's events keep their order.
@@ -212,7 +216,7 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
         list.push({ key: e.customerId, value: JSON.stringify({ ...e, occurredAt: new Date(at).toISOString() }) })
       }
       const t = performance.now()
-      await producer.sendBatch({ acks: -1, compression: CompressionTypes.None, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) })
+      await producer.send([...byTopic].map(([topic, messages]) => ({ topic, messages })))
       sendMs.push(performance.now() - t)
       sent = due
     }
@@ -232,7 +236,7 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
         maxDisorderMs: config.maxDisorder,
         sourceIdlenessMs: config.sourceIdleness,
         idleAdvanceMs: config.idleAdvance,
-        stageFetch: STAGE_FETCH,
+        kafkaClient: o.kafkaClient,
       },
       produced: { events: sent, seconds: producedSeconds, rate: sent / producedSeconds, measured: measured.size, sendMs: distribution(sendMs) },
       alertOnTopic: distribution(alerts),
@@ -242,9 +246,9 @@ export async function benchLatency(o: LatencyOptions): Promise<LatencyReport> {
       batch: { ms: distribution(batchMs), events: distribution(batchEvents) },
     }
   } finally {
-    await alertConsumer?.disconnect().catch(() => {})
+    await alertConsumer?.stop().catch(() => {})
     await pipeline?.stop().catch(() => {})
-    await producer.disconnect().catch(() => {})
+    await producer.close().catch(() => {})
     receiver.closeAllConnections()
     await new Promise((r) => receiver.close(r))
     await removeBenchData({ admin, topics: Object.values(topics), redisUrl: o.redisUrl, prefix: id, dataDir })
@@ -259,7 +263,7 @@ export function latencyTable(r: LatencyReport): [string, string][] {
   const s = r.settings
   return [
     ['load', `${r.produced.events.toLocaleString('en-US')} events in ${r.produced.seconds.toFixed(1)} s: ${Math.round(r.produced.rate).toLocaleString('en-US')} events/s (asked ${Number(s.rate).toLocaleString('en-US')}), ${s.customers} customers, ${s.partitions} partitions per topic; ${r.produced.measured.toLocaleString('en-US')} measured (from ${s.warmupSeconds} s to ${Number(s.seconds) - Number(s.tailSeconds)} s)`],
-    ['settings', `MAX_DISORDER ${s.maxDisorderMs} ms, SOURCE_IDLENESS ${s.sourceIdlenessMs} ms, IDLE_ADVANCE ${s.idleAdvanceMs} ms, stage fetch ${JSON.stringify(s.stageFetch)}`],
+    ['settings', `MAX_DISORDER ${s.maxDisorderMs} ms, SOURCE_IDLENESS ${s.sourceIdlenessMs} ms, IDLE_ADVANCE ${s.idleAdvanceMs} ms, Kafka client ${s.kafkaClient}`],
     ['produce request (p50 / p99 / max, requests)', ms(r.produced.sendMs)],
     ['state-stage batch: process and commit (p50 / p99 / max, batches)', ms(r.batch.ms)],
     ['state-stage batch: events (p50 / p99 / max)', `${r.batch.events.p50} / ${r.batch.events.p99} / ${r.batch.events.max}`],

@@ -11,17 +11,20 @@ import { createLogger } from '../core/log.ts'
 import { removeBenchData } from './cleanup.ts'
 import { readCeiling } from './ceiling.ts'
 import { catchUpProcesses, type ScaleOutRun } from './scaleOut.ts'
-import { connectAdmin, connectProducer, createKafka } from '../pipeline/kafka/client.ts'
+import { connectAdmin, createKafkaClient } from '../pipeline/kafka/client.ts'
+import type { KafkaClientKind } from '../pipeline/kafka/types.ts'
 import type { RoundTrips } from '../pipeline/store/redis.ts'
 
 /**
  * `cardpulse run` catching up on a simulated bank waiting in the input topics, against the raw
- * ceiling of reading those topics. The bank is produced once; then each of `runs` rounds reads it
- * with a bare KafkaJS consumer (ceiling.ts) and with one `cardpulse run` process (real Kafka and
- * Redis, embedded ClickHouse, a webhook receiver that answers 200), each in a fresh consumer
- * group, and the pipeline with a fresh Redis prefix, ClickHouse database and internal topics: the
- * input topics are only read. A catch-up is timed from start until every event has been applied
- * (or found late) by the state stage.
+ * ceiling of reading those topics, for each Kafka client asked for. The bank is produced once;
+ * then each of `runs` rounds, for each client in turn, reads it with a bare consumer of that
+ * client (ceiling.ts) and with one `cardpulse run` on that client (real Kafka and Redis, embedded
+ * ClickHouse, a webhook receiver that answers 200), each in a fresh consumer group, and the
+ * pipeline with a fresh Redis prefix, ClickHouse database and internal topics: the input topics
+ * are only read. A catch-up is timed from start until every event has been applied (or found
+ * late) by the state stage. Clients alternate within a round, so a machine that slows down weighs
+ * on both alike.
  */
 
 export interface LiveOptions {
@@ -32,9 +35,10 @@ export interface LiveOptions {
   redisUrl: string
   partitions: number
   runs: number
+  kafkaClients: KafkaClientKind[]
   /** STATE_THREADS of the pipeline; its default when absent. */
   stateThreads?: number
-  /** Above 1: also this many `cardpulse run` processes in one group catching up together (scale-out). */
+  /** Above 1: also this many `cardpulse run` processes in one group catching up together (scale-out), on the first client. */
   processes?: number
 }
 
@@ -65,16 +69,21 @@ export interface CatchUpRun {
   redisBytesPerCustomer: number
 }
 
+export interface ClientLiveReport {
+  client: KafkaClientKind
+  ceiling: CeilingRun[]
+  runs: CatchUpRun[]
+  median: { ceilingEventsPerSecond: number; runEventsPerSecond: number; ratio: number; roundTripsPerBatch: number; roundTripsPerEvent: number; eventsPerBatch: number; maxRssBytes: number; redisBytesPerCustomer: number }
+}
+
 export interface LiveReport {
   events: number
   messages: number
   partitions: number
   produceSeconds: number
-  ceiling: CeilingRun[]
-  runs: CatchUpRun[]
-  /** The processes of a scale-out catch-up, one entry a run; empty without `processes`. */
+  clients: ClientLiveReport[]
+  /** A scale-out catch-up of `processes` processes each round; empty without `processes`. */
   scaleOut: ScaleOutRun[]
-  median: { ceilingEventsPerSecond: number; runEventsPerSecond: number; ratio: number; roundTripsPerBatch: number; roundTripsPerEvent: number; eventsPerBatch: number; maxRssBytes: number; redisBytesPerCustomer: number }
 }
 
 export const median = (xs: number[]) => {
@@ -87,13 +96,13 @@ export async function benchLive(opts: LiveOptions): Promise<LiveReport> {
   const id = `bench-${Date.now().toString(36)}`
   const inputs = { transactionsTopic: `${id}.transactions`, appEventsTopic: `${id}.app-events`, lifecycleTopic: `${id}.lifecycle` }
   const brokers = opts.brokers.split(',')
-  const kafka = createKafka({ clientId: 'cardpulse-bench', brokers })
-  const admin = await connectAdmin(kafka, brokers, Object.values(inputs), opts.partitions)
+  const clients = opts.kafkaClients.map((kind) => createKafkaClient({ kind, clientId: 'cardpulse-bench', brokers }))
+  const admin = await connectAdmin(clients[0], Object.values(inputs), opts.partitions)
   const dataDir = mkdtempSync(join(tmpdir(), 'cardpulse-bench-live-'))
   const receiver = createServer((req, res) => req.resume().on('end', () => res.end('ok')))
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r))
-  const ceiling: CeilingRun[] = []
-  const runs: CatchUpRun[] = []
+  const ceiling = new Map<KafkaClientKind, CeilingRun[]>(opts.kafkaClients.map((k) => [k, []]))
+  const runs = new Map<KafkaClientKind, CatchUpRun[]>(opts.kafkaClients.map((k) => [k, []]))
   const scaleOut: ScaleOutRun[] = []
   let events = 0
   let messages = 0
@@ -104,23 +113,25 @@ export async function benchLive(opts: LiveOptions): Promise<LiveReport> {
       const bank = simulateBank({ customers: opts.customers, days: opts.days, start: new Date(Date.UTC(2025, 9, 1)), seed: opts.seed })
       events = bank.length
       const t = process.hrtime.bigint()
-      const producer = await connectProducer(kafka, brokers)
+      const producer = await clients[0].producer()
       await produceStreams(producer, { transaction: inputs.transactionsTopic, app: inputs.appEventsTopic, lifecycle: inputs.lifecycleTopic }, bank)
-      await producer.disconnect()
+      await producer.close()
       produceSeconds = Number(process.hrtime.bigint() - t) / 1e9
     }
-    for (const topic of Object.values(inputs)) for (const p of await admin.fetchTopicOffsets(topic)) messages += Number(p.high) - Number(p.low)
+    for (const topic of Object.values(inputs)) for (const p of await admin.topicOffsets(topic)) messages += Number(p.high) - Number(p.low)
     console.error(`produced ${events} events (${messages} messages) in ${produceSeconds.toFixed(1)} s`)
 
     for (let i = 0; i < opts.runs; i++) {
-      const c = await readCeiling({ kafka, topics: Object.values(inputs), groupId: `${id}-ceiling-${i}`, messages })
-      ceiling.push(c)
-      console.error(`run ${i + 1}/${opts.runs}: ceiling ${Math.round(c.eventsPerSecond)} events/s`)
-      const r = await catchUp({ ...opts, id, run: i, inputs, events, dataDir, webhookPort: (receiver.address() as AddressInfo).port })
-      runs.push(r)
-      console.error(`run ${i + 1}/${opts.runs}: run ${Math.round(r.eventsPerSecond)} events/s, ${r.roundTripsPerBatch.toFixed(2)} round trips per batch`)
+      for (const kafka of clients) {
+        const c = await readCeiling({ kafka, topics: Object.values(inputs), groupId: `${id}-ceiling-${kafka.kind}-${i}`, messages })
+        ceiling.get(kafka.kind)!.push(c)
+        console.error(`run ${i + 1}/${opts.runs}, ${kafka.kind}: ceiling ${Math.round(c.eventsPerSecond)} events/s`)
+        const r = await catchUp({ ...opts, id, run: i, client: kafka.kind, inputs, events, dataDir, webhookPort: (receiver.address() as AddressInfo).port })
+        runs.get(kafka.kind)!.push(r)
+        console.error(`run ${i + 1}/${opts.runs}, ${kafka.kind}: run ${Math.round(r.eventsPerSecond)} events/s, ${r.roundTripsPerBatch.toFixed(2)} round trips per batch`)
+      }
       if ((opts.processes ?? 1) > 1) {
-        const s = await scaleOutRun({ ...opts, processes: opts.processes!, id, run: i, inputs, events, dataDir, webhookPort: (receiver.address() as AddressInfo).port })
+        const s = await scaleOutRun({ ...opts, processes: opts.processes!, client: opts.kafkaClients[0], id, run: i, inputs, events, dataDir, webhookPort: (receiver.address() as AddressInfo).port })
         scaleOut.push(s)
         console.error(`run ${i + 1}/${opts.runs}: ${s.processes} processes ${Math.round(s.eventsPerSecond)} events/s (applied ${s.appliedPerProcess.join(' / ')})`)
       }
@@ -129,16 +140,23 @@ export async function benchLive(opts: LiveOptions): Promise<LiveReport> {
     receiver.close()
     await removeBenchData({ admin, topics: Object.values(inputs), redisUrl: opts.redisUrl, prefix: id, dataDir })
   }
-  const ceilingMedian = median(ceiling.map((c) => c.eventsPerSecond))
-  const runMedian = median(runs.map((r) => r.eventsPerSecond))
   return {
     events,
     messages,
     partitions: opts.partitions,
     produceSeconds,
+    clients: opts.kafkaClients.map((client) => clientReport(client, ceiling.get(client)!, runs.get(client)!)),
+    scaleOut,
+  }
+}
+
+function clientReport(client: KafkaClientKind, ceiling: CeilingRun[], runs: CatchUpRun[]): ClientLiveReport {
+  const ceilingMedian = median(ceiling.map((c) => c.eventsPerSecond))
+  const runMedian = median(runs.map((r) => r.eventsPerSecond))
+  return {
+    client,
     ceiling,
     runs,
-    scaleOut,
     median: {
       ceilingEventsPerSecond: ceilingMedian,
       runEventsPerSecond: runMedian,
@@ -153,11 +171,11 @@ export async function benchLive(opts: LiveOptions): Promise<LiveReport> {
 }
 
 /** One `cardpulse run` catching up on the input topics, with its own group, Redis prefix, ClickHouse database and internal topics. */
-async function catchUp(o: LiveOptions & { id: string; run: number; inputs: Record<string, string>; events: number; dataDir: string; webhookPort: number }): Promise<CatchUpRun> {
-  const runId = `${o.id}-r${o.run}`
+async function catchUp(o: LiveOptions & { id: string; run: number; client: KafkaClientKind; inputs: Record<string, string>; events: number; dataDir: string; webhookPort: number }): Promise<CatchUpRun> {
+  const runId = `${o.id}-${o.client}-r${o.run}`
   const internal = { dlqTopic: `${runId}.dlq`, alertTopic: `${runId}.alerts`, eventsTopic: `${runId}.events` }
   const brokers = o.brokers.split(',')
-  const admin = await connectAdmin(createKafka({ clientId: 'cardpulse-bench', brokers }), brokers, Object.values(internal), o.partitions)
+  const admin = await connectAdmin(createKafkaClient({ clientId: 'cardpulse-bench', brokers }), Object.values(internal), o.partitions)
 
   let maxRss = 0
   const sample = () => (maxRss = Math.max(maxRss, process.memoryUsage().rss))
@@ -169,6 +187,7 @@ async function catchUp(o: LiveOptions & { id: string; run: number; inputs: Recor
     pipeline = await startPipeline(
       parseConfig(RunConfig, {
         kafkaBrokers: o.brokers,
+        kafkaClient: o.client,
         redisUrl: o.redisUrl,
         redisPrefix: runId,
         groupId: runId,
@@ -229,11 +248,13 @@ async function catchUp(o: LiveOptions & { id: string; run: number; inputs: Recor
 }
 
 /** `processes` separate `cardpulse run` processes in one group, on their own group, prefix and internal topics. */
-async function scaleOutRun(o: LiveOptions & { processes: number; id: string; run: number; inputs: Record<string, string>; events: number; dataDir: string; webhookPort: number }): Promise<ScaleOutRun> {
+async function scaleOutRun(
+  o: LiveOptions & { processes: number; client: KafkaClientKind; id: string; run: number; inputs: Record<string, string>; events: number; dataDir: string; webhookPort: number },
+): Promise<ScaleOutRun> {
   const runId = `${o.id}-s${o.run}`
   const internal = { dlqTopic: `${runId}.dlq`, alertTopic: `${runId}.alerts`, eventsTopic: `${runId}.events` }
   const brokers = o.brokers.split(',')
-  const admin = await connectAdmin(createKafka({ clientId: 'cardpulse-bench', brokers }), brokers, Object.values(internal), o.partitions)
+  const admin = await connectAdmin(createKafkaClient({ clientId: 'cardpulse-bench', brokers }), Object.values(internal), o.partitions)
   try {
     return await catchUpProcesses({
       processes: o.processes,
@@ -241,6 +262,7 @@ async function scaleOutRun(o: LiveOptions & { processes: number; id: string; run
       dataDir: join(o.dataDir, runId),
       env: {
         KAFKA_BROKERS: o.brokers,
+        KAFKA_CLIENT: o.client,
         REDIS_URL: o.redisUrl,
         REDIS_PREFIX: runId,
         GROUP_ID: runId,

@@ -6,3 +6,9 @@ export const wholeNumber = (min: number) => (value: string) => {
   if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`must be a whole number of at least ${min}`)
   return n
 }
+
+/** Commander parser for --kafka-client of the benchmarks: one client, or both in turn. */
+export const kafkaClientChoice = (value: string) => {
+  if (value !== 'kafkajs' && value !== 'rdkafka' && value !== 'both') throw new InvalidArgumentError('must be kafkajs, rdkafka or both')
+  return value
+}

@@ -11,6 +11,8 @@ const program = new Command()
   .description('Real-time marketing triggers for card businesses: Kafka in, signed webhooks, risk alerts and ClickHouse out.')
   .showHelpAfterError('(add --help for the options)')
 
+const KAFKA_CLIENT_HELP = 'Kafka client library: kafkajs (default, pure JavaScript) or rdkafka (librdkafka through node-rdkafka; install it with `npm run rdkafka`)'
+
 const opt = (flags: string, description: string, env?: string) => {
   const o = new Option(flags, description)
   return env ? o.env(env) : o
@@ -72,6 +74,7 @@ function action<S extends z.ZodType<LogConfig>>(schema: S, fn: (config: z.infer<
 
 commonOptions(program.command('run').description('the live pipeline: Kafka in; Redis state; webhooks, alert topic and ClickHouse out'))
   .addOption(opt('--kafka-brokers <list>', 'Kafka bootstrap servers, host:port[,host:port]', 'KAFKA_BROKERS'))
+  .addOption(opt('--kafka-client <name>', KAFKA_CLIENT_HELP, 'KAFKA_CLIENT'))
   .addOption(opt('--redis-url <url>', 'Redis for state, timers and the outbox: redis://host:port, or redis-cluster://h1:p1,h2:p2', 'REDIS_URL'))
   .addOption(opt('--group-id <id>', 'Kafka consumer group (default cardpulse)', 'GROUP_ID'))
   .addOption(opt('--transactions-topic <topic>', 'default cards.transactions', 'TRANSACTIONS_TOPIC'))
@@ -135,6 +138,7 @@ logOptions(program.command('simulate'))
   .addOption(opt('--malformed <share>', 'share of messages followed by a malformed copy, e.g. 0.001 (default: the config\'s, 0)', 'SIM_MALFORMED'))
   .addOption(opt('--out <dir>', 'write transactions.ndjson, app-events.ndjson, lifecycle.ndjson and truth.ndjson here'))
   .addOption(opt('--kafka-brokers <list>', 'produce to the three input topics (as fast as possible unless --rate or --speed)', 'KAFKA_BROKERS'))
+  .addOption(opt('--kafka-client <name>', KAFKA_CLIENT_HELP, 'KAFKA_CLIENT'))
   .addOption(opt('--transactions-topic <topic>', 'default cards.transactions', 'TRANSACTIONS_TOPIC'))
   .addOption(opt('--app-events-topic <topic>', 'default cards.app-events', 'APP_EVENTS_TOPIC'))
   .addOption(opt('--lifecycle-topic <topic>', 'default cards.lifecycle', 'LIFECYCLE_TOPIC'))

@@ -46,11 +46,15 @@ export const CommonConfig = PipelineConfig.extend({
   webhookTimeout: Duration.prefault('10s'),
 })
 
+/** Which Kafka client library talks to the broker (pipeline/kafka/types.ts); rdkafka needs node-rdkafka built (`npm run rdkafka`). */
+export const KafkaClientSetting = z.enum(['kafkajs', 'rdkafka'], { message: 'must be kafkajs or rdkafka' }).default('kafkajs')
+
 export const RunConfig = CommonConfig.extend({
   kafkaBrokers: z
     .string({ message: 'is required: the Kafka bootstrap servers, e.g. 127.0.0.1:9092' })
     .transform((s) => s.split(',').map((b) => b.trim()).filter(Boolean))
     .refine((list) => list.length > 0 && list.every((b) => hostPort.test(b)), 'must be host:port[,host:port…]'),
+  kafkaClient: KafkaClientSetting,
   redisUrl: z.string({ message: 'is required, e.g. redis://127.0.0.1:6379' }).regex(/^rediss?(-cluster)?:\/\/\S+$/, 'must be a redis:// URL'),
   webhookSecret: z.string({ message: 'is required to sign webhooks' }).min(16, 'must be at least 16 characters'),
   groupId: z.string().min(1).default('cardpulse'),

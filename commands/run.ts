@@ -1,8 +1,8 @@
 import { join } from 'node:path'
-import type { Admin, Producer } from 'kafkajs'
 import type { RunConfig } from './config.ts'
 import { openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog, type HttpServer } from './wiring.ts'
-import { connectAdmin, connectProducer, createKafka } from '../pipeline/kafka/client.ts'
+import { connectAdmin, createKafkaClient } from '../pipeline/kafka/client.ts'
+import type { KafkaAdmin, KafkaProducer } from '../pipeline/kafka/types.ts'
 import { IngestStage } from '../pipeline/kafka/ingest.ts'
 import { StateStage } from '../pipeline/kafka/stateStage.ts'
 import { StateThreads } from '../pipeline/kafka/stateThreads.ts'
@@ -47,9 +47,9 @@ export interface RunningPipeline {
 /** What `stop` shuts down: each part is recorded as soon as it exists, so a failed start closes what it opened. */
 interface Parts {
   store: RedisStore
-  admin: Admin
+  admin: KafkaAdmin
   clickhouse: ClickHouseSink
-  producer: Producer
+  producer: KafkaProducer
   ingest: IngestStage
   state: StateStage | StateThreads
   delivery: { drain: OutboxDrain; sender: WebhookSender }
@@ -72,8 +72,8 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       ['ingest', () => p.ingest?.stop()],
       ['state stage', () => p.state?.stop()],
       ['outbox drain', () => p.delivery?.drain.stop()],
-      ['kafka producer', () => p.producer?.disconnect()],
-      ['kafka admin', () => p.admin?.disconnect()],
+      ['kafka producer', () => p.producer?.close()],
+      ['kafka admin', () => p.admin?.close()],
       ['webhook sender', () => p.delivery?.sender.close()],
       ['catalog', () => catalog.close()],
       ['http', () => p.http?.close()],
@@ -83,17 +83,18 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
   }
 
   try {
+    const brokers = config.kafkaBrokers
+    // First, so that a client that is not installed is said before anything connects.
+    const kafka = createKafkaClient({ kind: config.kafkaClient, clientId: 'cardpulse', brokers, connectTimeoutMs: config.connectTimeout, instrumentation: events.child({ component: 'kafka' }) })
     const store = (p.store = await RedisStore.connect(config.redisUrl, {
       prefix: config.redisPrefix,
       readyTimeoutMs: config.connectTimeout,
       onError: (err) => events.emit('redis.error', { err: errText(err) }),
     }))
-    const brokers = config.kafkaBrokers
-    const kafka = createKafka({ clientId: 'cardpulse', brokers, connectTimeoutMs: config.connectTimeout, instrumentation: events.child({ component: 'kafka' }) })
     const topics = [config.transactionsTopic, config.appEventsTopic, config.lifecycleTopic, config.eventsTopic, config.dlqTopic, config.alertTopic]
-    const admin = (p.admin = await connectAdmin(kafka, brokers, topics, config.partitions))
+    const admin = (p.admin = await connectAdmin(kafka, topics, config.partitions))
     const clickhouse = (p.clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(config.dataDir, 'clickhouse') }))
-    const producer = (p.producer = await connectProducer(kafka, brokers, { idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false }))
+    const producer = (p.producer = await kafka.producer({ idempotent: true, allowAutoTopicCreation: false }))
 
     const stageOptions = { kafka, admin, sessionTimeout: config.sessionTimeout }
     const ingest = (p.ingest = new IngestStage({
@@ -120,6 +121,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       config.stateThreads > 0
         ? new StateThreads({
             threads: config.stateThreads,
+            kafkaClient: config.kafkaClient,
             brokers,
             redisUrl: config.redisUrl,
             redisPrefix: config.redisPrefix,
@@ -168,7 +170,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       reloadCatalog: () => catalog.reload(),
       economics: () => catalog.current().economics,
     }))
-    log.info({ brokers, port: http.port, catalog: catalog.current().version }, `cardpulse running; dashboard and /metrics on port ${http.port}`)
+    log.info({ brokers, kafkaClient: kafka.kind, port: http.port, catalog: catalog.current().version }, `cardpulse running; dashboard and /metrics on port ${http.port}`)
     const stateRoundTrips = () => (state instanceof StateThreads ? state.roundTrips() : store.roundTrips)
     return { port: http.port, clickhouse, store, metrics, events, partitions: () => state.owned(), stateRoundTrips, failed, stop }
   } catch (e) {

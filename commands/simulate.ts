@@ -4,8 +4,7 @@ import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { z } from 'zod'
-import type { Producer } from 'kafkajs'
-import { number, parseConfig } from './config.ts'
+import { KafkaClientSetting, number, parseConfig } from './config.ts'
 import type { Logger } from '../core/log.ts'
 import { dayProgressBar } from './progress.ts'
 import { verifyWebhook } from '../sinks/webhook/signature.ts'
@@ -13,7 +12,8 @@ import type { EventType } from '../schemas/events.ts'
 import { SimulatedBank, type BankMessage } from '../simulator/bank.ts'
 import { loadBankConfig } from '../simulator/config.ts'
 import { STREAM_FILES } from '../simulator/write.ts'
-import { connectProducer, createKafka } from '../pipeline/kafka/client.ts'
+import { createKafkaClient } from '../pipeline/kafka/client.ts'
+import type { KafkaProducer } from '../pipeline/kafka/types.ts'
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
@@ -28,6 +28,7 @@ const SimulateConfig = z
     malformed: number().min(0).max(1).optional(),
     out: z.string().optional(),
     kafkaBrokers: z.string().optional(),
+    kafkaClient: KafkaClientSetting,
     transactionsTopic: z.string().default('cards.transactions'),
     appEventsTopic: z.string().default('cards.app-events'),
     lifecycleTopic: z.string().default('cards.lifecycle'),
@@ -59,7 +60,7 @@ export async function simulateCommand(raw: Record<string, unknown>, log: Logger,
   const bank = new SimulatedBank({ customers: c.customers, days: c.days, start, seed: c.seed, config })
   const files = c.out ? new StreamFiles(c.out) : undefined
   const bar = dayProgressBar('simulate', start, c.days, c.progress)
-  let producer: Producer | undefined
+  let producer: KafkaProducer | undefined
   let server: Server | undefined
   const topics: Record<EventType, string> = { transaction: c.transactionsTopic, app: c.appEventsTopic, lifecycle: c.lifecycleTopic }
   const stats = { webhooks: 0, duplicates: 0, rejected: 0, persuaded: 0 }
@@ -72,7 +73,7 @@ export async function simulateCommand(raw: Record<string, unknown>, log: Logger,
   try {
     if (c.kafkaBrokers) {
       const brokers = c.kafkaBrokers.split(',')
-      producer = await connectProducer(createKafka({ clientId: 'cardpulse-simulate', brokers }), brokers, { idempotent: true, maxInFlightRequests: 1 })
+      producer = await createKafkaClient({ kind: c.kafkaClient, clientId: 'cardpulse-simulate', brokers }).producer({ idempotent: true })
     }
     if (c.listen !== undefined) {
       server = await listen(c.listen, c.webhookSecret!, bank, stats, log)
@@ -132,17 +133,17 @@ export async function simulateCommand(raw: Record<string, unknown>, log: Logger,
     process.off('SIGINT', stop)
     process.off('SIGTERM', stop)
     if (server) await new Promise((r) => server!.close(r))
-    await producer?.disconnect()
+    await producer?.close()
   }
 }
 
-async function produce(producer: Producer, topics: Record<EventType, string>, messages: BankMessage[]) {
-  await producer.sendBatch({
-    topicMessages: (Object.keys(topics) as EventType[]).map((type) => ({
+async function produce(producer: KafkaProducer, topics: Record<EventType, string>, messages: BankMessage[]) {
+  await producer.send(
+    (Object.keys(topics) as EventType[]).map((type) => ({
       topic: topics[type],
       messages: messages.filter((m) => m.stream === type).map((m) => ({ key: m.key, value: m.value })),
     })),
-  })
+  )
 }
 
 /** The webhook receiver of `--listen`: verifies signatures, deduplicates on Idempotency-Key, hands touchpoints to the bank. */

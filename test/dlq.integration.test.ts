@@ -9,7 +9,7 @@ import { createLogger } from '../core/log.ts'
 import { luhnValid } from '../pipeline/pan.ts'
 import { MAX_ORIGINAL_BYTES } from '../pipeline/decode.ts'
 import { DeadLetter } from '../schemas/deadLetter.ts'
-import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 import { leaksPan } from './helpers/leaks.ts'
 
 /**
@@ -66,6 +66,7 @@ beforeAll(async () => {
   receiver = await webhookReceiver()
   const config = parseConfig(RunConfig, {
     kafkaBrokers: KAFKA_BROKERS,
+    kafkaClient: KAFKA_CLIENT,
     redisUrl: REDIS_URL,
     redisPrefix: `cp-dlq-${id}`,
     groupId: `g-dlq-${id}`,

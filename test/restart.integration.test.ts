@@ -13,7 +13,7 @@ import { DEFAULT_CATALOG_FILE, loadCatalogFile } from '../pipeline/catalog/index
 import { EmbeddedPipeline } from '../pipeline/embedded.ts'
 import { simulateBank } from '../simulator/bank.ts'
 import { produceStreams } from '../simulator/produce.ts'
-import { REDIS_URL, createTopics, freshTopics, kafka, spawnRun, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { REDIS_URL, createTopics, freshTopics, kafka, sender, spawnRun, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
 /**
  * Crash safety: `cardpulse run` is killed with SIGKILL after it has written state; a second
@@ -171,7 +171,7 @@ describe('a pipeline killed with SIGKILL while catching up on a backlog', () => 
     await engine.finish()
     expect(expected.length).toBeGreaterThan(50)
 
-    await produceStreams(producer, { transaction: catchUpTopics.TRANSACTIONS_TOPIC, app: catchUpTopics.APP_EVENTS_TOPIC, lifecycle: catchUpTopics.LIFECYCLE_TOPIC }, events)
+    await produceStreams(sender(producer), { transaction: catchUpTopics.TRANSACTIONS_TOPIC, app: catchUpTopics.APP_EVENTS_TOPIC, lifecycle: catchUpTopics.LIFECYCLE_TOPIC }, events)
     const received = receiver.received.length
     const env = { ...catchUpTopics, REDIS_PREFIX: `${prefix}-c`, GROUP_ID: `gc-${id}`, CATALOG_FILE: catalogFile, IDLE_ADVANCE: '2s', CLICKHOUSE_DATABASE: `cp_catchup_${id}` }
     const applied = async (port: number) => {

@@ -6,7 +6,7 @@ import type { Admin, Producer } from 'kafkajs'
 import { startPipeline, type RunningPipeline } from '../commands/run.ts'
 import { RunConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
-import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
 /** The live pipeline on the real Kafka broker, Redis and embedded ClickHouse, end to end. */
 
@@ -43,6 +43,7 @@ beforeAll(async () => {
   receiver = await webhookReceiver()
   const config = parseConfig(RunConfig, {
     kafkaBrokers: KAFKA_BROKERS,
+    kafkaClient: KAFKA_CLIENT,
     redisUrl: REDIS_URL,
     redisPrefix: `cp-it-${id}`,
     groupId: `g-${id}`,

@@ -7,7 +7,8 @@ import { IngestStage } from '../pipeline/kafka/ingest.ts'
 import { Instrumentation } from '../core/instrumentation.ts'
 import { createLogger } from '../core/log.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
-import { createTopics, freshTopics, kafka, spawnRun, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { KAFKA_BROKERS, KAFKA_CLIENT, createTopics, freshTopics, kafka, spawnRun, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { createKafkaClient } from '../pipeline/kafka/client.ts'
 import { bankEvents, catalogFile, counted, dir, endOfInput, expectSameAsReplay, feedWithLaggingLifecycle, replayed, startLive, type Topics } from './helpers/liveVsReplay.ts'
 
 /**
@@ -83,12 +84,12 @@ describe('a lifecycle stream running minutes behind the others in event time', (
     const live = await startLive(id, topics, `${receiver.url}/hooks`, LIVE_SOURCES)
     cleanup.push(() => live.stop())
     // A second ingest process in the same group: it takes part of the nine input partitions.
-    const k = kafka()
-    const secondProducer = k.producer({ idempotent: true, maxInFlightRequests: 1 })
-    await secondProducer.connect()
+    const k = createKafkaClient({ kind: KAFKA_CLIENT, clientId: 'cardpulse-test', brokers: KAFKA_BROKERS.split(',') })
+    const secondAdmin = await k.admin()
+    const secondProducer = await k.producer({ idempotent: true })
     const second = new IngestStage({
       kafka: k,
-      admin,
+      admin: secondAdmin,
       producer: secondProducer,
       topics,
       groupId: `g-${id}-ingest`,
@@ -98,7 +99,7 @@ describe('a lifecycle stream running minutes behind the others in event time', (
       instrumentation: new Instrumentation(createLogger('warn')),
     })
     await second.start()
-    cleanup.push(() => secondProducer.disconnect(), () => second.stop())
+    cleanup.push(() => secondAdmin.close(), () => secondProducer.close(), () => second.stop())
     await waitFor('two ingest members with partitions', async () => {
       const { groups } = await admin.describeGroups([`g-${id}-ingest`])
       return groups[0].state === 'Stable' && groups[0].members.length === 2

@@ -1,12 +1,12 @@
-import { CompressionTypes, type Admin, type Consumer, type EachBatchPayload, type Kafka, type Producer } from 'kafkajs'
 import { decode, type Decoded, type SourceCoordinates } from '../decode.ts'
 import { InputAlignment, type Released } from '../alignment.ts'
 import { SourceClock, sameMarks, type Marks } from '../sourceMarks.ts'
 import type { EventType } from '../../schemas/events.ts'
 import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import { errText, type Instrumentation } from '../../core/instrumentation.ts'
-import { STAGE_FETCH, STAGE_RUN, type PipelineTopics } from './client.ts'
+import type { PipelineTopics } from './client.ts'
 import { deadLetterKey } from './publish.ts'
+import { readToEnd, type GroupConsumer, type KafkaAdmin, type KafkaClient, type KafkaProducer, type PartitionBatch, type ProducedMessage, type TopicPartition } from './types.ts'
 
 /**
  * The ingest stage: reads the three input topics, decodes and validates each message, aligns the
@@ -20,11 +20,11 @@ import { deadLetterKey } from './publish.ts'
  */
 
 export interface IngestOptions {
-  kafka: Kafka
+  kafka: KafkaClient
   /** For the committed offsets and topic ends at an assignment. */
-  admin: Admin
+  admin: KafkaAdmin
   /** Idempotent; re-publishes with `acks: -1`. */
-  producer: Producer
+  producer: KafkaProducer
   topics: Pick<PipelineTopics, 'transactionsTopic' | 'appEventsTopic' | 'lifecycleTopic' | 'eventsTopic' | 'dlqTopic'>
   groupId: string
   sessionTimeout: number
@@ -56,7 +56,7 @@ const tickMs = (sourceIdleness: number) => Math.min(200, Math.max(10, sourceIdle
 export const ALIGNMENT_DRIFT_MS = 15_000
 
 export class IngestStage {
-  private readonly consumer: Consumer
+  private readonly consumer: GroupConsumer
   private readonly alignment: InputAlignment<Fetched>
   private readonly typeOf: Map<string, EventType>
   private readonly events: Instrumentation
@@ -77,19 +77,22 @@ export class IngestStage {
       [topics.appEventsTopic, 'app'],
       [topics.lifecycleTopic, 'lifecycle'],
     ])
-    this.consumer = opts.kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, ...STAGE_FETCH, sessionTimeout: opts.sessionTimeout })
+    this.consumer = opts.kafka.groupConsumer({
+      groupId: opts.groupId,
+      topics: [...this.typeOf.keys()],
+      sessionTimeout: opts.sessionTimeout,
+      eachBatch: (batch) => this.take(batch),
+      onAssigned: (assignment) => this.assigned(assignment),
+      // While partitions move, say nothing of them: a former owner's word must not follow the new one's.
+      onRebalancing: () => void this.inTurn(async () => this.clock.assign([])),
+    })
     this.alignment = new InputAlignment<Fetched>(ALIGNMENT_DRIFT_MS)
     this.clock = new SourceClock(opts.maxDisorder, opts.sourceIdleness)
   }
 
   async start(): Promise<void> {
-    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => this.assigned(e.payload.memberAssignment as Record<string, number[]>))
-    // While partitions move, say nothing of them: a former owner's word must not follow the new one's.
-    this.consumer.on(this.consumer.events.REBALANCING, () => void this.inTurn(async () => this.clock.assign([])))
     await this.refreshEventPartitions()
-    await this.consumer.connect()
-    await this.consumer.subscribe({ topics: [...this.typeOf.keys()], fromBeginning: true })
-    await this.consumer.run({ ...STAGE_RUN, autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
+    await this.consumer.start()
     // A partition that never sends its first batch stops holding the others after a grace period;
     // a source that goes quiet is reported idle.
     this.ticker = setInterval(() => void this.inTurn(() => this.tick()).catch((e) => this.events.emit('ingest.forward_failed', { err: errText(e) })), tickMs(this.opts.sourceIdleness))
@@ -98,7 +101,7 @@ export class IngestStage {
   /** Stops fetching; what waits in the alignment is fetched again from the committed offsets next time. */
   async stop(): Promise<void> {
     clearInterval(this.ticker)
-    await this.consumer.disconnect()
+    await this.consumer.stop()
   }
 
   private inTurn<T>(fn: () => Promise<T>): Promise<T> {
@@ -107,8 +110,7 @@ export class IngestStage {
     return next
   }
 
-  private async take({ batch, resolveOffset, heartbeat, isRunning, isStale, pause }: EachBatchPayload): Promise<void> {
-    if (!isRunning() || isStale()) return
+  private async take(batch: PartitionBatch): Promise<void> {
     const expected = this.typeOf.get(batch.topic)
     const held = batch.messages.map((m) => {
       const source = { topic: batch.topic, partition: batch.partition, offset: m.offset }
@@ -117,14 +119,12 @@ export class IngestStage {
     })
     const key = partitionKey(batch.topic, batch.partition)
     await this.inTurn(async () => {
-      this.alignment.add(key, held, BigInt(batch.lastOffset()) + 1n >= BigInt(batch.highWatermark))
+      this.alignment.add(key, held, readToEnd(batch))
       this.events.emit('ingest.fetched', { topic: batch.topic, partition: batch.partition, messages: held.length, held: this.alignment.heldCount() })
       // Fetching goes on from after this batch, once all of it has gone.
-      resolveOffset(batch.lastOffset())
       await this.forward()
-      if (this.alignment.holding(key)) pause()
+      if (this.alignment.holding(key)) this.consumer.pause([{ topic: batch.topic, partition: batch.partition }])
     })
-    await heartbeat()
   }
 
   /**
@@ -150,7 +150,7 @@ export class IngestStage {
     for (const { key, at } of released) this.clock.forwarded(key, at)
     this.events.emit('ingest.forwarded', { valid, held: this.alignment.heldCount(), deadLetters })
     const emptied = [...new Set(released.map((r) => r.key))].filter((key) => !this.alignment.holding(key))
-    if (emptied.length) this.consumer.resume(emptied.map(topicPartitions))
+    if (emptied.length) this.consumer.resume(emptied.map(topicPartition))
   }
 
   /** Forwards what may go, then publishes the sources' marks if they changed (a source turned idle). */
@@ -158,19 +158,18 @@ export class IngestStage {
     await this.forward()
     const marks = this.clock.marks((key) => this.alignment.drained(key))
     if (sameMarks(marks, this.published) || !Object.keys(marks).length) return
-    await this.opts.producer.sendBatch({ acks: -1, compression: CompressionTypes.None, topicMessages: [{ topic: this.opts.topics.eventsTopic, messages: this.markRecords(marks) }] })
+    await this.opts.producer.send([{ topic: this.opts.topics.eventsTopic, messages: this.markRecords(marks) }])
     this.published = marks
   }
 
   /** One watermark record per partition of the internal topic. */
-  private markRecords(marks: Marks): { key: string; value: string; partition: number }[] {
+  private markRecords(marks: Marks): ProducedMessage[] {
     const value = JSON.stringify({ marks })
     return this.eventPartitions.map((partition) => ({ key: 'marks', value, partition }))
   }
 
   private async refreshEventPartitions(): Promise<void> {
-    const { topics } = await this.opts.admin.fetchTopicMetadata({ topics: [this.opts.topics.eventsTopic] })
-    this.eventPartitions = topics[0].partitions.map((p) => p.partitionId).sort((a, b) => a - b)
+    this.eventPartitions = await this.opts.admin.partitions(this.opts.topics.eventsTopic)
   }
 
   /**
@@ -181,15 +180,14 @@ export class IngestStage {
    */
   private async publish(released: Released<Fetched>[]): Promise<void> {
     const { producer, topics } = this.opts
-    let events: { key: string; value: string; partition?: number }[] = []
-    let deadLetters: { key: string; value: string }[] = []
+    let events: ProducedMessage[] = []
+    let deadLetters: ProducedMessage[] = []
     let bytes = 0
     const send = async () => {
-      const topicMessages = [
+      await producer.send([
         { topic: topics.eventsTopic, messages: events },
         { topic: topics.dlqTopic, messages: deadLetters },
-      ].filter((t) => t.messages.length)
-      if (topicMessages.length) await producer.sendBatch({ acks: -1, compression: CompressionTypes.None, topicMessages })
+      ])
       events = []
       deadLetters = []
       bytes = 0
@@ -214,19 +212,14 @@ export class IngestStage {
     events.push(...this.markRecords(marks))
     await send()
     this.published = marks
-    await this.consumer.commitOffsets(
-      [...offsets].map(([key, offset]) => {
-        const { topic, partitions } = topicPartitions(key)
-        return { topic, partition: partitions[0], offset: String(BigInt(offset) + 1n) }
-      }),
-    )
+    await this.consumer.commit([...offsets].map(([key, offset]) => ({ ...topicPartition(key), offset: String(BigInt(offset) + 1n) })))
   }
 
   /** A new assignment: what was held is fetched again from the committed offsets, so start with nothing paused. */
-  private assigned(assignment: Record<string, number[]>): void {
+  private assigned(assignment: TopicPartition[]): void {
     void this.inTurn(async () => {
-      this.consumer.resume(Object.entries(assignment).map(([topic, partitions]) => ({ topic, partitions })))
-      this.clock.assign(Object.entries(assignment).flatMap(([topic, partitions]) => partitions.map((p) => partitionKey(topic, p))))
+      this.consumer.resume(assignment)
+      this.clock.assign(assignment.map(({ topic, partition }) => partitionKey(topic, partition)))
       this.published = {}
       await this.refreshEventPartitions()
       this.alignment.assign(await this.backlogs(assignment))
@@ -238,17 +231,14 @@ export class IngestStage {
   }
 
   /** Which assigned partitions have input waiting after their committed offset. */
-  private async backlogs(assignment: Record<string, number[]>): Promise<{ key: string; backlog: boolean }[]> {
+  private async backlogs(assignment: TopicPartition[]): Promise<{ key: string; backlog: boolean }[]> {
     const { admin, groupId } = this.opts
-    const committed = new Map<string, bigint>(
-      (await admin.fetchOffsets({ groupId, topics: Object.keys(assignment) })).flatMap(({ topic, partitions }) =>
-        partitions.map((p) => [partitionKey(topic, p.partition), BigInt(p.offset)] as const),
-      ),
-    )
+    const topics = [...new Set(assignment.map((tp) => tp.topic))]
+    const committed = new Map<string, bigint>((await admin.committedOffsets(groupId, topics)).map((c) => [partitionKey(c.topic, c.partition), BigInt(c.offset)] as const))
     const positions: { key: string; backlog: boolean }[] = []
-    for (const [topic, partitions] of Object.entries(assignment)) {
-      const ends = await admin.fetchTopicOffsets(topic)
-      for (const partition of partitions) {
+    for (const topic of topics) {
+      const ends = await admin.topicOffsets(topic)
+      for (const { partition } of assignment.filter((tp) => tp.topic === topic)) {
         const key = partitionKey(topic, partition)
         const end = ends.find((o) => o.partition === partition)
         const from = committed.get(key) ?? -1n
@@ -260,4 +250,4 @@ export class IngestStage {
 }
 
 const partitionKey = (topic: string, partition: number) => `${topic}|${partition}`
-const topicPartitions = (key: string) => ({ topic: key.slice(0, key.lastIndexOf('|')), partitions: [Number(key.slice(key.lastIndexOf('|') + 1))] })
+const topicPartition = (key: string): TopicPartition => ({ topic: key.slice(0, key.lastIndexOf('|')), partition: Number(key.slice(key.lastIndexOf('|') + 1)) })

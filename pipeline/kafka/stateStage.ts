@@ -1,4 +1,3 @@
-import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs'
 import { PartitionProcessor } from '../processor.ts'
 import type { BatchOutput, StreamMessage } from '../stream.ts'
 import { emptyOutput } from '../stream.ts'
@@ -7,7 +6,7 @@ import { allIdle } from '../sourceMarks.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
 import { FencedError } from '../../core/errors.ts'
 import { errText, type Instrumentation } from '../../core/instrumentation.ts'
-import { STAGE_FETCH, STAGE_RUN } from './client.ts'
+import { readToEnd, type GroupConsumer, type KafkaAdmin, type KafkaClient, type PartitionBatch } from './types.ts'
 
 /**
  * The state stage: reads the internal events topic and runs each partition's `PartitionProcessor`,
@@ -19,7 +18,7 @@ import { STAGE_FETCH, STAGE_RUN } from './client.ts'
  */
 
 export interface StateStageOptions {
-  kafka: Kafka
+  kafka: KafkaClient
   store: StateStore
   catalog: () => Catalog
   groupId: string
@@ -33,7 +32,7 @@ export interface StateStageOptions {
    */
   idleAdvance: number
   /** For the partitions of the input topics: each is a source that holds the watermark until heard from. */
-  admin: Admin
+  admin: KafkaAdmin
   inputTopics: string[]
   instrumentation: Instrumentation
   /** Called as soon as a step's commit is in the store, with its output (`run` nudges the outbox drain). */
@@ -44,7 +43,7 @@ export interface StateStageOptions {
 const IDLE_TICK_MS = 500
 
 export class StateStage {
-  private readonly consumer: Consumer
+  private readonly consumer: GroupConsumer
   private readonly events: Instrumentation
   private readonly processors = new Map<number, PartitionProcessor>()
   /** The last step of each partition: batches and idle advances of one partition never overlap. */
@@ -59,7 +58,13 @@ export class StateStage {
 
   constructor(private readonly opts: StateStageOptions) {
     this.events = opts.instrumentation
-    this.consumer = opts.kafka.consumer({ groupId: opts.groupId, allowAutoTopicCreation: false, ...STAGE_FETCH, sessionTimeout: opts.sessionTimeout })
+    this.consumer = opts.kafka.groupConsumer({
+      groupId: opts.groupId,
+      topics: [opts.eventsTopic],
+      sessionTimeout: opts.sessionTimeout,
+      eachBatch: (batch) => this.take(batch),
+      onAssigned: (assignment) => this.assigned(assignment.filter((tp) => tp.topic === opts.eventsTopic).map((tp) => tp.partition)),
+    })
   }
 
   /** The partitions of the events topic this process owns now, in order. */
@@ -68,25 +73,22 @@ export class StateStage {
   }
 
   async start(): Promise<void> {
-    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => this.assigned(e.payload.memberAssignment[this.opts.eventsTopic] ?? []))
     await this.refreshSources()
-    await this.consumer.connect()
-    await this.consumer.subscribe({ topic: this.opts.eventsTopic, fromBeginning: true })
-    await this.consumer.run({ ...STAGE_RUN, eachBatchAutoResolve: false, eachBatch: (payload) => this.take(payload) })
+    await this.consumer.start()
     this.idleTicker = setInterval(() => this.advanceIdle(), IDLE_TICK_MS)
   }
 
   /** Stops reading, and waits for the steps under way to commit. */
   async stop(): Promise<void> {
     clearInterval(this.idleTicker)
-    await this.consumer.disconnect()
+    await this.consumer.stop()
     await Promise.all([...this.locks.values()].map((l) => l.catch(() => {})))
   }
 
   /** Input partitions added since start are sources too; until this sees them, their marks alone make them known. */
   private async refreshSources(): Promise<void> {
-    const { topics } = await this.opts.admin.fetchTopicMetadata({ topics: this.opts.inputTopics })
-    this.sources = topics.flatMap((t) => t.partitions.map((p) => `${t.name}|${p.partitionId}`))
+    const { admin, inputTopics } = this.opts
+    this.sources = (await Promise.all(inputTopics.map(async (topic) => (await admin.partitions(topic)).map((p) => `${topic}|${p}`)))).flat()
   }
 
   private assigned(partitions: number[]): void {
@@ -102,9 +104,8 @@ export class StateStage {
     this.events.emit('pipeline.assigned', { partitions: this.assignment })
   }
 
-  private async take({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }: EachBatchPayload): Promise<void> {
-    if (!isRunning() || isStale() || !batch.messages.length) return
-    const { partition } = batch
+  private async take(batch: PartitionBatch): Promise<void> {
+    const { topic, partition } = batch
     let input = false
     const messages: StreamMessage[] = batch.messages.map((m) => {
       const value = JSON.parse(m.value!.toString('utf8'))
@@ -119,11 +120,10 @@ export class StateStage {
     if (out) this.events.emit('pipeline.batch_end', { ...out, partition, seconds: (performance.now() - started) / 1000 })
     const now = Date.now()
     if (input) this.lastActivity.set(partition, now)
-    this.atEnd.set(partition, batch.offsetLag() === '0')
+    this.atEnd.set(partition, readToEnd(batch))
     this.events.emit('pipeline.watermark', { partition, watermark: this.processorFor(partition).watermark, now })
-    resolveOffset(batch.lastOffset())
-    await commitOffsetsIfNecessary()
-    await heartbeat()
+    // Only now that the store has the batch: a crash before this reads it again, and the store skips what it applied.
+    await this.consumer.commit([{ topic, partition, offset: String(BigInt(batch.lastOffset) + 1n) }])
   }
 
   /**

@@ -3,6 +3,7 @@ import type { Catalog } from '../../schemas/catalog.ts'
 import type { RoundTrips } from '../store/redis.ts'
 import type { EventName, Instrumentation, InstrumentationEvents } from '../../core/instrumentation.ts'
 import type { StateStageOptions } from './stateStage.ts'
+import type { KafkaClientKind } from './types.ts'
 
 /**
  * The state stage on several threads. Each thread is a member of the state stage's consumer group
@@ -15,6 +16,7 @@ import type { StateStageOptions } from './stateStage.ts'
 
 export interface StateThreadOptions {
   thread: number
+  kafkaClient: KafkaClientKind
   brokers: string[]
   redisUrl: string
   redisPrefix: string

@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { pino } from 'pino'
-import type { Admin } from 'kafkajs'
-import { createKafka } from './client.ts'
+import { createKafkaClient } from './client.ts'
+import type { KafkaAdmin } from './types.ts'
 import { StateStage } from './stateStage.ts'
 import { RedisStore } from '../store/redis.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
@@ -49,7 +49,7 @@ const events = new Relayed(pino({ level: 'silent' }))
 let catalog: Catalog = options.catalog
 let stage: StateStage | undefined
 let store: RedisStore | undefined
-let admin: Admin | undefined
+let admin: KafkaAdmin | undefined
 
 port.on('message', (m: { type: 'catalog'; catalog: Catalog } | { type: 'stop' }) => {
   if (m.type === 'catalog') catalog = m.catalog
@@ -58,7 +58,7 @@ port.on('message', (m: { type: 'catalog'; catalog: Catalog } | { type: 'stop' })
 
 async function stop() {
   await stage?.stop().catch((e) => events.emit('shutdown.step_failed', { step: 'state thread', err: errText(e) }))
-  await admin?.disconnect().catch(() => {})
+  await admin?.close().catch(() => {})
   await store?.close().catch(() => {})
   post({ type: 'stopped' })
   port.close()
@@ -66,9 +66,8 @@ async function stop() {
 
 try {
   store = await RedisStore.connect(options.redisUrl, { prefix: options.redisPrefix, readyTimeoutMs: options.connectTimeout, onError: (err) => events.emit('redis.error', { err: errText(err) }) })
-  const kafka = createKafka({ clientId: `cardpulse-state-${options.thread}`, brokers: options.brokers, connectTimeoutMs: options.connectTimeout, instrumentation: events })
-  admin = kafka.admin()
-  await admin.connect()
+  const kafka = createKafkaClient({ kind: options.kafkaClient, clientId: `cardpulse-state-${options.thread}`, brokers: options.brokers, connectTimeoutMs: options.connectTimeout, instrumentation: events })
+  admin = await kafka.admin()
   const committed = store
   stage = new StateStage({
     ...options.stage,

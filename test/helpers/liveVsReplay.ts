@@ -15,7 +15,7 @@ import type { Decision } from '../../schemas/decision.ts'
 import type { RiskAlert } from '../../schemas/alert.ts'
 import type { Conversion } from '../../schemas/conversion.ts'
 import type { InputEvent } from '../../schemas/events.ts'
-import { KAFKA_BROKERS, REDIS_URL, WEBHOOK_SECRET, freshTopics, waitFor } from './services.ts'
+import { KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, freshTopics, sender, waitFor } from './services.ts'
 
 /**
  * What the suites comparing `cardpulse run` with `replay` share: a small simulated bank ending a
@@ -54,6 +54,7 @@ export async function startLive(id: string, topics: Topics, webhookUrl: string, 
   return startPipeline(
     parseConfig(RunConfig, {
       kafkaBrokers: KAFKA_BROKERS,
+      kafkaClient: KAFKA_CLIENT,
       redisUrl: REDIS_URL,
       redisPrefix: `cp-vs-${id}`,
       groupId: `g-${id}`,
@@ -74,7 +75,7 @@ export async function startLive(id: string, topics: Topics, webhookUrl: string, 
 
 /** Each stream on its own topic, keyed by customer. */
 export const produce = (producer: Producer, topics: Topics, events: InputEvent[]) =>
-  produceStreams(producer, { transaction: topics.transactionsTopic, app: topics.appEventsTopic, lifecycle: topics.lifecycleTopic }, events)
+  produceStreams(sender(producer), { transaction: topics.transactionsTopic, app: topics.appEventsTopic, lifecycle: topics.lifecycleTopic }, events)
 
 /**
  * The end of input: an event on every input partition at the last event time and 1 ms, so every

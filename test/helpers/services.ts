@@ -3,14 +3,21 @@ import { createServer, type IncomingHttpHeaders } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
-import { Kafka, logLevel, type Admin } from 'kafkajs'
+import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs'
 import { verifyWebhook } from '../../sinks/webhook/signature.ts'
+import type { KafkaClientKind } from '../../pipeline/kafka/types.ts'
+import type { TopicSender } from '../../simulator/produce.ts'
 
 /** Real services for integration tests: the Kafka broker and Redis that .ci/run starts. */
 
 export const KAFKA_BROKERS = process.env.KAFKA_BROKERS ?? '127.0.0.1:19092'
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 export const WEBHOOK_SECRET = 'integration-test-secret-0123456789'
+/**
+ * The Kafka client of the pipeline under test (KAFKA_CLIENT; CI runs the integration suites once
+ * per client). The suites' own producers and readers stay on KafkaJS: the outside world.
+ */
+export const KAFKA_CLIENT: KafkaClientKind = process.env.KAFKA_CLIENT === 'rdkafka' ? 'rdkafka' : 'kafkajs'
 
 /** A fresh name per test, so suites can run again on a dirty machine. */
 export const uniqueId = () => `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`
@@ -30,6 +37,9 @@ export function freshTopics(prefix: string) {
 export function kafka() {
   return new Kafka({ clientId: 'cardpulse-test', brokers: KAFKA_BROKERS.split(','), logLevel: logLevel.NOTHING })
 }
+
+/** A KafkaJS producer as the simulator's sender of keyed messages. */
+export const sender = (producer: Producer): TopicSender => ({ send: async (topicMessages) => void (await producer.sendBatch({ topicMessages })) })
 
 export async function createTopics(admin: Admin, topics: string[], partitions = 3) {
   await admin.createTopics({ waitForLeaders: true, topics: topics.map((topic) => ({ topic, numPartitions: partitions })) })
