@@ -98,35 +98,57 @@ export function kafkaRetry(policy: BackoffOptions, connectTimeoutMs: number): Re
   }
 }
 
+/**
+ * KafkaJS's admin, its calls one at a time: calls on one admin share its cluster's list of target
+ * topics and metadata, and with both stages asking at an assignment an offsets query sometimes
+ * found no partitions for its topic ("Cannot destructure property 'partitions' of 'low.pop(...)'",
+ * then ingest counted every input partition as behind).
+ */
 class KafkajsAdmin implements KafkaAdmin {
+  private last: Promise<unknown> = Promise.resolve()
+
   constructor(private readonly admin: Admin) {}
 
-  async ensureTopics(topics: string[], partitions: number): Promise<void> {
-    const existing = new Set(await this.admin.listTopics())
-    const missing = [...new Set(topics)].filter((t) => !existing.has(t))
-    if (missing.length) await this.admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: partitions })) })
+  private inTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.last.catch(() => {}).then(fn)
+    this.last = next
+    return next
   }
 
-  async partitions(topic: string): Promise<number[]> {
-    const { topics } = await this.admin.fetchTopicMetadata({ topics: [topic] })
-    return topics[0].partitions.map((p) => p.partitionId).sort((a, b) => a - b)
+  ensureTopics(topics: string[], partitions: number): Promise<void> {
+    return this.inTurn(async () => {
+      const existing = new Set(await this.admin.listTopics())
+      const missing = [...new Set(topics)].filter((t) => !existing.has(t))
+      if (missing.length) await this.admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: partitions })) })
+    })
   }
 
-  async committedOffsets(groupId: string, topics: string[]): Promise<TopicPartitionOffset[]> {
-    const offsets = await this.admin.fetchOffsets({ groupId, topics })
-    return offsets.flatMap(({ topic, partitions }) => partitions.map((p) => ({ topic, partition: p.partition, offset: p.offset })).sort((a, b) => a.partition - b.partition))
+  partitions(topic: string): Promise<number[]> {
+    return this.inTurn(async () => {
+      const { topics } = await this.admin.fetchTopicMetadata({ topics: [topic] })
+      return topics[0].partitions.map((p) => p.partitionId).sort((a, b) => a - b)
+    })
   }
 
-  async topicOffsets(topic: string): Promise<PartitionOffsets[]> {
-    return (await this.admin.fetchTopicOffsets(topic)).map((o) => ({ partition: o.partition, low: o.low, high: o.high })).sort((a, b) => a.partition - b.partition)
+  committedOffsets(groupId: string, topics: string[]): Promise<TopicPartitionOffset[]> {
+    return this.inTurn(async () => {
+      const offsets = await this.admin.fetchOffsets({ groupId, topics })
+      return offsets.flatMap(({ topic, partitions }) => partitions.map((p) => ({ topic, partition: p.partition, offset: p.offset })).sort((a, b) => a.partition - b.partition))
+    })
   }
 
-  async deleteTopics(topics: string[]): Promise<void> {
-    await this.admin.deleteTopics({ topics })
+  topicOffsets(topic: string): Promise<PartitionOffsets[]> {
+    return this.inTurn(async () =>
+      (await this.admin.fetchTopicOffsets(topic)).map((o) => ({ partition: o.partition, low: o.low, high: o.high })).sort((a, b) => a.partition - b.partition),
+    )
+  }
+
+  deleteTopics(topics: string[]): Promise<void> {
+    return this.inTurn(() => this.admin.deleteTopics({ topics }))
   }
 
   close(): Promise<void> {
-    return this.admin.disconnect()
+    return this.inTurn(() => this.admin.disconnect())
   }
 }
 
