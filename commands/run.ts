@@ -117,10 +117,12 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     }
     // What a commit put in the outbox for a receiver or the broker goes now, not at the drain's next tick.
     const nudge = () => p.delivery?.drain.nudge()
+    // node-rdkafka's native module loads on the main thread only: on librdkafka the state stage stays there.
+    const stateThreads = config.kafkaClient === 'rdkafka' ? 0 : config.stateThreads
     const state = (p.state =
-      config.stateThreads > 0
+      stateThreads > 0
         ? new StateThreads({
-            threads: config.stateThreads,
+            threads: stateThreads,
             kafkaClient: config.kafkaClient,
             brokers,
             redisUrl: config.redisUrl,
