@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 
 /**
  * Scale-out: `processes` separate `cardpulse run` processes in one consumer group catching up on
@@ -10,7 +10,7 @@ import { join } from 'node:path'
  * and late events, read from their /metrics, add up to the bank.
  */
 
-const CLI = fileURLToPath(new URL('../bin/cardpulse.js', import.meta.url))
+const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'cardpulse.js')
 
 export interface ScaleOutOptions {
   processes: number

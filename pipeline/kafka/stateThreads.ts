@@ -1,9 +1,8 @@
 import { Worker } from 'node:worker_threads'
 import type { Catalog } from '../../schemas/catalog.ts'
 import type { RoundTrips } from '../store/redis.ts'
-import type { EventName, Instrumentation, InstrumentationEvents } from '../../core/instrumentation.ts'
-import type { StateStageOptions } from './stateStage.ts'
-import type { KafkaClientKind } from './types.ts'
+import type { Instrumentation, InstrumentationEvents } from '../../core/instrumentation.ts'
+import type { StateThreadMessage, StateThreadOptions } from './stateThreadMessages.ts'
 
 /**
  * The state stage on several threads. Each thread is a member of the state stage's consumer group
@@ -13,24 +12,6 @@ import type { KafkaClientKind } from './types.ts'
  * The main thread keeps ingest, the outbox drain and HTTP; it logs and counts what the threads
  * report, and tells them when the catalogue changes.
  */
-
-export interface StateThreadOptions {
-  thread: number
-  kafkaClient: KafkaClientKind
-  brokers: string[]
-  redisUrl: string
-  redisPrefix: string
-  connectTimeout: number
-  catalog: Catalog
-  stage: Pick<StateStageOptions, 'groupId' | 'eventsTopic' | 'sessionTimeout' | 'allowedLateness' | 'idleAdvance' | 'inputTopics'>
-}
-
-export type StateThreadMessage =
-  | { type: 'event'; name: EventName; event: unknown }
-  | { type: 'committed'; partition: number; nudge: boolean; roundTrips: RoundTrips }
-  | { type: 'started' }
-  | { type: 'stopped' }
-  | { type: 'failed'; message: string }
 
 export interface StateThreadsOptions extends Omit<StateThreadOptions, 'thread'> {
   threads: number

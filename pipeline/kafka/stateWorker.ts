@@ -6,7 +6,7 @@ import { StateStage } from './stateStage.ts'
 import { RedisStore } from '../store/redis.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
 import { errText, Instrumentation, type EventName, type InstrumentationEvents } from '../../core/instrumentation.ts'
-import type { StateThreadMessage, StateThreadOptions } from './stateThreads.ts'
+import type { StateThreadMessage, StateThreadOptions } from './stateThreadMessages.ts'
 
 /**
  * One thread of the state stage (pipeline/kafka/stateThreads.ts): a member of the state stage's

@@ -1,0 +1,25 @@
+import type { Catalog } from '../../schemas/catalog.ts'
+import type { RoundTrips } from '../store/redis.ts'
+import type { EventName } from '../../core/instrumentation.ts'
+import type { StateStageOptions } from './stateStage.ts'
+import type { KafkaClientKind } from './types.ts'
+
+/** What the main thread gives a state thread (pipeline/kafka/stateThreads.ts), and what the thread reports back. */
+
+export interface StateThreadOptions {
+  thread: number
+  kafkaClient: KafkaClientKind
+  brokers: string[]
+  redisUrl: string
+  redisPrefix: string
+  connectTimeout: number
+  catalog: Catalog
+  stage: Pick<StateStageOptions, 'groupId' | 'eventsTopic' | 'sessionTimeout' | 'allowedLateness' | 'idleAdvance' | 'inputTopics'>
+}
+
+export type StateThreadMessage =
+  | { type: 'event'; name: EventName; event: unknown }
+  | { type: 'committed'; partition: number; nudge: boolean; roundTrips: RoundTrips }
+  | { type: 'started' }
+  | { type: 'stopped' }
+  | { type: 'failed'; message: string }
