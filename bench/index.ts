@@ -131,7 +131,7 @@ const rows: [string, string][] = [
   ['replay throughput (median)', `${n(replayRate)} events/s (${((bytes / 1048576) / seconds).toFixed(1)} MB/s; runs ${spread(replays.map((r) => r.eventsPerSecond))})`],
   ['decisions, alerts', `${summary.decisions.total.toLocaleString('en-US')}, ${summary.alerts.total.toLocaleString('en-US')}`],
   ['state per active customer, JSON', `median ${size.json.median} B, p90 ${size.json.p90} B, max ${size.json.max} B`],
-  ['state per active customer, as stored (deflate + dictionary)', `median ${size.stored.median} B, p90 ${size.stored.p90} B, max ${size.stored.max} B`],
+  ['state per active customer, as stored (compact encoding, format 3)', `median ${size.stored.median} B, p90 ${size.stored.p90} B, max ${size.stored.max} B`],
   ...(size.redis ? ([['Redis memory per active customer (MEMORY USAGE of the hash / customers)', `${size.redis.perCustomer} B`]] as [string, string][]) : []),
   ...(live
     ? ([
