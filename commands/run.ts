@@ -6,6 +6,7 @@ import type { KafkaAdmin, KafkaProducer } from '../pipeline/kafka/types.ts'
 import { IngestStage } from '../pipeline/kafka/ingest.ts'
 import { StateStage } from '../pipeline/kafka/stateStage.ts'
 import { StateThreads } from '../pipeline/kafka/stateThreads.ts'
+import { outboxUrgent } from '../pipeline/stream.ts'
 import { alertPublisher, deadLetterPublisher } from '../pipeline/kafka/publish.ts'
 import { RedisStore, type RoundTrips } from '../pipeline/store/redis.ts'
 import type { ClickHouseSink } from '../sinks/clickhouse.ts'
@@ -141,9 +142,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
             store,
             catalog: catalog.current,
             instrumentation: events.child({ component: 'state' }),
-            onCommitted: (_, out) => {
-              if (out.alerts.length || out.deadLetters.length || out.decisions.some((d) => d.outcome === 'send')) nudge()
-            },
+            onCommitted: (_, out) => outboxUrgent(out) && nudge(),
           }))
     await state.start()
 

@@ -67,3 +67,6 @@ export const emptyOutput = (): BatchOutput => ({
   lateness: [],
   timersFired: 0,
 })
+
+/** Whether a step put something in the outbox that should leave now: an alert, a dead letter or a webhook to send. */
+export const outboxUrgent = (out: BatchOutput) => out.alerts.length > 0 || out.deadLetters.length > 0 || out.decisions.some((d) => d.outcome === 'send')

@@ -4,6 +4,7 @@ import { createKafkaClient } from './client.ts'
 import type { KafkaAdmin } from './types.ts'
 import { StateStage } from './stateStage.ts'
 import { RedisStore } from '../store/redis.ts'
+import { outboxUrgent } from '../stream.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
 import { errText, Instrumentation, type EventName, type InstrumentationEvents } from '../../core/instrumentation.ts'
 import type { StateThreadMessage, StateThreadOptions } from './stateThreadMessages.ts'
@@ -80,7 +81,7 @@ try {
       post({
         type: 'committed',
         partition,
-        nudge: out.alerts.length > 0 || out.deadLetters.length > 0 || out.decisions.some((d) => d.outcome === 'send'),
+        nudge: outboxUrgent(out),
         roundTrips: committed.roundTrips,
       }),
   })
