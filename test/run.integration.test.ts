@@ -49,8 +49,6 @@ beforeAll(async () => {
     groupId: `g-${id}`,
     ...topics,
     partitions: '3',
-    // On threads whatever the machine: a catalogue reloaded on the main thread must reach them.
-    stateThreads: '2',
     httpPort: '0',
     catalogFile,
     webhookUrl: `${receiver.url}/hooks`,
