@@ -84,7 +84,7 @@ commonOptions(program.command('run').description('the live pipeline: Kafka in; R
   .addOption(opt('--alert-topic <topic>', 'risk alerts (default cards.risk-alerts)', 'ALERT_TOPIC'))
   .addOption(opt('--events-topic <topic>', 'internal topic of validated events keyed by customer (default cardpulse.events)', 'EVENTS_TOPIC'))
   .addOption(opt('--partitions <n>', 'partitions of the internal events topic when it is created: the unit of scale-out (default 6)', 'PARTITIONS'))
-  .addOption(opt('--state-threads <n>', 'threads that run the operators, each owning partitions of the events topic (default 0: on the main thread; e.g. the number of cores)', 'STATE_THREADS'))
+  .addOption(opt('--state-threads <n>', 'threads that run the operators, each owning partitions of the events topic (default: one per core, up to 4; 0: on the main thread)', 'STATE_THREADS'))
   .addOption(opt('--idle-advance <duration>', 'a partition whose input partitions are all idle follows the wall clock after this long (default 10s)', 'IDLE_ADVANCE'))
   .addOption(opt('--source-idleness <duration>', 'an input partition read to its end that forwarded nothing this long is idle and stops holding the watermark back (default 2s)', 'SOURCE_IDLENESS'))
   .addOption(opt('--redis-prefix <prefix>', 'prefix of every Redis key (default cardpulse)', 'REDIS_PREFIX'))

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { z } from 'zod'
 import { Duration } from '../schemas/duration.ts'
 import { Channel } from '../schemas/events.ts'
@@ -65,7 +66,7 @@ export const RunConfig = CommonConfig.extend({
   eventsTopic: z.string().min(1).default('cardpulse.events'),
   partitions: number().int().min(1).max(1024).default(6),
   /** Threads of the state stage, each a member of its consumer group; 0 runs it on the main thread. */
-  stateThreads: number().int().min(0).max(64).default(0),
+  stateThreads: number().int().min(0).max(64).default(() => Math.min(availableParallelism(), 4)),
   idleAdvance: Duration.prefault('10s'),
   sourceIdleness: Duration.prefault('2s'),
   redisPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('cardpulse'),

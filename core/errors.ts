@@ -56,8 +56,10 @@ export class FencedError extends CardpulseError {
     readonly partition: number,
     readonly expected: string | null,
     readonly found: string | null,
+    readonly expectedVersion?: number,
+    readonly foundVersion?: number,
   ) {
-    super(`partition ${partition} moved on (expected applied offset ${expected}, found ${found}); another consumer owns it`)
+    super(`partition ${partition} moved on (expected applied offset ${expected} at commit ${expectedVersion}, found ${found} at commit ${foundVersion}); another consumer committed to it`)
   }
 }
 

@@ -62,6 +62,8 @@ const NO_WATERMARK = NO_MARK
 export class PartitionProcessor {
   private readonly cache = new Map<string, CustomerRecord>()
   private appliedOffset: string | null = null
+  /** The partition's commits as of what this processor holds: its next commit expects exactly this. */
+  private version = 0
   private wm = NO_WATERMARK
   /** What each source said last (live only), persisted with the applied offset. */
   private sources: SourceStates = {}
@@ -171,6 +173,7 @@ export class PartitionProcessor {
     if (this.isLoaded) return
     const meta = await this.opts.store.load(this.opts.partition, [], -Infinity)
     this.appliedOffset = meta.appliedOffset
+    this.version = meta.version
     this.wm = Math.max(meta.watermark, NO_WATERMARK)
     this.sources = meta.sources ?? {}
     this.isLoaded = true
@@ -226,6 +229,7 @@ export class PartitionProcessor {
       await store.commit({
         partition,
         expectedOffset: this.appliedOffset,
+        expectedVersion: this.version,
         offset,
         watermark: this.wm,
         ...('sources' in this.opts.watermarks ? { sources: this.sources } : {}),
@@ -237,6 +241,7 @@ export class PartitionProcessor {
         deadLetters,
         rows,
       })
+      this.version++
     }
     this.appliedOffset = offset
     this.evictIfFull()

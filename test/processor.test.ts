@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import { PipelineHarness, app, defaultCatalogForTests, lifecycle, transaction } from './helpers/harness.ts'
 import type { MemoryStore } from '../pipeline/store/memory.ts'
 import type { BatchCommit } from '../pipeline/store/types.ts'
+import { FencedError } from '../core/errors.ts'
 import { TimerHeap, parseTimerMember, timerCustomer, timerMember } from '../pipeline/timers.ts'
 
 const HOUR = 3_600_000
@@ -149,6 +150,34 @@ describe('watermarks, lateness and deduplication', () => {
       ),
       { numRuns: 60 },
     )
+  })
+
+  it('fires a timer once when two owners step one idle partition past it at the same time', async () => {
+    // Moving only the watermark leaves the applied offset as it was: the commit is fenced on the
+    // partition's commit count too, or both owners' reminders would be committed.
+    const first = new PipelineHarness()
+    await first.send(lifecycle('c', 'approved', at(0)))
+    const second = new PipelineHarness(undefined, { store: first.store })
+    const commit = first.store.commit.bind(first.store)
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    let commits = 0
+    first.store.commit = async (b) => {
+      if (commits++ === 0) await gate
+      return commit(b)
+    }
+    const held = first.advanceTo(at(100)).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    while (commits === 0) await new Promise((r) => setImmediate(r))
+    await second.advanceTo(at(100))
+    release()
+    expect(await held).toBeInstanceOf(FencedError)
+    expect(second.decisions.map((d) => d.trigger)).toEqual(['activation_reminder'])
+    const rows = (await first.store.peekRows(0, 100)).filter((e) => e.value.table === 'decisions')
+    expect(rows).toHaveLength(1)
+    expect(await first.store.dueWebhooks(0, Infinity, 10)).toHaveLength(1)
   })
 })
 

@@ -130,7 +130,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 
     it('loads an empty partition as new', async () => {
       const got = await s.load(0, ['c1', 'c2'], Infinity)
-      expect(got).toEqual({ appliedOffset: null, watermark: -Infinity, customers: new Map(), timers: [] })
+      expect(got).toEqual({ appliedOffset: null, version: 0, watermark: -Infinity, customers: new Map(), timers: [] })
     })
 
     it('returns what a commit wrote: meta, customers asked for, due timers', async () => {
@@ -272,6 +272,26 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       expect(await s.dueWebhooks(0, Infinity, 100)).toEqual(before.webhooks)
     })
 
+    it('counts commits, and fences one that expects an older count though the offset matches', async () => {
+      expect((await s.load(0, [], 0)).version).toBe(0)
+      await s.commit(batch({ offset: '5', expectedVersion: 0 }))
+      // A step that only moves the watermark keeps the offset: the count is what tells owners apart.
+      await s.commit(batch({ expectedOffset: '5', offset: '5', watermark: 100, expectedVersion: 1, timersSet: [{ member: 't1', at: 1 }] }))
+      expect((await s.load(0, [], 0)).version).toBe(2)
+      const err = await s.commit(batch({ expectedOffset: '5', offset: '5', watermark: 200, expectedVersion: 1, rows: [row('decisions', 1)] })).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      expect(err).toBeInstanceOf(FencedError)
+      expect((err as Error).message).toContain('at commit 2')
+      const after = await s.load(0, [], Infinity)
+      expect(after).toMatchObject({ version: 2, watermark: 100, appliedOffset: '5' })
+      expect(await s.peekRows(0, 10)).toEqual([])
+      // A commit that gives no count is fenced on the offset alone, and still counts.
+      await s.commit(batch({ expectedOffset: '5', offset: '6' }))
+      expect((await s.load(0, [], 0)).version).toBe(3)
+    })
+
     it('keeps partitions apart', async () => {
       await s.commit(
         batch({
@@ -285,7 +305,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
           rows: [row('r', 1)],
         }),
       )
-      expect(await s.load(2, ['c1'], Infinity)).toEqual({ appliedOffset: null, watermark: -Infinity, customers: new Map(), timers: [] })
+      expect(await s.load(2, ['c1'], Infinity)).toEqual({ appliedOffset: null, version: 0, watermark: -Infinity, customers: new Map(), timers: [] })
       expect(values(await s.peekRows(2, 10))).toEqual([])
       expect(values(await s.peekAlerts(2, 10))).toEqual([])
       expect(await s.dueWebhooks(2, Infinity, 10)).toEqual([])

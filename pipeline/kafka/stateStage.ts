@@ -42,6 +42,9 @@ export interface StateStageOptions {
 /** How often idle partitions are looked for. */
 const IDLE_TICK_MS = 500
 
+/** Steps taken again after a fence before the batch is left to Kafka to deliver again. */
+const FENCED_RETRIES = 3
+
 export class StateStage {
   private readonly consumer: GroupConsumer
   private readonly events: Instrumentation
@@ -117,7 +120,9 @@ export class StateStage {
     })
     const started = performance.now()
     const out = await this.step(partition, (p) => p.process(messages))
-    if (out) this.events.emit('pipeline.batch_end', { ...out, partition, seconds: (performance.now() - started) / 1000 })
+    // Fenced and no longer ours: the new owner reads on from the offset committed last.
+    if (!out) return
+    this.events.emit('pipeline.batch_end', { ...out, partition, seconds: (performance.now() - started) / 1000 })
     const now = Date.now()
     if (input) this.lastActivity.set(partition, now)
     this.atEnd.set(partition, readToEnd(batch))
@@ -152,18 +157,28 @@ export class StateStage {
     }
   }
 
-  /** Runs one step of a partition after the one before it; `undefined` when the partition was fenced. */
+  /**
+   * Runs one step of a partition after the one before it; `undefined` when the partition was
+   * fenced and is no longer this process's. A fenced step is taken again on the state as the store
+   * now holds it: another owner's commit (a consumer that has not yet learnt of a rebalance, or a
+   * zombie) is then part of what the step builds on, so nothing is applied or fired twice.
+   */
   private step(partition: number, fn: (p: PartitionProcessor) => Promise<BatchOutput>): Promise<BatchOutput | undefined> {
-    const run = (this.locks.get(partition) ?? Promise.resolve())
-      .catch(() => {})
-      .then(() => fn(this.processorFor(partition)))
-      .then((out) => (this.opts.onCommitted?.(partition, out), out))
-      .catch((e) => {
+    const attempt = async (retries: number): Promise<BatchOutput | undefined> => {
+      try {
+        const out = await fn(this.processorFor(partition))
+        this.opts.onCommitted?.(partition, out)
+        return out
+      } catch (e) {
         if (!(e instanceof FencedError)) throw e
         this.events.emit('pipeline.fenced', { partition, err: e.message })
         this.processors.get(partition)?.reset()
+        if (retries > 0 && this.assignment.includes(partition)) return attempt(retries - 1)
+        if (this.assignment.includes(partition)) throw e
         return undefined
-      })
+      }
+    }
+    const run = (this.locks.get(partition) ?? Promise.resolve()).catch(() => {}).then(() => attempt(FENCED_RETRIES))
     this.locks.set(partition, run)
     return run
   }

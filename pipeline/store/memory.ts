@@ -14,6 +14,7 @@ import { TimerHeap } from '../timers.ts'
 
 interface PartitionData {
   appliedOffset: string | null
+  version: number
   watermark: number
   sources?: string
   customers: Map<string, string | CustomerRecord>
@@ -60,7 +61,7 @@ export class MemoryStore implements StateStore {
   private part(p: number): PartitionData {
     let d = this.partitions.get(p)
     if (!d) {
-      d = { appliedOffset: null, watermark: -Infinity, customers: new Map(), timers: new TimerHeap(), rows: new OutboxQueue(), alerts: new OutboxQueue(), deadLetters: new OutboxQueue(), webhooks: new Map() }
+      d = { appliedOffset: null, version: 0, watermark: -Infinity, customers: new Map(), timers: new TimerHeap(), rows: new OutboxQueue(), alerts: new OutboxQueue(), deadLetters: new OutboxQueue(), webhooks: new Map() }
       this.partitions.set(p, d)
     }
     return d
@@ -73,13 +74,14 @@ export class MemoryStore implements StateStore {
       const stored = d.customers.get(id)
       if (stored) customers.set(id, typeof stored === 'string' ? JSON.parse(stored) : stored)
     }
-    return { appliedOffset: d.appliedOffset, watermark: d.watermark, sources: d.sources === undefined ? undefined : JSON.parse(d.sources), customers, timers: d.timers.peekDue(timersUpTo) }
+    return { appliedOffset: d.appliedOffset, version: d.version, watermark: d.watermark, sources: d.sources === undefined ? undefined : JSON.parse(d.sources), customers, timers: d.timers.peekDue(timersUpTo) }
   }
 
   async commit(b: BatchCommit): Promise<void> {
     const d = this.part(b.partition)
-    if (d.appliedOffset !== b.expectedOffset) throw new FencedError(b.partition, b.expectedOffset, d.appliedOffset)
+    if (d.appliedOffset !== b.expectedOffset || (b.expectedVersion !== undefined && d.version !== b.expectedVersion)) throw new FencedError(b.partition, b.expectedOffset, d.appliedOffset, b.expectedVersion, d.version)
     d.appliedOffset = b.offset
+    d.version++
     d.watermark = b.watermark
     if (b.sources) d.sources = JSON.stringify(b.sources)
     const copy = this.opts.copy !== false

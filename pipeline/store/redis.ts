@@ -37,13 +37,13 @@ type ScriptName = keyof typeof SCRIPT_FILES
 type ScriptFn = (keys: string[], argv: (string | Buffer)[]) => Promise<unknown>
 
 /** Return codes of commitBatch-8.lua, mapped to a result in one place. */
-type CommitReply = [0] | [1, string]
-type CommitResult = { ok: true } | { ok: false; found: string | null }
+type CommitReply = [0] | [1, string, string]
+type CommitResult = { ok: true } | { ok: false; found: string | null; foundVersion: number }
 
 function commitResult(reply: unknown): CommitResult {
   const r = reply as CommitReply
   if (r[0] === 0) return { ok: true }
-  if (r[0] === 1) return { ok: false, found: decodeOffset(r[1]) }
+  if (r[0] === 1) return { ok: false, found: decodeOffset(r[1]), foundVersion: Number(r[2]) }
   throw new Error(`commitBatch returned an unknown reply ${JSON.stringify(reply)}`)
 }
 
@@ -134,13 +134,13 @@ export class RedisStore implements StateStore {
       this.adopted.add(partition)
     }
     const p = this.redis.pipeline()
-    p.hmget(k.meta, 'appliedOffset', 'watermark', 'sources')
+    p.hmget(k.meta, 'appliedOffset', 'watermark', 'sources', 'version')
     if (customerIds.length) p.hmgetBuffer(k.customers, ...customerIds) // HMGET needs at least one field
     p.zrangebyscore(k.timers, '-inf', bound(timersUpTo), 'WITHSCORES')
     this.trips.load++
     const replies = results(await p.exec())
 
-    const [offset, watermark, sources] = replies[0] as (string | null)[]
+    const [offset, watermark, sources, version] = replies[0] as (string | null)[]
     const customers = new Map<string, CustomerRecord>()
     if (customerIds.length) {
       const records = replies[1] as (Buffer | null)[]
@@ -153,7 +153,7 @@ export class RedisStore implements StateStore {
     const timers: TimerEntry[] = []
     for (let i = 0; i < flat.length; i += 2) timers.push({ member: flat[i], at: Number(flat[i + 1]) })
 
-    return { appliedOffset: offset, watermark: watermark === null ? -Infinity : Number(watermark), sources: sources === null ? undefined : JSON.parse(sources), customers, timers }
+    return { appliedOffset: offset, version: Number(version ?? 0), watermark: watermark === null ? -Infinity : Number(watermark), sources: sources === null ? undefined : JSON.parse(sources), customers, timers }
   }
 
   private readonly adopted = new Set<number>()
@@ -185,11 +185,12 @@ export class RedisStore implements StateStore {
       ...b.alerts.map((a) => JSON.stringify(a)),
       ...b.rows.map((r) => JSON.stringify(r)),
       ...b.deadLetters.map((q) => JSON.stringify(q)),
+      b.expectedVersion === undefined ? '' : String(b.expectedVersion),
     ]
     const keys = [k.meta, k.customers, k.timers, k.rows, k.alerts, k.webhooksDue, k.webhooksBody, k.deadLetters]
     this.trips.commit++
     const result = commitResult(await this.scripts.commitBatch(keys, argv))
-    if (!result.ok) throw new FencedError(b.partition, b.expectedOffset, result.found)
+    if (!result.ok) throw new FencedError(b.partition, b.expectedOffset, result.found, b.expectedVersion, result.foundVersion)
   }
 
   async peekRows(partition: number, max: number): Promise<OutboxEntry<OutboxRow>[]> {

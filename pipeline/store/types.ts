@@ -44,6 +44,8 @@ export interface CustomerRecord {
 export interface PartitionMeta {
   /** The last source offset whose effects are committed; events at or below it are skipped. */
   appliedOffset: string | null
+  /** Commits to the partition so far (0 for one never committed): what a commit is fenced on. */
+  version: number
   watermark: number
   /**
    * What the partition last heard from each input partition (the live pipeline's source
@@ -62,6 +64,8 @@ export interface BatchCommit {
   partition: number
   /** The applied offset this commit expects to replace: a mismatch means another owner moved on. */
   expectedOffset: string | null
+  /** The version this commit expects to find (it leaves version + 1); absent, only the offset is checked. */
+  expectedVersion?: number
   offset: string | null
   watermark: number
   /** The sources' marks as of this batch; left as stored when absent. */

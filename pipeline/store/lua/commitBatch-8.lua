@@ -1,7 +1,9 @@
 --[[
-  Commits one batch of a partition atomically, fenced on the applied offset.
+  Commits one batch of a partition atomically, fenced on the applied offset and on the number of
+  commits so far: a step that moves only the watermark (an idle partition's timers) leaves the
+  offset as it was, so the offset alone would let two owners of one moment both commit it.
 
-  KEYS[1] meta           hash: appliedOffset (absent = null), watermark, sources
+  KEYS[1] meta           hash: appliedOffset (absent = null), watermark, sources, version (commits; absent = 0)
   KEYS[2] customers      hash: customerId -> JSON CustomerRecord
   KEYS[3] timers         zset: member -> due ms
   KEYS[4] outbox:rows    stream: v = JSON OutboxRow
@@ -23,6 +25,7 @@
     alerts          json              (1 each)
     rows            json              (1 each)
     dead letters    json              (1 each)
+  ARGV[#ARGV] the expected version ('' = not checked)
 
   Flat strings rather than a cjson payload: records are stored byte for byte as sent, and offsets
   and times never pass through Lua numbers. Outbox entries are appended with XADD '*': the stream
@@ -30,22 +33,23 @@
 
   Returns
     {0}                committed
-    {1, foundOffset}   fenced: the stored offset (same encoding as ARGV[1]) differs; nothing written
+    {1, foundOffset, foundVersion}   fenced: the stored offset (same encoding as ARGV[1]) or version differs; nothing written
 ]]
 local function decode(v)
   if v == '' then return false end
   return string.sub(v, 2)
 end
 
-local found = redis.call('HGET', KEYS[1], 'appliedOffset')
-if found ~= decode(ARGV[1]) then
-  return {1, found and ('=' .. found) or ''}
+local meta = redis.call('HMGET', KEYS[1], 'appliedOffset', 'version')
+local found, version = meta[1], meta[2] or '0'
+if found ~= decode(ARGV[1]) or (ARGV[#ARGV] ~= '' and version ~= ARGV[#ARGV]) then
+  return {1, found and ('=' .. found) or '', version}
 end
 
 local nc, nts, ntr = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local nw, na, nr, nd = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 -- Checked before any write: a script error part-way would leave a partial commit.
-if #ARGV ~= 11 + 2 * nc + 2 * nts + ntr + 3 * nw + na + nr + nd then
+if #ARGV ~= 12 + 2 * nc + 2 * nts + ntr + 3 * nw + na + nr + nd then
   return redis.error_reply('ERR commitBatch: ARGV does not match its counts')
 end
 
@@ -56,6 +60,7 @@ else
   redis.call('HDEL', KEYS[1], 'appliedOffset')
   redis.call('HSET', KEYS[1], 'watermark', ARGV[3])
 end
+redis.call('HINCRBY', KEYS[1], 'version', 1)
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'sources', ARGV[4])
 end
