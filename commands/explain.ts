@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import type { ExplainConfig } from './config.ts'
 import { openClickHouse } from './wiring.ts'
 import { loadCatalogFile } from '../pipeline/catalog/index.ts'
-import { customerIdProblem, renderExplanation, type Explanation } from '../pipeline/explain.ts'
+import { customerIdProblem, parseSince, renderExplanation, SINCE_HELP, type Explanation } from '../pipeline/explain.ts'
 import { explainCustomer, liveSource, replaySource, type ExplainSource } from '../pipeline/explainSources.ts'
 import { openRedis, type RedisClient } from '../pipeline/store/redisClient.ts'
 import type { ClickHouseSink } from '../sinks/clickhouse.ts'
@@ -16,8 +16,10 @@ import type { Logger } from '../core/log.ts'
  */
 export async function explainCommand(config: ExplainConfig, _log: Logger, write: (text: string) => void = (t) => void process.stdout.write(t)): Promise<Explanation> {
   const problem = customerIdProblem(config.customer)
-  if (problem) throw new ConfigError(`CUSTOMER (--customer): ${problem}`)
+  if (problem) throw new ConfigError(`EXPLAIN_CUSTOMER (--customer): ${problem}`)
   const customerId = config.customer!
+  const since = config.since === undefined ? undefined : parseSince(config.since)
+  if (config.since !== undefined && !since) throw new ConfigError(`EXPLAIN_SINCE (--since) must be ${SINCE_HELP}`)
   if (!config.dir && !config.redisUrl)
     throw new ConfigError('nothing to read the customer from', 'set REDIS_URL (--redis-url) for the live pipeline, or --dir DIR for a replay\'s output folder')
   const catalog = loadCatalogFile(config.catalogFile)
@@ -32,7 +34,7 @@ export async function explainCommand(config: ExplainConfig, _log: Logger, write:
       clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(config.dataDir, 'clickhouse') })
       source = liveSource({ redis, redisUrl: config.redisUrl!, prefix: config.redisPrefix, clickhouse })
     }
-    const explanation = await explainCustomer(source, { customerId, catalog, limit: config.limit, ...(config.since ? { since: config.since } : {}) })
+    const explanation = await explainCustomer(source, { customerId, catalog, limit: config.limit, ...(since ? { since } : {}) })
     const color = Boolean(process.stdout.isTTY) && !config.json
     write(config.json ? JSON.stringify(explanation, null, 2) + '\n' : renderExplanation(explanation, { color }))
     return explanation

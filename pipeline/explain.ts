@@ -12,6 +12,7 @@ import { localTime } from '../operators/time.ts'
 import { containsPan, maskPans } from './pan.ts'
 import { SERVICE_TRIGGERS } from './policy.ts'
 import { globalHoldoutBucket, holdoutBucket } from './ids.ts'
+import { parseDuration } from '../schemas/duration.ts'
 
 /**
  * Why a customer got, or did not get, a message: the customer's state and recent records turned
@@ -201,6 +202,21 @@ export function customerIdProblem(id: string | undefined): string | undefined {
   if (!CUSTOMER_ID.test(id)) return 'a customer id is 1–64 characters of A-Z a-z 0-9 _ -'
   return undefined
 }
+
+/** `since`: a span back from the explanation's "as of", or an instant. */
+export type Since = { back: number } | { at: number }
+
+/** `30d`, `12h` (back from now), `2026-10-01` (UTC midnight) or `2026-10-01T08:00:00Z`; undefined when it is none of these. */
+export function parseSince(text: string): Since | undefined {
+  const t = text.trim()
+  const back = parseDuration(t)
+  if (back !== undefined) return { back }
+  if (!/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(t)) return undefined
+  const at = Date.parse(t.length === 10 ? `${t}T00:00:00Z` : /(Z|[+-]\d{2}:?\d{2})$/.test(t) ? t.replace(' ', 'T') : `${t.replace(' ', 'T')}Z`)
+  return Number.isNaN(at) ? undefined : { at }
+}
+
+export const SINCE_HELP = 'a duration back from now (30d, 12h) or a date (2026-10-01, 2026-10-01T08:00:00Z)'
 
 // --- building --------------------------------------------------------------------------------
 

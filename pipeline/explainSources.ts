@@ -14,8 +14,7 @@ import type { RedisClient } from './store/redisClient.ts'
 import type { MemoryStore } from './store/memory.ts'
 import { partitionOf } from './partitioner.ts'
 import type { TimerEntry } from './timers.ts'
-import { explain, type CustomerStateView, type DeliveryRecord, type Explanation } from './explain.ts'
-import { parseDuration } from '../schemas/duration.ts'
+import { explain, type CustomerStateView, type DeliveryRecord, type Explanation, type Since } from './explain.ts'
 import { ConfigError, NotFoundError, UnavailableError } from '../core/errors.ts'
 import { errText } from '../core/instrumentation.ts'
 
@@ -51,8 +50,8 @@ export interface ExplainRequest {
   customerId: string
   catalog: Catalog
   limit: number
-  /** `--since`: a duration back from the source's now (30d) or a date/time (2026-10-01). */
-  since?: string
+  /** Only decisions and alerts since then (parseSince). */
+  since?: Since
 }
 
 /** Decisions read before the shown ones, for the cooldowns and caps that led to them. */
@@ -61,7 +60,7 @@ const CONTEXT_DECISIONS = 200
 /** Looks a customer up in a source and explains it; NotFoundError when no record names it. */
 export async function explainCustomer(source: ExplainSource, req: ExplainRequest): Promise<Explanation> {
   const now = await source.now(req.customerId)
-  const since = req.since === undefined ? undefined : parseSince(req.since, now)
+  const since = req.since === undefined ? undefined : 'back' in req.since ? now - req.since.back : req.since.at
   const policy = req.catalog.policy
   const lookback = Math.max(policy.cooldown, policy.capWindow, policy.riskHold, ...Object.values(req.catalog.triggers).map((t) => t.cooldown ?? 0))
   const [state, records] = await Promise.all([source.state(req.customerId), source.records(req.customerId, since === undefined ? undefined : since - lookback, req.limit + CONTEXT_DECISIONS)])
@@ -82,18 +81,6 @@ export async function explainCustomer(source: ExplainSource, req: ExplainRequest
   })
   if (records.decisionsTotal !== undefined) explanation.decisions.total = Math.max(explanation.decisions.total, records.decisionsTotal)
   return explanation
-}
-
-/** `--since`: 30d (back from now), 2026-10-01, or 2026-10-01T08:00:00Z. */
-export function parseSince(text: string, now: number): number {
-  const back = parseDuration(text)
-  if (back !== undefined) return now - back
-  if (/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(text.trim())) {
-    const t = text.trim()
-    const ms = Date.parse(t.length === 10 ? `${t}T00:00:00Z` : /(Z|[+-]\d{2}:?\d{2})$/.test(t) ? t.replace(' ', 'T') : `${t.replace(' ', 'T')}Z`)
-    if (!Number.isNaN(ms)) return ms
-  }
-  throw new ConfigError('SINCE (--since) must be a duration back from now (e.g. 30d, 12h) or a date (2026-10-01, 2026-10-01T08:00:00Z)')
 }
 
 // --- the live store ---------------------------------------------------------------------------
@@ -124,8 +111,8 @@ export async function storedPartitions(redis: RedisClient, keys: StoreKeys): Pro
   for (let from = 0; from < MAX_PARTITIONS; from += PROBE) {
     const found = await Promise.all(Array.from({ length: PROBE }, (_, i) => redis.exists(keys.partition(from + i).meta)))
     const last = found.map(Boolean).lastIndexOf(true)
-    if (last < 0) break
-    count = from + last + 1
+    if (last >= 0) count = from + last + 1
+    if (last < PROBE - 1) break
   }
   return count
 }
