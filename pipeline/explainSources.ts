@@ -325,7 +325,7 @@ const REPLAY_FILES = { decisions: 'decisions.ndjson', alerts: 'alerts.ndjson', c
  */
 export function replaySource(dir: string): ExplainSource {
   if (!existsSync(join(dir, REPLAY_FILES.decisions)))
-    throw new ConfigError(`DIR (--dir) ${dir} holds no decisions.ndjson`, 'give the folder that `cardpulse replay --out` wrote')
+    throw new ConfigError(`EXPLAIN_DIR (--dir) ${dir} holds no decisions.ndjson`, 'give the folder that `cardpulse replay --out` wrote')
   const reads = new Map<string, Promise<{ records: CustomerRecords; last: number }>>()
   const load = (customerId: string) => {
     let read = reads.get(customerId)
