@@ -168,7 +168,8 @@ export interface StateExplanation {
   approvedTransactions: number
   lastPurchaseAt?: When
   openWindows: { decisionId: string; trigger: string; outcome: string; from: When; until: When; converted: boolean; spend: number }[]
-  timers: { owner: string; key: string; due: When }[]
+  /** `owner`: the operator (named as its trigger or signal) or the runtime's own (`~convert`, `~decide`); `what`: in words. */
+  timers: { owner: string; key: string; what: string; due: When }[]
   /** Moments detected but waiting for the watermark before they are decided. */
   pendingMoments: { trigger: string; eventTime: When }[]
   pendingTouchpoints: { decisionId: string; trigger: string; channel?: string; sendAt?: When; nextAttempt: When; attempts: number }[]
@@ -439,7 +440,7 @@ function explainState(state: CustomerStateView, now: number, when: (ms: number) 
       .sort((a, b) => a.at - b.at || cmp(a.member, b.member))
       .map((t) => {
         const m = parseTimerMember(t.member)
-        return { owner: m.name, key: maskPans(m.key), due: when(t.at) }
+        return { owner: m.name, key: maskPans(m.key), what: timerWhat(m.name, maskPans(m.key)), due: when(t.at) }
       }),
     pendingMoments: (record.pending ?? []).map((m) => ({ trigger: m.trigger, eventTime: when(m.eventTime) })),
     pendingTouchpoints: [...state.pendingWebhooks]
@@ -453,6 +454,13 @@ function explainState(state: CustomerStateView, now: number, when: (ms: number) 
         attempts: w.attempts,
       })),
   }
+}
+
+/** What a pending timer will do when it fires, in words. */
+function timerWhat(owner: string, key: string): string {
+  if (owner === '~convert') return 'an attribution window ends: its conversion row is made final'
+  if (owner === '~decide') return 'moments waiting for the watermark are decided'
+  return `${owner} checks again${key ? ` (${key})` : ''}`
 }
 
 /** The evidence of a decision or an alert, one readable line per field. */
@@ -572,7 +580,7 @@ export function renderExplanation(e: Explanation, opts: RenderOptions = {}): str
     table(s.openWindows.map((w) => [w.trigger, `${w.outcome} ${w.decisionId} · until ${both(w.until)} · ${w.converted ? paint('green', 'converted') : 'not converted yet'} · spend ${w.spend}`]))
     heading(`Pending timers (${s.timers.length})`)
     if (!s.timers.length) out.push('  none')
-    table(s.timers.map((t) => [t.owner, `due ${both(t.due)}${t.key ? ` · ${t.key}` : ''}`]))
+    table(s.timers.map((t) => [both(t.due), t.what]))
     if (s.pendingMoments.length) {
       heading(`Moments waiting for the watermark (${s.pendingMoments.length})`)
       table(s.pendingMoments.map((m) => [m.trigger, both(m.eventTime)]))

@@ -174,7 +174,7 @@ describe('explain', () => {
       riskLevel: 'high',
       riskHold: { until: { utc: iso(T0 + 11 * DAY) }, active: false },
       approvedTransactions: 10,
-      timers: [{ owner: 'dormancy_wakeup', key: 'd30', due: { utc: iso(T0 + 51 * DAY), local: '2026-11-25 22:00 Asia/Shanghai' } }],
+      timers: [{ owner: 'dormancy_wakeup', key: 'd30', what: 'dormancy_wakeup checks again (d30)', due: { utc: iso(T0 + 51 * DAY), local: '2026-11-25 22:00 Asia/Shanghai' } }],
       pendingTouchpoints: [{ decisionId: 'd_waiting', trigger: 'activation_reminder', channel: 'push', attempts: 1 }],
     })
   })
@@ -210,6 +210,7 @@ describe('the text', () => {
     expect(text).toMatch(/activation_reminder {2}SUPPRESSED by cooldown\n {4}why +Suppressed by the cooldown: activation_reminder was already decided \(send, d_/)
     expect(text).toMatch(/ {4}hours without activation +72\n/)
     expect(text).toContain('value tier (RFM)    high')
+    expect(text).toContain('  2026-11-25 22:00 Asia/Shanghai (2026-11-25 14:00 UTC)  dormancy_wakeup checks again (d30)')
     expect(text).toContain(`catalogue                 explain-1`)
   })
 
