@@ -67,9 +67,10 @@ function history() {
     ruleVersion: 'explain-1',
   }
   const held = step(moment('bind_wallet_nudge', alertAt + HOUR, { activatedAt: iso(T0), daysUnbound: 3 }))
+  const later = step(moment('first_purchase_reward', T0 + 12 * DAY, { amount: 80 }))
   profile = { ...profile, consent: { push: false } }
   const noConsent = step(moment('bind_wallet_nudge', T0 + 20 * DAY, { activatedAt: iso(T0), daysUnbound: 3 }))
-  return { decisions, state, profile, alert, sent, cooled, control, capped, held, noConsent }
+  return { decisions, state, profile, alert, sent, cooled, control, capped, held, later, noConsent }
 }
 
 function input(overrides: Partial<ExplainInput> = {}): ExplainInput {
@@ -135,6 +136,7 @@ describe('explain', () => {
 
   it('lists the decisions a weekly cap counted', () => {
     expect(h.capped.suppressedBy).toBe('weekly_cap')
+    expect(h.later.outcome).toBe('send') // later, so not counted
     const d = item(h.capped.id)
     expect(d.rule).toMatchObject({ rule: 'weekly_cap', cap: 2, window: '7 days' })
     expect((d.rule as { counted: { id: string }[] }).counted.map((c) => c.id)).toEqual([h.sent.id, h.control.id])
@@ -181,8 +183,8 @@ describe('explain', () => {
 
   it('shows the newest decisions first, as many as asked, since when asked; older ones still explain the newer', () => {
     const few = explain(input({ limit: 2 }))
-    expect(few.decisions.items.map((d) => d.id)).toEqual([h.noConsent.id, h.held.id])
-    expect(few.decisions).toMatchObject({ total: 6, shown: 2 })
+    expect(few.decisions.items.map((d) => d.id)).toEqual([h.noConsent.id, h.later.id])
+    expect(few.decisions).toMatchObject({ total: 7, shown: 2 })
     const recent = explain(input({ since: T0 + DAY }))
     expect(recent.decisions.items.map((d) => d.id)).not.toContain(h.sent.id)
     expect(recent.decisions.items.find((d) => d.id === h.cooled.id)!.rule).toMatchObject({ previous: { id: h.sent.id } })
@@ -205,7 +207,7 @@ describe('the text', () => {
   const text = renderExplanation(explain(input()))
 
   it('has the sections, the rule and the figures of each decision', () => {
-    for (const section of ['Profile', 'Cards (1)', 'Pending timers (1)', 'Pending touchpoints in the outbox (1)', 'Recent decisions (6 of 6, newest first)', 'Risk alerts (1)', 'Conversions attributed to its decisions (1)'])
+    for (const section of ['Profile', 'Cards (1)', 'Pending timers (1)', 'Pending touchpoints in the outbox (1)', 'Recent decisions (7 of 7, newest first)', 'Risk alerts (1)', 'Conversions attributed to its decisions (1)'])
       expect(text).toContain(section)
     expect(text).toMatch(/activation_reminder {2}SUPPRESSED by cooldown\n {4}why +Suppressed by the cooldown: activation_reminder was already decided \(send, d_/)
     expect(text).toMatch(/ {4}hours without activation +72\n/)
