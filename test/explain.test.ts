@@ -219,6 +219,7 @@ describe('the text', () => {
   it('never prints a card number, and colours only when asked', () => {
     expect(h.capped.reason.note).toContain('4111 1111 1111 1111')
     expect(text).not.toMatch(/4111[ -]?1111[ -]?1111[ -]?1111/)
+    expect(JSON.stringify(explain(input()))).not.toMatch(/4111[ -]?1111[ -]?1111[ -]?1111/) // the --json document and the API's too
     expect(text).toContain('***********1111')
     expect(text).not.toContain('\u001b[')
     expect(renderExplanation(explain(input()), { color: true })).toContain('\u001b[31mSUPPRESSED by cooldown\u001b[39m')
