@@ -46,6 +46,13 @@ describe('cardpulse explain --dir', () => {
     expect(r.stdout).not.toContain('\u001b[') // not a terminal: no colour
   })
 
+  it('explains only what happened since --since, still naming the earlier decision a cooldown runs from', () => {
+    const r = cardpulse(['explain', '--dir', out, '--customer', customer, '--since', '2026-10-04T02:30:00Z'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toContain('Recent decisions (1 of 1, newest first)')
+    expect(r.stdout).toMatch(/SUPPRESSED by cooldown\n {4}why +Suppressed by the cooldown: activation_reminder was already decided \(send, d_[0-9a-f]+\) at 2026-10-04 10:00/)
+  })
+
   it('writes the same explanation as JSON with --json, limited by --limit', () => {
     const r = cardpulse(['explain', '--dir', out, '--customer', customer, '--json', '--limit', '1'])
     expect(r.code, r.stderr).toBe(0)
