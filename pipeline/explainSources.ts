@@ -26,7 +26,7 @@ import { errText } from '../core/instrumentation.ts'
 
 export interface CustomerRecords {
   decisions: Decision[]
-  /** Decisions at or after `since` in all, when more than those returned may exist. */
+  /** The customer's decisions at or after `since` in all: more than those returned may exist. */
   decisionsTotal?: number
   alerts: RiskAlert[]
   conversions: Conversion[]
@@ -42,8 +42,17 @@ export interface ExplainSource {
   /** "As of": the wall clock live, event time in the demo, a replay's last event time. */
   now(customerId: string): Promise<number>
   state(customerId: string): Promise<StateRead>
-  /** The customer's records from `from` on (epoch ms), newest first, `limit` decisions at most. */
-  records(customerId: string, from: number | undefined, limit: number): Promise<CustomerRecords>
+  /**
+   * The customer's records from `range.from` on (epoch ms; all when absent), `range.limit`
+   * decisions at most, the newest; `decisionsTotal` counts those from `range.since` on.
+   */
+  records(customerId: string, range: RecordRange): Promise<CustomerRecords>
+}
+
+export interface RecordRange {
+  from?: number
+  since?: number
+  limit: number
 }
 
 export interface ExplainRequest {
@@ -63,7 +72,7 @@ export async function explainCustomer(source: ExplainSource, req: ExplainRequest
   const since = req.since === undefined ? undefined : 'back' in req.since ? now - req.since.back : req.since.at
   const policy = req.catalog.policy
   const lookback = Math.max(policy.cooldown, policy.capWindow, policy.riskHold, ...Object.values(req.catalog.triggers).map((t) => t.cooldown ?? 0))
-  const [state, records] = await Promise.all([source.state(req.customerId), source.records(req.customerId, since === undefined ? undefined : since - lookback, req.limit + CONTEXT_DECISIONS)])
+  const [state, records] = await Promise.all([source.state(req.customerId), source.records(req.customerId, since === undefined ? { limit: req.limit + CONTEXT_DECISIONS } : { from: since - lookback, since, limit: req.limit + CONTEXT_DECISIONS })])
   const nothing = !records.decisions.length && !records.alerts.length && !records.conversions.length
   if ((state === undefined || 'unavailable' in state) && nothing) throw new NotFoundError(`no customer ${req.customerId} in ${source.describe()}`)
   const explanation = explain({
@@ -79,7 +88,7 @@ export async function explainCustomer(source: ExplainSource, req: ExplainRequest
     limit: req.limit,
     ...(since !== undefined ? { since } : {}),
   })
-  if (records.decisionsTotal !== undefined) explanation.decisions.total = Math.max(explanation.decisions.total, records.decisionsTotal)
+  if (records.decisionsTotal !== undefined) explanation.decisions.total = records.decisionsTotal
   return explanation
 }
 
@@ -168,7 +177,7 @@ export function liveSource(o: { redis: RedisClient; redisUrl: string; prefix: st
         throw unavailable('redis', e)
       }
     },
-    records: (customerId, from, limit) => clickhouseRecords(o.clickhouse, customerId, from, limit),
+    records: (customerId, range) => clickhouseRecords(o.clickhouse, customerId, range),
   }
 }
 
@@ -188,7 +197,7 @@ export function embeddedSource(o: { store: MemoryStore; partitions: number; clic
       const pendingWebhooks = (await o.store.dueWebhooks(partition, Infinity, Number.MAX_SAFE_INTEGER)).filter((w) => w.decision.customerId === customerId)
       return { partition, record, timers, pendingWebhooks }
     },
-    records: (customerId, from, limit) => clickhouseRecords(o.clickhouse, customerId, from, limit),
+    records: (customerId, range) => clickhouseRecords(o.clickhouse, customerId, range),
   }
 }
 
@@ -242,14 +251,14 @@ function decisionOf(r: DecisionRow): Decision {
 }
 
 /** The customer's rows of the analytics tables, by bound parameters only. */
-export async function clickhouseRecords(sink: ClickHouseSink, customerId: string, from: number | undefined, limit: number): Promise<CustomerRecords> {
+export async function clickhouseRecords(sink: ClickHouseSink, customerId: string, range: RecordRange): Promise<CustomerRecords> {
   const db = sink.database
-  const params = { customer: customerId, from: toTs(from ?? 0), limit }
+  const params = { customer: customerId, from: toTs(range.from ?? 0), since: toTs(range.since ?? 0), limit: range.limit }
   const where = `customer_id = {customer:String} AND event_time >= {from:DateTime64(3, 'UTC')}`
   try {
     const [decisions, total, alerts, conversions, deliveries] = await Promise.all([
       sink.query<DecisionRow>(`SELECT * FROM ${db}.decisions FINAL WHERE ${where} ORDER BY event_time DESC, id DESC LIMIT {limit:UInt32}`, params),
-      sink.query<{ n: string }>(`SELECT count() AS n FROM ${db}.decisions FINAL WHERE ${where}`, params),
+      sink.query<{ n: string }>(`SELECT count() AS n FROM ${db}.decisions FINAL WHERE customer_id = {customer:String} AND event_time >= {since:DateTime64(3, 'UTC')}`, params),
       sink.query<{ id: string; kind: RiskAlert['kind']; severity: RiskAlert['severity']; score: number; card_id: string; event_time: string; detected_at: string; evidence: string; rule_version: string }>(
         `SELECT id, kind, severity, score, card_id, event_time, detected_at, evidence, rule_version FROM ${db}.alerts FINAL WHERE ${where} ORDER BY event_time DESC, id DESC LIMIT {limit:UInt32}`,
         params,
@@ -336,13 +345,13 @@ export function replaySource(dir: string): ExplainSource {
     describe: () => `the replay output ${dir} (searched ${Object.values(REPLAY_FILES).join(', ')})`,
     now: async (customerId) => (await load(customerId)).last,
     state: async () => ({ unavailable: 'a replay keeps no customer state: lifecycle stage, value tier, timers and open windows are known only to a live pipeline; the decisions, alerts and conversions below are those of the replay' }),
-    async records(customerId, from, limit) {
+    async records(customerId, { from, since, limit }) {
       const all = (await load(customerId)).records
       const after = (iso: string) => from === undefined || Date.parse(iso) >= from
       const decisions = all.decisions.filter((d) => after(d.eventTime))
       return {
         decisions: decisions.slice(-limit),
-        decisionsTotal: decisions.length,
+        decisionsTotal: decisions.filter((d) => since === undefined || Date.parse(d.eventTime) >= since).length,
         alerts: all.alerts.filter((a) => after(a.eventTime)),
         conversions: all.conversions.filter((c) => after(c.decisionTime)),
         deliveries: [],
