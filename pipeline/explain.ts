@@ -86,6 +86,8 @@ export type RuleExplanation =
   | { rule: 'consent'; channels: string[]; withdrawn?: string[] }
   | { rule: 'risk_hold'; hold: string; alerts: AlertRef[]; holdUntil?: When }
   | { rule: 'expired'; expiresAt: When; decidedAt: When; sendAt?: When }
+  /** A suppression this release does not know how to explain further. */
+  | { rule: 'other'; suppressedBy: string }
 
 export interface DecisionRef {
   id: string
@@ -324,7 +326,7 @@ export function explain(input: ExplainInput): Explanation {
             ? `Suppressed as expired: it was decided at ${at(d.decidedAt).local}, after it expired at ${at(d.expiresAt).local}.`
             : `Suppressed as expired: the first time outside quiet hours came after it expired at ${at(d.expiresAt).local}.`
       } else {
-        rule = { rule: 'expired', expiresAt: at(d.expiresAt), decidedAt: at(d.decidedAt) }
+        rule = { rule: 'other', suppressedBy: by }
         why = `Suppressed (${by}).`
       }
     }
@@ -606,6 +608,8 @@ export function renderExplanation(e: Explanation, opts: RenderOptions = {}): str
       ['decision', `${d.id}${d.cardId ? ` · card ${maskPans(d.cardId)}` : ''}${d.channel ? ` · ${d.channel}` : ''}`],
       ['event time', both(d.eventTime)],
     ]
+    // Live, a decision is made on the wall clock: a late one says so.
+    if (d.decidedAt.utc !== d.eventTime.utc) rows.push(['decided at', both(d.decidedAt)])
     if (d.sendAt) rows.push(['send at', both(d.sendAt)])
     if (d.offer) rows.push(['offer', `${d.offer.code} (${d.offer.value} ${d.offer.currency})`])
     for (const f of d.figures) rows.push([f.label, f.value])

@@ -164,6 +164,14 @@ describe('explain', () => {
     expect(d.why).toMatch(/decided at 2026-10-08 22:00 Asia\/Shanghai, after it expired at 2026-10-07 22:00/)
   })
 
+  it('says when a decision was made later than its event, and names a suppression it cannot explain further', () => {
+    const late: Decision = { ...h.cooled, id: 'd_late', decidedAt: iso(T0 + DAY + 8 * HOUR) }
+    expect(renderExplanation(explain(input({ decisions: [late] })))).toMatch(/ {4}decided at +2026-10-07 06:00 Asia\/Shanghai \(2026-10-06 22:00 UTC\)\n/)
+    expect(renderExplanation(explain(input({ decisions: [h.cooled] })))).not.toContain('decided at')
+    const odd = { ...h.cooled, suppressedBy: 'frequency' } as unknown as Decision
+    expect(explain(input({ decisions: [odd] })).decisions.items[0]).toMatchObject({ rule: { rule: 'other', suppressedBy: 'frequency' }, why: 'Suppressed (frequency).' })
+  })
+
   it('reads the state: stage per card, value tier, risk level, hold, timers, touchpoints in the outbox', () => {
     expect(e.state).toMatchObject({
       available: true,
