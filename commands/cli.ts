@@ -1,10 +1,10 @@
 import { Command, Option } from 'commander'
 import type { z } from 'zod'
 import { createLogger, type Logger } from '../core/log.ts'
-import { DemoConfig, LogConfig, ReplayConfig, RunConfig, parseConfig } from './config.ts'
+import { DemoConfig, ExplainConfig, LogConfig, ReplayConfig, RunConfig, parseConfig } from './config.ts'
 import { CardpulseError } from '../core/errors.ts'
 
-/** The command line: run, demo, replay, simulate. Every option has an environment twin. */
+/** The command line: run, demo, replay, simulate, explain. Every option has an environment twin. */
 
 const program = new Command()
   .name('cardpulse')
@@ -152,6 +152,29 @@ logOptions(program.command('simulate'))
     action(LogConfig, async (_config, log, raw, envNames) => {
       const { simulateCommand } = await import('./simulate.ts')
       await simulateCommand(raw, log.child({ cmd: 'simulate' }), envNames)
+    }),
+  )
+
+logOptions(program.command('explain'))
+  .description(
+    "why a customer got, or did not get, each message: lifecycle stage, value tier, risk, open windows, timers, waiting touchpoints, and each recent decision with the rule and figures behind it; from the live pipeline's Redis and ClickHouse, or a replay's output (--dir)",
+  )
+  .addOption(opt('--customer <id>', 'the customer id (never a card number)', 'EXPLAIN_CUSTOMER'))
+  .addOption(opt('--limit <n>', 'recent decisions to explain (default 20)', 'EXPLAIN_LIMIT'))
+  .addOption(opt('--since <when>', 'only decisions and alerts since then: a duration back (30d, 12h) or a date (2026-10-01)', 'EXPLAIN_SINCE'))
+  .addOption(opt('--json', 'a JSON document (what GET /api/customers/:id/explain returns) instead of text', 'EXPLAIN_JSON'))
+  .addOption(opt('--dir <dir>', "a replay's output folder to read instead of Redis and ClickHouse", 'EXPLAIN_DIR'))
+  .addOption(opt('--redis-url <url>', 'the live pipeline\'s Redis: redis://host:port, or redis-cluster://h1:p1,h2:p2', 'REDIS_URL'))
+  .addOption(opt('--redis-prefix <prefix>', 'prefix of every Redis key (default cardpulse)', 'REDIS_PREFIX'))
+  .addOption(opt('--clickhouse-url <url>', 'ClickHouse server, e.g. http://127.0.0.1:8123; default: embedded chDB in DATA_DIR', 'CLICKHOUSE_URL'))
+  .addOption(opt('--clickhouse-database <name>', 'ClickHouse database (default cardpulse)', 'CLICKHOUSE_DATABASE'))
+  .addOption(opt('--data-dir <dir>', 'where embedded ClickHouse keeps its data when CLICKHOUSE_URL is not set (default .cardpulse)', 'DATA_DIR'))
+  .addOption(opt('--catalog-file <file>', 'trigger catalogue whose rules (cooldowns, caps, holdouts) are quoted; default: the shipped catalogue', 'CATALOG_FILE'))
+  .addOption(opt('--connect-timeout <duration>', 'give up connecting to Redis after this long (default 10s)', 'CONNECT_TIMEOUT'))
+  .action(
+    action(ExplainConfig, async (config, log) => {
+      const { explainCommand } = await import('./explain.ts')
+      await explainCommand(config, log.child({ cmd: 'explain' }))
     }),
   )
 

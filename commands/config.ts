@@ -101,6 +101,24 @@ export const ReplayConfig = PipelineConfig.extend({
 })
 export type ReplayConfig = z.infer<typeof ReplayConfig>
 
+/** `cardpulse explain`: one customer, from the live pipeline's Redis and ClickHouse or from a replay's output folder. */
+export const ExplainConfig = LogConfig.extend({
+  /** Checked by the command (pipeline/explain.ts), whose messages never repeat an id that may be a card number. */
+  customer: z.string().optional(),
+  limit: number().int().min(1, 'must be at least 1').max(1000, 'must be at most 1000').default(20),
+  since: z.string().optional(),
+  json: z.boolean().default(false),
+  dir: z.string().min(1).optional(),
+  catalogFile: z.string().optional(),
+  redisUrl: z.string().regex(/^rediss?(-cluster)?:\/\/\S+$/, 'must be a redis:// URL').optional(),
+  redisPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('cardpulse'),
+  clickhouseUrl: url('the ClickHouse server').optional(),
+  clickhouseDatabase: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('cardpulse'),
+  dataDir: z.string().min(1).default('.cardpulse'),
+  connectTimeout: Duration.prefault('10s'),
+})
+export type ExplainConfig = z.infer<typeof ExplainConfig>
+
 /** The setting's flag and environment names, for error messages. */
 /** `envNames`: the environment twin of a setting where it is not the key in capitals (DEMO_DAYS for days). */
 export function settingName(key: string, envNames: Record<string, string> = {}): string {

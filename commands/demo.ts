@@ -16,6 +16,8 @@ import type { Conversion } from '../schemas/conversion.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import { verifyWebhook } from '../sinks/webhook/signature.ts'
 import { SimulatedBank } from '../simulator/bank.ts'
+import { embeddedSource, explainCustomer, type ExplainSource } from '../pipeline/explainSources.ts'
+import { UnavailableError } from '../core/errors.ts'
 import { loadBankConfig } from '../simulator/config.ts'
 
 /**
@@ -51,6 +53,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   let applied = 0
   let persuaded = 0
   const received = new Map<string, number>()
+  let explainSource: ExplainSource | undefined
   const http = await serveHttp({
     port: config.httpPort,
     metrics,
@@ -67,6 +70,10 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     }),
     reloadCatalog: () => catalog.reload(),
     economics: () => catalog.current().economics,
+    explain: async (request) => {
+      if (!explainSource) throw new UnavailableError('demo', 'the embedded pipeline is not started yet')
+      return explainCustomer(explainSource, { ...request, catalog: catalog.current() })
+    },
     // The built-in marketing system: verifies signatures, deduplicates on Idempotency-Key, and
     // hands each touchpoint to the simulated customer.
     routes(req, res, body) {
@@ -118,6 +125,8 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   })
   const partitions = engine.processors.map((p) => p.partition)
   const watermark = () => Math.min(...engine.processors.map((p) => p.watermark))
+  // "As of" in the demo is the simulated time the pipeline has reached.
+  explainSource = embeddedSource({ store: engine.store, partitions: partitions.length, clickhouse, clock: () => (Number.isFinite(watermark()) ? watermark() : start) })
   const simulatedDay = () => Math.max(0, Math.min(config.days, Math.floor((watermark() - start) / DAY)))
   // Alerts stay rows in ClickHouse (the demo has no alert topic), and the embedded pipeline's
   // outbox keeps no dead letters: late events are rows, bad input is inserted below.

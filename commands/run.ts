@@ -10,6 +10,7 @@ import { outboxUrgent } from '../pipeline/stream.ts'
 import { alertPublisher, deadLetterPublisher } from '../pipeline/kafka/publish.ts'
 import { RedisStore, type RoundTrips } from '../pipeline/store/redis.ts'
 import type { ClickHouseSink } from '../sinks/clickhouse.ts'
+import { explainCustomer, liveSource } from '../pipeline/explainSources.ts'
 import type { OutboxDrain } from '../sinks/outbox.ts'
 import type { WebhookSender } from '../sinks/webhook/sender.ts'
 import { createMetrics, type Metrics } from '../core/metrics.ts'
@@ -170,6 +171,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       info: () => ({ mode: 'run', catalogVersion: catalog.current().version, status: `partitions ${state.owned().join(',') || 'none yet'}` }),
       reloadCatalog: () => catalog.reload(),
       economics: () => catalog.current().economics,
+      explain: (request) => explainCustomer(liveSource({ redis: store.redis, redisUrl: config.redisUrl, prefix: config.redisPrefix, clickhouse }), { ...request, catalog: catalog.current() }),
     }))
     log.info({ brokers, kafkaClient: kafka.kind, port: http.port, catalog: catalog.current().version }, `cardpulse running; dashboard and /metrics on port ${http.port}`)
     const stateRoundTrips = () => (state instanceof StateThreads ? state.roundTrips() : store.roundTrips)

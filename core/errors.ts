@@ -68,6 +68,11 @@ export class RequestError extends CardpulseError {
   readonly retriable = false
 }
 
+/** What was asked for does not exist where it was looked for (a customer no record names); exit status 1. */
+export class NotFoundError extends CardpulseError {
+  readonly retriable = false
+}
+
 /** Whether an error, from this tree or from a library, may go away by trying again. */
 export function isRetriable(err: unknown): boolean {
   if (err instanceof CardpulseError) return err.retriable

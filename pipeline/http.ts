@@ -7,7 +7,9 @@ import { errText, type Instrumentation } from '../core/instrumentation.ts'
 import { VIEWS, type ViewName } from './analytics/queries.ts'
 import { FilterError } from './analytics/filter.ts'
 import { Economics } from '../schemas/catalog.ts'
-import { UnavailableError } from '../core/errors.ts'
+import { NotFoundError, UnavailableError } from '../core/errors.ts'
+import { customerIdProblem, parseSince, SINCE_HELP, type Explanation } from './explain.ts'
+import type { ExplainRequest } from './explainSources.ts'
 
 /** The pipeline's HTTP face: the dashboard page, its API, health and Prometheus metrics. */
 
@@ -20,6 +22,8 @@ export interface HttpOptions {
   reloadCatalog?: () => { ok: true; version: string } | { ok: false; error: string }
   /** The catalogue's economics in force, for the ROI views (default: the catalogue defaults). */
   economics?: () => Economics
+  /** GET /api/customers/:id/explain: why the customer got, or did not get, each message (pipeline/explain.ts). */
+  explain?: (request: Omit<ExplainRequest, 'catalog'>) => Promise<Explanation>
   /** Extra routes, tried first; return true when handled. */
   routes?: (req: IncomingMessage, res: ServerResponse, body: Buffer) => Promise<boolean> | boolean
   events: Instrumentation
@@ -61,6 +65,8 @@ export async function startHttp(opts: HttpOptions): Promise<Server> {
           throw e
         }
       }
+      const customer = /^\/api\/customers\/([^/]*)\/explain$/.exec(path)?.[1]
+      if (req.method === 'GET' && customer !== undefined && opts.explain) return await explainRoute(res, decodePath(customer), new URL(req.url ?? '/', 'http://x').searchParams, opts.explain)
       if (req.method === 'POST' && path === '/api/catalog/reload' && opts.reloadCatalog) {
         const r = opts.reloadCatalog()
         return json(res, r.ok ? 200 : 422, r)
@@ -78,6 +84,33 @@ export async function startHttp(opts: HttpOptions): Promise<Server> {
     server.listen(opts.port, '0.0.0.0', () => resolve())
   })
   return server
+}
+
+/** The explain route: 400 for a bad id, limit or since (the id never repeated), 404 for an unknown customer, 503 when a store is unreachable. */
+async function explainRoute(res: ServerResponse, customerId: string | undefined, query: URLSearchParams, explain: NonNullable<HttpOptions['explain']>) {
+  const problem = customerId === undefined ? 'the customer id is not valid URL encoding' : customerIdProblem(customerId)
+  if (problem) return json(res, 400, { error: problem })
+  const limitText = query.get('limit')
+  const limit = limitText === null ? 20 : Number(limitText)
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) return json(res, 400, { error: 'limit must be a whole number from 1 to 1000' })
+  const sinceText = query.get('since')
+  const since = sinceText === null ? undefined : parseSince(sinceText)
+  if (sinceText !== null && !since) return json(res, 400, { error: `since must be ${SINCE_HELP}` })
+  try {
+    return json(res, 200, await explain({ customerId: customerId!, limit, ...(since ? { since } : {}) }))
+  } catch (e) {
+    if (e instanceof NotFoundError) return json(res, 404, { error: e.message })
+    if (e instanceof UnavailableError) return json(res, 503, { error: e.oneLine })
+    throw e
+  }
+}
+
+function decodePath(segment: string): string | undefined {
+  try {
+    return decodeURIComponent(segment)
+  } catch {
+    return undefined
+  }
 }
 
 async function summary(sink: ClickHouseSink) {
