@@ -86,6 +86,7 @@ commonOptions(program.command('run').description('the live pipeline: Kafka in; R
   .addOption(opt('--partitions <n>', 'partitions of the internal events topic when it is created: the unit of scale-out (default 6)', 'PARTITIONS'))
   .addOption(opt('--state-threads <n>', 'threads that run the operators, each owning partitions of the events topic (default: one per core, up to 4; 0: on the main thread)', 'STATE_THREADS'))
   .addOption(opt('--idle-advance <duration>', 'a partition whose input partitions are all idle follows the wall clock after this long (default 10s)', 'IDLE_ADVANCE'))
+  .addOption(opt('--max-clock-skew <duration>', 'how far ahead of the wall clock an input event may be; one further ahead is dead-lettered as future_event (default 5m)', 'MAX_CLOCK_SKEW'))
   .addOption(opt('--source-idleness <duration>', 'an input partition read to its end that forwarded nothing this long is idle and stops holding the watermark back (default 2s)', 'SOURCE_IDLENESS'))
   .addOption(opt('--redis-prefix <prefix>', 'prefix of every Redis key (default cardpulse)', 'REDIS_PREFIX'))
   .addOption(opt('--data-dir <dir>', 'where embedded ClickHouse keeps its data when CLICKHOUSE_URL is not set (default .cardpulse)', 'DATA_DIR'))

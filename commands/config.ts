@@ -69,6 +69,8 @@ export const RunConfig = CommonConfig.extend({
   stateThreads: number().int().min(0).max(64).default(() => Math.min(availableParallelism(), 4)),
   idleAdvance: Duration.prefault('10s'),
   sourceIdleness: Duration.prefault('2s'),
+  /** How far ahead of the wall clock an input event may be before it is dead-lettered as from the future. */
+  maxClockSkew: Duration.prefault('5m'),
   redisPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('cardpulse'),
   connectTimeout: Duration.prefault('30s'),
   sessionTimeout: Duration.prefault('30s'),

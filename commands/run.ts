@@ -106,6 +106,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       groupId: `${config.groupId}-ingest`,
       maxDisorder: config.maxDisorder,
       sourceIdleness: config.sourceIdleness,
+      maxClockSkew: config.maxClockSkew,
       instrumentation: events.child({ component: 'ingest' }),
     }))
     await ingest.start()

@@ -29,12 +29,20 @@ const SCHEMAS: Record<EventType, z.ZodType<InputEvent>> = {
   lifecycle: LifecycleEvent,
 }
 
+/** How far ahead of the wall clock a live event may be: a producer's clock may run a little fast. */
+export const DEFAULT_MAX_CLOCK_SKEW = 5 * 60_000
+
 /**
  * @param now when the message was received; null in replay.
  * @param expected the type the stream carries, or undefined for a mixed stream (NDJSON replay files).
+ * @param maxClockSkew how far past `now` an event may be: one from further ahead would carry its
+ *   input partition's event time with it, and every later event of that partition would be late.
  */
-export function decode(bytes: Buffer | string, source: SourceCoordinates, expected?: EventType, now: number | null = Date.now()): Decoded {
-  const checked = check(bytes, expected)
+export function decode(bytes: Buffer | string, source: SourceCoordinates, expected?: EventType, now: number | null = Date.now(), maxClockSkew = DEFAULT_MAX_CLOCK_SKEW): Decoded {
+  let checked = check(bytes, expected)
+  if ('event' in checked && now !== null && Date.parse(checked.event.occurredAt) > now + maxClockSkew) {
+    checked = { code: 'future_event', message: `occurredAt is ${Math.round((Date.parse(checked.event.occurredAt) - now) / 1000)} s ahead of the time it was received; at most ${maxClockSkew / 1000} s (a producer's clock is wrong?)`, path: '$.occurredAt' }
+  }
   if ('event' in checked) return { ok: true, event: checked.event }
   const buf = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes
   return { ok: false, deadLetter: deadLetter(buf, source, checked.code, checked.message, checked.path ?? '$', now) }
@@ -55,6 +63,10 @@ function check(bytes: Buffer | string, expected: EventType | undefined): Check {
     return { code: 'invalid_json', message: `not valid JSON: ${(e as Error).message}` }
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return { code: 'not_an_object', message: 'a message must be one JSON object' }
+  // Only a \u escape can make half a surrogate pair: stored as UTF-8 it would come back as U+FFFD,
+  // and state reloaded from Redis would differ from the state that decided before.
+  const broken = LONE_SURROGATE_ESCAPE.test(text) ? illFormedPath(value, '$') : undefined
+  if (broken) return { code: 'schema_violation', message: `${broken}: half of a UTF-16 surrogate pair is not text`, path: broken }
   const type = (value as { type?: unknown }).type
   if (type !== 'transaction' && type !== 'app' && type !== 'lifecycle')
     return { code: 'unknown_type', message: `unknown type ${JSON.stringify(type) ?? 'undefined'}; expected transaction, app or lifecycle`, path: '$.type' }
@@ -66,6 +78,30 @@ function check(bytes: Buffer | string, expected: EventType | undefined): Check {
     return { code: 'schema_violation', message: `${path}: ${issue.message}`, path }
   }
   return { event: parsed.data }
+}
+
+const LONE_SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/
+
+/** Half a surrogate pair: with the `u` flag a whole pair is one code point, not `Cs`. */
+const LONE_SURROGATE = /\p{Cs}/u
+
+/** The JSON path of the first string (key or value) that is not well-formed UTF-16; a loop, not recursion, for any depth. */
+function illFormedPath(value: unknown, root: string): string | undefined {
+  const stack: [unknown, string][] = [[value, root]]
+  while (stack.length) {
+    const [v, path] = stack.pop()!
+    if (typeof v === 'string') {
+      if (LONE_SURROGATE.test(v)) return path
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], `${path}[${i}]`])
+    } else if (v && typeof v === 'object') {
+      for (const [k, c] of Object.entries(v).reverse()) {
+        if (LONE_SURROGATE.test(k)) return path
+        stack.push([c, `${path}.${k}`])
+      }
+    }
+  }
+  return undefined
 }
 
 export function deadLetter(

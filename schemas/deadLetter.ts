@@ -11,6 +11,7 @@ export const DeadLetterCode = z.enum([
   'too_large',
   'pan_detected',
   'late_event',
+  'future_event',
 ])
 export type DeadLetterCode = z.infer<typeof DeadLetterCode>
 

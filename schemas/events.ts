@@ -2,7 +2,17 @@ import { z } from 'zod'
 
 /** Public input contract (CONTRACT.md §1): the three streams cardpulse reads. */
 
-const isoTimestamp = z.iso.datetime({ offset: true, message: 'must be an ISO-8601 timestamp with an offset or Z' })
+/**
+ * Card events happen after 1970 and, with every timer they arm (a year at most) still inside
+ * ClickHouse's DateTime64 (to 2299), before 2200: a time outside would stall event time or break
+ * the analytics rows it leads to.
+ */
+const EARLIEST_EVENT = Date.UTC(1970, 0, 1)
+const LATEST_EVENT = Date.UTC(2200, 0, 1) - 1
+const isoTimestamp = z.iso.datetime({ offset: true, message: 'must be an ISO-8601 timestamp with an offset or Z' }).refine((s) => {
+  const t = Date.parse(s)
+  return t >= EARLIEST_EVENT && t <= LATEST_EVENT
+}, 'must be between 1970-01-01 and 2199-12-31')
 const customerId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1–64 characters of A-Z a-z 0-9 _ -')
 const countryCode = z.string().regex(/^[A-Z]{2}$/, 'must be an ISO 3166 alpha-2 code')
 const flatAttributes = z

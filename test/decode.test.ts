@@ -142,6 +142,26 @@ describe('decode at the edge', () => {
     )
   })
 
+  it('takes event times from 1970 to 2199 only', () => {
+    const at = (occurredAt: string) => decode(JSON.stringify({ ...tx, occurredAt }), source, 'transaction', null)
+    for (const ok of ['1970-01-01T00:00:00Z', '2199-12-31T23:59:59.999Z', '2026-11-01T10:00:00+08:00']) expect(at(ok).ok).toBe(true)
+    for (const bad of ['0000-01-01T00:00:00Z', '1969-12-31T23:59:59.999Z', '2200-01-01T00:00:00Z', '9999-12-31T23:59:59.999+14:00']) {
+      const d = at(bad)
+      expect(!d.ok && d.deadLetter.error).toMatchObject({ code: 'schema_violation', path: '$.occurredAt', message: '$.occurredAt: must be between 1970-01-01 and 2199-12-31' })
+    }
+  })
+
+  it('dead-letters a live event from further ahead than the clock skew allows, and replay takes it', () => {
+    const now = Date.parse('2026-11-01T02:00:00Z') // tx happened at 02:00Z (10:00+08:00)
+    const ahead = (minutes: number) => JSON.stringify({ ...tx, occurredAt: new Date(now + minutes * 60_000).toISOString() })
+    expect(decode(ahead(5), source, 'transaction', now).ok).toBe(true)
+    const d = decode(ahead(6), source, 'transaction', now)
+    expect(!d.ok && d.deadLetter.error).toMatchObject({ code: 'future_event', path: '$.occurredAt' })
+    expect(!d.ok && d.deadLetter.error.message).toMatch(/360 s ahead .* at most 300 s/)
+    expect(decode(ahead(6), source, 'transaction', now, 10 * 60_000).ok).toBe(true)
+    expect(decode(ahead(60 * 24 * 365), source, 'transaction', null).ok).toBe(true)
+  })
+
   it('gives every kind of bad sample a dead letter (none lost, none crash)', () => {
     for (const line of badInputSamples('2026-09-20T10:00:00Z')) expect(decode(line, source).ok).toBe(false)
   })

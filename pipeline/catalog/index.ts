@@ -18,7 +18,7 @@ export class CatalogError extends ConfigError {}
 export function parseCatalog(text: string, origin: string): Catalog {
   let raw: unknown
   try {
-    raw = YAML.parse(text)
+    raw = YAML.parse(text, { logLevel: 'error' }) // problems are reported as one CatalogError line, not printed
   } catch (e) {
     throw new CatalogError(`${origin}: not valid YAML/JSON: ${(e as Error).message.split('\n')[0]}`)
   }

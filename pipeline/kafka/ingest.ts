@@ -32,6 +32,8 @@ export interface IngestOptions {
   maxDisorder: number
   /** How long an input partition read to its end forwards nothing before it is idle. */
   sourceIdleness: number
+  /** How far ahead of the wall clock an event may be; one further ahead is dead-lettered. */
+  maxClockSkew?: number
   instrumentation: Instrumentation
 }
 
@@ -114,7 +116,7 @@ export class IngestStage {
     const expected = this.typeOf.get(batch.topic)
     const held = batch.messages.map((m) => {
       const source = { topic: batch.topic, partition: batch.partition, offset: m.offset }
-      const decoded = decode(m.value ?? Buffer.alloc(0), source, expected)
+      const decoded = decode(m.value ?? Buffer.alloc(0), source, expected, Date.now(), this.opts.maxClockSkew)
       return { at: decoded.ok ? Date.parse(decoded.event.occurredAt) : undefined, item: { source, decoded } }
     })
     const key = partitionKey(batch.topic, batch.partition)
