@@ -92,6 +92,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       prefix: config.redisPrefix,
       readyTimeoutMs: config.connectTimeout,
       onError: (err) => events.emit('redis.error', { err: errText(err) }),
+      onReconnected: (ms) => events.emit('redis.reconnected', { downSeconds: Math.round(ms / 100) / 10 }),
     }))
     const topics = [config.transactionsTopic, config.appEventsTopic, config.lifecycleTopic, config.eventsTopic, config.dlqTopic, config.alertTopic]
     const admin = (p.admin = await connectAdmin(kafka, topics, config.partitions))

@@ -21,7 +21,9 @@ interface Counted {
 export interface InstrumentationEvents {
   'catalog.reloaded': { version: string }
   'catalog.rejected': { error: string }
+  /** Redis went away: said once per outage; what needs it waits, and ioredis reconnects. */
   'redis.error': { err: string }
+  'redis.reconnected': { downSeconds: number }
   'kafka.log': { level: 'error' | 'warn'; logger: string; message: string; err?: string }
   'http.error': { err: string; url?: string }
   /** A step of an ordered shutdown failed; the steps after it still run. */
@@ -102,7 +104,8 @@ const delivered = (status: 'delivered' | 'failed' | 'expired') => (m: Metrics, e
 const SPECS: { [K in EventName]: Spec<K> } = {
   'catalog.reloaded': { level: 'info' },
   'catalog.rejected': { level: 'error', says: 'the previous catalogue stays in force' },
-  'redis.error': { level: 'warn' },
+  'redis.error': { level: 'warn', says: 'Redis unreachable: state commits wait until it is back' },
+  'redis.reconnected': { level: 'info', says: (e) => `Redis is back after ${e.downSeconds} s` },
   'kafka.log': { level: 'warn', says: (e) => e.message, log: ({ level: _, message: __, ...rest }) => rest },
   'http.error': { level: 'warn' },
   'shutdown.step_failed': { level: 'warn' },

@@ -11,8 +11,13 @@ export interface RedisConnectOptions {
   readyTimeoutMs?: number
   /** Extra ioredis options (TLS, username, commandTimeout…); the retry strategy is ours. */
   redisOptions?: RedisOptions
-  /** Connection errors once connected; ioredis reconnects by itself, commands fail to their callers. */
+  /**
+   * The first connection error of an outage, once connected (not every reconnect attempt); ioredis
+   * reconnects by itself, commands fail to their callers meanwhile.
+   */
   onError?: (err: Error) => void
+  /** Ready again after an outage, with how long it lasted (ms). */
+  onReconnected?: (downMs: number) => void
 }
 
 /** Redis did not become ready in time: start it, or wait. */
@@ -30,8 +35,17 @@ export class RedisUnreachableError extends UnavailableError {
 export async function openRedis(url: string, opts: RedisConnectOptions): Promise<RedisClient> {
   const client = createClient(url, opts.redisOptions ?? {})
   let connected = false
+  let downSince: number | undefined
   client.on('error', (err: Error) => {
-    if (connected) opts.onError?.(err)
+    if (!connected || downSince !== undefined) return
+    downSince = Date.now()
+    opts.onError?.(err)
+  })
+  client.on('ready', () => {
+    if (downSince === undefined) return
+    const down = Date.now() - downSince
+    downSince = undefined
+    opts.onReconnected?.(down)
   })
   try {
     await waitReady(client, redactUrl(url), opts.readyTimeoutMs ?? 10_000)

@@ -1,0 +1,118 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+import type { Admin, Producer } from 'kafkajs'
+import type { RunningPipeline } from '../commands/run.ts'
+import { createTopics, freshTopics, kafka, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { bankEvents, counted, endOfInput, expectSameAsReplay, produce, replayed, startLive } from './helpers/liveVsReplay.ts'
+
+/**
+ * Faults on the real services, each ending as the run-versus-replay suite ends: the decisions,
+ * alerts and conversions of `replay` on the same input, none lost and none twice.
+ */
+
+const events = bankEvents()
+const lastEventTime = Date.parse(events[events.length - 1].occurredAt)
+
+let admin: Admin
+let producer: Producer
+let receiver: Awaited<ReturnType<typeof webhookReceiver>>
+let pipeline: RunningPipeline | undefined
+
+beforeAll(async () => {
+  admin = kafka().admin()
+  await admin.connect()
+  producer = kafka().producer()
+  await producer.connect()
+  receiver = await webhookReceiver()
+})
+
+afterAll(async () => {
+  await pipeline?.stop()
+  await producer?.disconnect()
+  await admin?.disconnect()
+  await receiver?.close()
+})
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const { port } = server.address() as { port: number }
+  await new Promise((r) => server.close(r))
+  return port
+}
+
+/** A Redis of the test's own, persisting every write to its append-only file, so a restart loses nothing. */
+class OwnRedis {
+  private child?: ChildProcess
+  readonly dir = mkdtempSync(join(tmpdir(), 'cardpulse-redis-'))
+  constructor(readonly port: number) {}
+
+  get url() {
+    return `redis://127.0.0.1:${this.port}`
+  }
+
+  async start() {
+    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''], { stdio: 'ignore' })
+    await waitFor('redis to answer', async () => {
+      const r = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+      r.on('error', () => {})
+      try {
+        await r.connect()
+        return (await r.ping()) === 'PONG'
+      } catch {
+        return false
+      } finally {
+        r.disconnect()
+      }
+    }, 20_000, 100)
+  }
+
+  async kill() {
+    const child = this.child!
+    child.kill('SIGKILL')
+    await new Promise((r) => child.once('exit', r))
+  }
+}
+
+describe('faults', () => {
+  it('Redis killed mid-stream and back 5 s later: the pipeline waits for it and ends with replay\'s decisions, alerts and conversions', async () => {
+    const expected = await replayed(events)
+    const redis = new OwnRedis(await freePort())
+    await redis.start()
+    const id = uniqueId()
+    const topics = freshTopics(`fr-${id}`)
+    await createTopics(admin, Object.values(topics), 3)
+    pipeline = await startLive(id, topics, `${receiver.url}/hooks`, { redisUrl: redis.url, sourceIdleness: '10m', stateThreads: '2' })
+    const live = pipeline
+    const said = { down: 0, back: 0 }
+    live.events.on('redis.error', () => said.down++)
+    live.events.on('redis.reconnected', () => said.back++)
+
+    // The first half of the history, applied; then Redis dies and the second half arrives meanwhile.
+    const half = Math.floor(events.length / 2)
+    await produce(producer, topics, events.slice(0, half))
+    await waitFor('the first half applied', async () => (await counted(live, 'applied')) >= half * 0.9, 60_000, 100)
+    await redis.kill()
+    await produce(producer, topics, events.slice(half))
+    await endOfInput(producer, topics, lastEventTime)
+    await new Promise((r) => setTimeout(r, 2000))
+    const appliedWhileDown = await counted(live, 'applied')
+    await new Promise((r) => setTimeout(r, 5000))
+    expect(await counted(live, 'applied')).toBe(appliedWhileDown) // nothing is applied without the store
+    expect(appliedWhileDown).toBeLessThan(events.length)
+    await redis.start()
+
+    await expectSameAsReplay(live, expected, lastEventTime)
+    // Said once per connection (the main thread's and each state thread's), not at every reconnect attempt.
+    const connections = 1 + 2
+    expect(said).toEqual({ down: connections, back: connections })
+    await live.stop()
+    pipeline = undefined
+    await redis.kill()
+  }, 300_000)
+})
