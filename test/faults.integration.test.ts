@@ -22,6 +22,7 @@ let admin: Admin
 let producer: Producer
 let receiver: Awaited<ReturnType<typeof webhookReceiver>>
 let pipeline: RunningPipeline | undefined
+let joiner: RunningPipeline | undefined
 
 beforeAll(async () => {
   admin = kafka().admin()
@@ -33,6 +34,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await pipeline?.stop()
+  await joiner?.stop()
   await producer?.disconnect()
   await admin?.disconnect()
   await receiver?.close()
@@ -114,5 +116,31 @@ describe('faults', () => {
     await live.stop()
     pipeline = undefined
     await redis.kill()
+  }, 300_000)
+
+  it('a second process joins mid-stream and later leaves: partitions move with their state, timers and outbox, and the end is replay\'s', async () => {
+    const expected = await replayed(events)
+    const id = uniqueId()
+    const topics = freshTopics(`fg-${id}`)
+    await createTopics(admin, Object.values(topics), 3)
+    const settings = { sourceIdleness: '10m', stateThreads: '0', sessionTimeout: '6s' }
+    pipeline = await startLive(id, topics, `${receiver.url}/hooks`, settings)
+    const live = pipeline
+    const third = Math.floor(events.length / 3)
+    await produce(producer, topics, events.slice(0, third))
+    await waitFor('the first third applied', async () => (await counted(live, 'applied')) >= third * 0.9, 60_000, 100)
+
+    // The same group, Redis prefix and ClickHouse database: another process of the same deployment.
+    joiner = await startLive(id, topics, `${receiver.url}/hooks`, settings)
+    const second = joiner
+    await waitFor('the partitions shared', () => live.partitions().length > 0 && second.partitions().length > 0 && live.partitions().length + second.partitions().length === 3, 60_000, 200)
+    await produce(producer, topics, events.slice(third, 2 * third))
+    await waitFor('the second process applying', async () => (await counted(second, 'applied')) > 0, 60_000, 200)
+    await second.stop()
+    joiner = undefined
+    await waitFor('every partition back with the first', () => live.partitions().length === 3, 60_000, 200)
+    await produce(producer, topics, events.slice(2 * third))
+    await endOfInput(producer, topics, lastEventTime)
+    await expectSameAsReplay(live, expected, lastEventTime)
   }, 300_000)
 })
