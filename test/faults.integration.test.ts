@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { promisify } from 'node:util'
 import { mkdtempSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import type { Admin, Producer } from 'kafkajs'
+import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs'
 import type { RunningPipeline } from '../commands/run.ts'
 import { createTopics, freshTopics, kafka, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 import { bankEvents, counted, endOfInput, expectSameAsReplay, produce, replayed, startLive } from './helpers/liveVsReplay.ts'
@@ -81,6 +82,29 @@ class OwnRedis {
   }
 }
 
+/** A Kafka broker of the test's own (scripts/services.sh with its own state folder and ports), stopped and started at will. */
+class OwnKafka {
+  readonly state = mkdtempSync(join(tmpdir(), 'cardpulse-kafka-'))
+  constructor(readonly port: number, readonly controllerPort: number) {}
+
+  get brokers() {
+    return `127.0.0.1:${this.port}`
+  }
+
+  private services(command: 'start' | 'stop') {
+    const env = { ...process.env, CARDPULSE_STATE: this.state, KAFKA_PORT: String(this.port), KAFKA_CONTROLLER_PORT: String(this.controllerPort), KAFKA_HEAP_OPTS: '-Xms256m -Xmx256m' }
+    return promisify(execFile)('bash', ['scripts/services.sh', command, 'kafka'], { env, timeout: 120_000 })
+  }
+
+  start() {
+    return this.services('start')
+  }
+
+  stop() {
+    return this.services('stop')
+  }
+}
+
 describe('faults', () => {
   it('Redis killed mid-stream and back 5 s later: the pipeline waits for it and ends with replay\'s decisions, alerts and conversions', async () => {
     const expected = await replayed(events)
@@ -116,6 +140,40 @@ describe('faults', () => {
     await live.stop()
     pipeline = undefined
     await redis.kill()
+  }, 300_000)
+
+  it('the Kafka broker restarted mid-stream: the pipeline reconnects and ends with replay\'s decisions, alerts and conversions', async () => {
+    const expected = await replayed(events)
+    const broker = new OwnKafka(await freePort(), await freePort())
+    await broker.start()
+    const client = new Kafka({ clientId: 'cardpulse-fault-test', brokers: [broker.brokers], logLevel: logLevel.NOTHING })
+    const ownAdmin = client.admin()
+    await ownAdmin.connect()
+    const ownProducer = client.producer()
+    await ownProducer.connect()
+    try {
+      const id = uniqueId()
+      const topics = freshTopics(`fk-${id}`)
+      await createTopics(ownAdmin, Object.values(topics), 3)
+      pipeline = await startLive(id, topics, `${receiver.url}/hooks`, { kafkaBrokers: broker.brokers, sourceIdleness: '10m', stateThreads: '2', connectTimeout: '60s' })
+      const live = pipeline
+      const half = Math.floor(events.length / 2)
+      await produce(ownProducer, topics, events.slice(0, half))
+      await waitFor('the first half applied', async () => (await counted(live, 'applied')) >= half * 0.9, 60_000, 100)
+
+      await broker.stop()
+      await new Promise((r) => setTimeout(r, 3000))
+      await broker.start()
+      await produce(ownProducer, topics, events.slice(half))
+      await endOfInput(ownProducer, topics, lastEventTime)
+      await expectSameAsReplay(live, expected, lastEventTime)
+      await live.stop()
+      pipeline = undefined
+    } finally {
+      await ownProducer.disconnect()
+      await ownAdmin.disconnect()
+      await broker.stop()
+    }
   }, 300_000)
 
   it('a second process joins mid-stream and later leaves: partitions move with their state, timers and outbox, and the end is replay\'s', async () => {
