@@ -176,6 +176,32 @@ describe('faults', () => {
     }
   }, 300_000)
 
+  it('duplicated events and a producer whose clock runs a day fast: repeats are applied once, the future events dead-lettered, the rest is replay\'s', async () => {
+    const expected = await replayed(events)
+    const id = uniqueId()
+    const topics = freshTopics(`fd-${id}`)
+    await createTopics(admin, Object.values(topics), 3)
+    pipeline = await startLive(id, topics, `${receiver.url}/hooks`, { sourceIdleness: '10m', stateThreads: '2' })
+    const live = pipeline
+    // Every tenth event again, a little later in the stream (a producer retrying after a timeout).
+    const withRepeats = events.flatMap((e, i) => (i % 10 === 5 ? [e] : i % 10 === 9 ? [e, events[i - 4]] : [e]))
+    await produce(producer, topics, withRepeats)
+    // A misconfigured till: a day ahead of the clock, and new event ids.
+    const fast = events.slice(0, 20).map((e, i) => ({ ...e, eventId: `skewed-${i}`, occurredAt: new Date(Date.now() + 86_400_000).toISOString() }))
+    await produce(producer, topics, fast)
+    await endOfInput(producer, topics, lastEventTime)
+    await expectSameAsReplay(live, expected, lastEventTime)
+    expect(await counted(live, 'duplicate')).toBe(withRepeats.length - events.length)
+    const db = live.clickhouse.database
+    const future = await waitFor('the future events dead-lettered', async () => {
+      const rows = await live.clickhouse.query<{ code: string }>(`SELECT code FROM ${db}.dead_letters FINAL WHERE code = 'future_event'`)
+      return rows.length >= fast.length && rows
+    })
+    expect(future).toHaveLength(fast.length)
+    await live.stop()
+    pipeline = undefined
+  }, 300_000)
+
   it('a second process joins mid-stream and later leaves: partitions move with their state, timers and outbox, and the end is replay\'s', async () => {
     const expected = await replayed(events)
     const id = uniqueId()
