@@ -42,6 +42,7 @@ const program = new Command()
   .option('--source-idleness <duration>', 'SOURCE_IDLENESS of the pipeline for --latency (default: the pipeline\'s, 2s)')
   .option('--partitions <n>', 'partitions per topic for --latency', wholeNumber(1), 6)
   .option('--processes <n>', 'with --live, also this many `cardpulse run` processes in one consumer group catching up together', wholeNumber(1))
+  .option('--poison <n>', 'with --live, also time the catch-up on the same bank with this many poison messages (bad JSON, card numbers, schema violations, oversized) after each event', wholeNumber(1))
   .option('--state-threads <n>', 'STATE_THREADS of the pipeline for --live and --latency (default: the pipeline\'s, one per core up to 4)', wholeNumber(0))
   .option('--json <file>', 'also write every figure (or the --latency report) to this file as JSON')
   .parse()
@@ -103,6 +104,7 @@ const live = opts.live
       kafkaClients: opts.kafkaClient === 'both' ? ['kafkajs', 'rdkafka'] : [opts.kafkaClient],
       stateThreads: opts.stateThreads,
       processes: opts.processes,
+      poison: opts.poison,
     })
   : undefined
 
@@ -147,6 +149,9 @@ const rows: [string, string][] = [
         ]),
         ...(live.scaleOut.length
           ? ([[`${live.scaleOut[0].processes} \`cardpulse run\` processes (${live.clients[0].client}) in one group, catching up together (median; start-up included)`, `**${n(median(live.scaleOut.map((s) => s.eventsPerSecond)))} events/s** (runs ${spread(live.scaleOut.map((s) => s.eventsPerSecond))}; events applied per process in the last run ${live.scaleOut[live.scaleOut.length - 1].appliedPerProcess.map(n).join(' / ')})`]] as [string, string][])
+          : []),
+        ...(live.poisoned
+          ? ([[`${live.clients[0].client}: \`cardpulse run\` catching up on the same bank with ${live.poisoned.perEvent} poison message(s) after each event (${n(live.poisoned.messages)} dead-lettered; median)`, `**${n(median(live.poisoned.runs.map((r) => r.eventsPerSecond)))} valid events/s** (runs ${spread(live.poisoned.runs.map((r) => r.eventsPerSecond))}), ${(median(live.poisoned.runs.map((r) => r.eventsPerSecond)) / live.clients[0].median.runEventsPerSecond).toFixed(2)} of the clean catch-up`]] as [string, string][])
           : []),
         ...(live.clients.length === 2
           ? ([

@@ -11,6 +11,7 @@ import { createLogger } from '../core/log.ts'
 import { removeBenchData } from './cleanup.ts'
 import { readCeiling } from './ceiling.ts'
 import { catchUpProcesses, type ScaleOutRun } from './scaleOut.ts'
+import { producePoisoned } from './poison.ts'
 import { connectAdmin, createKafkaClient } from '../pipeline/kafka/client.ts'
 import type { KafkaClientKind } from '../pipeline/kafka/types.ts'
 import type { RoundTrips } from '../pipeline/store/redis.ts'
@@ -40,6 +41,8 @@ export interface LiveOptions {
   stateThreads?: number
   /** Above 1: also this many `cardpulse run` processes in one group catching up together (scale-out), on the first client. */
   processes?: number
+  /** Above 0: also a catch-up, on the first client, of the same bank with this many poison messages after each event. */
+  poison?: number
 }
 
 export interface CeilingRun {
@@ -84,6 +87,8 @@ export interface LiveReport {
   clients: ClientLiveReport[]
   /** A scale-out catch-up of `processes` processes each round; empty without `processes`. */
   scaleOut: ScaleOutRun[]
+  /** Catch-ups of the bank flooded with poison, each round; absent without `poison`. */
+  poisoned?: { perEvent: number; messages: number; runs: CatchUpRun[] }
 }
 
 export const median = (xs: number[]) => {
@@ -104,6 +109,9 @@ export async function benchLive(opts: LiveOptions): Promise<LiveReport> {
   const ceiling = new Map<KafkaClientKind, CeilingRun[]>(opts.kafkaClients.map((k) => [k, []]))
   const runs = new Map<KafkaClientKind, CatchUpRun[]>(opts.kafkaClients.map((k) => [k, []]))
   const scaleOut: ScaleOutRun[] = []
+  const poisonedInputs = { transactionsTopic: `${id}p.transactions`, appEventsTopic: `${id}p.app-events`, lifecycleTopic: `${id}p.lifecycle` }
+  const poisoned = opts.poison ? { perEvent: opts.poison, messages: 0, runs: [] as CatchUpRun[] } : undefined
+  if (poisoned) await connectAdmin(clients[0], Object.values(poisonedInputs), opts.partitions).then((a) => a.close())
   let events = 0
   let messages = 0
   let produceSeconds = 0
@@ -115,6 +123,7 @@ export async function benchLive(opts: LiveOptions): Promise<LiveReport> {
       const t = process.hrtime.bigint()
       const producer = await clients[0].producer()
       await produceStreams(producer, { transaction: inputs.transactionsTopic, app: inputs.appEventsTopic, lifecycle: inputs.lifecycleTopic }, bank)
+      if (poisoned) poisoned.messages = await producePoisoned(producer, { transaction: poisonedInputs.transactionsTopic, app: poisonedInputs.appEventsTopic, lifecycle: poisonedInputs.lifecycleTopic }, bank, poisoned.perEvent)
       await producer.close()
       produceSeconds = Number(process.hrtime.bigint() - t) / 1e9
     }
@@ -130,6 +139,12 @@ export async function benchLive(opts: LiveOptions): Promise<LiveReport> {
         runs.get(kafka.kind)!.push(r)
         console.error(`run ${i + 1}/${opts.runs}, ${kafka.kind}: run ${Math.round(r.eventsPerSecond)} events/s, ${r.roundTripsPerBatch.toFixed(2)} round trips per batch`)
       }
+      if (poisoned) {
+        const kind = opts.kafkaClients[0]
+        const r = await catchUp({ ...opts, id: `${id}p`, run: i, client: kind, inputs: poisonedInputs, events, dataDir, webhookPort: (receiver.address() as AddressInfo).port })
+        poisoned.runs.push(r)
+        console.error(`run ${i + 1}/${opts.runs}, ${kind}, ${poisoned.perEvent} poison messages per event: run ${Math.round(r.eventsPerSecond)} valid events/s`)
+      }
       if ((opts.processes ?? 1) > 1) {
         const s = await scaleOutRun({ ...opts, processes: opts.processes!, client: opts.kafkaClients[0], id, run: i, inputs, events, dataDir, webhookPort: (receiver.address() as AddressInfo).port })
         scaleOut.push(s)
@@ -138,7 +153,7 @@ export async function benchLive(opts: LiveOptions): Promise<LiveReport> {
     }
   } finally {
     receiver.close()
-    await removeBenchData({ admin, topics: Object.values(inputs), redisUrl: opts.redisUrl, prefix: id, dataDir })
+    await removeBenchData({ admin, topics: [...Object.values(inputs), ...(poisoned ? Object.values(poisonedInputs) : [])], redisUrl: opts.redisUrl, prefix: id, dataDir })
   }
   return {
     events,
@@ -147,6 +162,7 @@ export async function benchLive(opts: LiveOptions): Promise<LiveReport> {
     produceSeconds,
     clients: opts.kafkaClients.map((client) => clientReport(client, ceiling.get(client)!, runs.get(client)!)),
     scaleOut,
+    poisoned,
   }
 }
 
