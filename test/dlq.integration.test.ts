@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Admin, Producer } from 'kafkajs'
@@ -8,6 +8,7 @@ import { RunConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
 import { luhnValid } from '../pipeline/pan.ts'
 import { MAX_ORIGINAL_BYTES } from '../pipeline/decode.ts'
+import { DEFAULT_CATALOG_FILE } from '../pipeline/catalog/index.ts'
 import { DeadLetter } from '../schemas/deadLetter.ts'
 import { KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 import { leaksPan } from './helpers/leaks.ts'
@@ -218,4 +219,70 @@ describe('dead letters of cardpulse run', () => {
     expect(text).toContain(`cardpulse_events_total{type="all",result="dead_letter"} ${total}\n`)
     expect(await readAll(topics.dlqTopic)).toHaveLength(total)
   })
+
+  it('let no card number out anywhere, wherever it is planted: webhooks, alert topic, dead letters, ClickHouse, logs, metrics, explain', async () => {
+    // The shipped catalogue, for its risk rules and the compliance notice.
+    writeFileSync(catalogFile, readFileSync(DEFAULT_CATALOG_FILE, 'utf8'))
+    expect((await (await fetch(`http://127.0.0.1:${pipeline.port}/api/catalog/reload`, { method: 'POST' })).json()).ok).toBe(true)
+    const now = new Date().toISOString()
+    const bases: Record<string, Record<string, unknown>> = {
+      [topics.transactionsTopic]: { ...tx('cust_plant'), deviceId: 'd1', merchant: { id: 'm1', name: 'shop', mcc: '5411', city: 'Shanghai', country: 'CN', lat: 31.2, lon: 121.5 } },
+      [topics.appEventsTopic]: { type: 'app', eventId: 'a1', occurredAt: now, customerId: 'cust_plant', name: 'login', deviceId: 'd1', attributes: { page: 'home' } },
+      [topics.lifecycleTopic]: { type: 'lifecycle', eventId: 'l1', occurredAt: now, customerId: 'cust_plant', cardId: 'tok_plant', stage: 'approved', product: 'gold', attributes: { wallet: 'apple' }, profile: { homeCity: 'Shanghai', segment: 'young', tags: ['a'], timezone: 'Asia/Shanghai' } },
+    }
+    // Every field of every stream, one at a time: the card number as a string in each way it is
+    // written, as a number, and as a key; and as the Kafka key of the message.
+    const planted: { topic: string; key: string; value: string }[] = []
+    const leaves = (v: unknown, path: string[]): string[][] => (v && typeof v === 'object' && !Array.isArray(v) ? Object.entries(v).flatMap(([k, c]) => leaves(c, [...path, k])) : [path])
+    let n = 0
+    for (const [topic, base] of Object.entries(bases)) {
+      for (const path of leaves(base, [])) {
+        for (const value of [...written, Number(PAN)]) {
+          const event = structuredClone(base)
+          let target = event as Record<string, unknown>
+          for (const k of path.slice(0, -1)) target = target[k] as Record<string, unknown>
+          target[path[path.length - 1]] = value
+          planted.push({ topic, key: `plant-${n++}`, value: JSON.stringify({ ...event, eventId: path.join('.') === 'eventId' ? event.eventId : `plant-${n}` }) })
+        }
+      }
+      planted.push({ topic, key: `plant-${n++}`, value: JSON.stringify({ ...base, eventId: `plant-${n}`, [PAN]: 1 }) })
+      planted.push({ topic, key: PAN, value: JSON.stringify({ ...base, eventId: `plant-${n++}`, note: written[1] }) })
+    }
+    // A valid event beside them, so that the outputs are not empty: a barred merchant category
+    // raises an alert and sends a compliance notice.
+    const barred = tx('cust_plain', { merchant: { id: 'm_bet', mcc: '7995', country: 'CN' } })
+    const byTopic = new Map<string, { key: string; value: string }[]>()
+    for (const m of planted) byTopic.set(m.topic, [...(byTopic.get(m.topic) ?? []), { key: m.key, value: m.value }])
+    await producer.sendBatch({ topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) })
+    await producer.send({ topic: topics.transactionsTopic, messages: [{ key: 'cust_plain', value: JSON.stringify(barred) }] })
+
+    await waitFor('every planted message dead-lettered', async () => {
+      const q = await pipeline.clickhouse.query<{ n: string }>(`SELECT count() AS n FROM ${db()}.dead_letters FINAL WHERE startsWith(original, '{') AND position(original, '6467') > 0`)
+      return Number(q[0].n) >= planted.length
+    }, 60_000)
+    const hook = await waitFor('the compliance notice', () => receiver.received.find((h) => h.body.customerId === 'cust_plain'))
+    const alerts = await waitFor('the alert on its topic', async () => {
+      const all = (await readAll(topics.alertTopic)).map((v) => v.toString('latin1'))
+      return all.some((a) => a.includes('cust_plain')) && all
+    })
+    const tables = await pipeline.clickhouse.query<{ name: string }>(`SELECT name FROM system.tables WHERE database = {db:String}`, { db: db() })
+    const clickhouse: string[] = []
+    for (const { name } of tables) clickhouse.push(JSON.stringify(await pipeline.clickhouse.query(`SELECT * FROM ${db()}.\`${name}\``)))
+    const base = `http://127.0.0.1:${pipeline.port}`
+    const outputs = {
+      webhooks: receiver.received.map((h) => JSON.stringify(h.headers) + h.raw).join('\n'),
+      'alert topic': alerts.join('\n'),
+      'dead-letter topic': (await readAll(topics.dlqTopic)).map((v) => v.toString('latin1')).join('\n'),
+      'internal events topic': (await readAll(topics.eventsTopic)).map((v) => v.toString('latin1')).join('\n'),
+      ClickHouse: clickhouse.join('\n'),
+      logs: logs.join(''),
+      metrics: await (await fetch(`${base}/metrics`)).text(),
+      explain: (await Promise.all(['cust_plain', 'cust_plant'].map(async (c) => (await fetch(`${base}/api/customers/${c}/explain`)).text()))).join('\n'),
+      'explain, asked with a card number': await (await fetch(`${base}/api/customers/${PAN}/explain`)).text(),
+      summary: await (await fetch(`${base}/api/summary`)).text(),
+    }
+    expect(hook.body.trigger).toBe('compliance_notice')
+    expect(clickhouse.join('').length).toBeGreaterThan(1000)
+    for (const [where, text] of Object.entries(outputs)) expect({ where, leaks: leaksPan(text, PAN) }).toEqual({ where, leaks: false })
+  }, 120_000)
 })
