@@ -202,6 +202,47 @@ describe('faults', () => {
     pipeline = undefined
   }, 300_000)
 
+  it('ClickHouse unreachable for a while: rows wait in the outbox, /healthz says so, and they land once it is back, each once', async () => {
+    const expected = await replayed(events)
+    const id = uniqueId()
+    const topics = freshTopics(`fc-${id}`)
+    await createTopics(admin, Object.values(topics), 3)
+    pipeline = await startLive(id, topics, `${receiver.url}/hooks`, { sourceIdleness: '10m', stateThreads: '2' })
+    const live = pipeline
+    // The writer's client boundary: while `down`, every insert fails as a refused connection does.
+    const client = live.clickhouse.client
+    const insert = client.insert.bind(client)
+    let down = false
+    const inserted = new Map<string, number>()
+    client.insert = (async (params: Parameters<typeof insert>[0]) => {
+      if (down) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8123'), { code: 'ECONNREFUSED' })
+      const result = await insert(params)
+      if (String(params.table).endsWith('.decisions')) for (const row of params.values as { id: string }[]) inserted.set(row.id, (inserted.get(row.id) ?? 0) + 1)
+      return result
+    }) as typeof client.insert
+    const health = async () => (await fetch(`http://127.0.0.1:${live.port}/healthz`)).json() as Promise<{ clickhouse: boolean }>
+
+    const half = Math.floor(events.length / 2)
+    await produce(producer, topics, events.slice(0, half))
+    await waitFor('the first half applied', async () => (await counted(live, 'applied')) >= half * 0.9, 60_000, 100)
+    down = true
+    await produce(producer, topics, events.slice(half))
+    await endOfInput(producer, topics, lastEventTime)
+    await waitFor('every event applied meanwhile', async () => (await counted(live, 'applied')) >= events.length, 60_000, 200)
+    await waitFor('/healthz to say ClickHouse is failing', async () => (await health()).clickhouse === false, 30_000, 200)
+    const rowsWhileDown = inserted.size
+    await new Promise((r) => setTimeout(r, 3000))
+    expect(inserted.size).toBe(rowsWhileDown)
+    down = false
+
+    await expectSameAsReplay(live, expected, lastEventTime)
+    await waitFor('/healthz to say ClickHouse is back', async () => (await health()).clickhouse, 30_000, 200)
+    expect(inserted.size).toBeGreaterThan(rowsWhileDown)
+    expect([...inserted.values()].filter((n) => n > 1)).toEqual([])
+    await live.stop()
+    pipeline = undefined
+  }, 300_000)
+
   it('a second process joins mid-stream and later leaves: partitions move with their state, timers and outbox, and the end is replay\'s', async () => {
     const expected = await replayed(events)
     const id = uniqueId()
