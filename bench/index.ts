@@ -9,6 +9,7 @@ import { replay } from '../commands/replay.ts'
 import { ReplayConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
 import { benchStateSize } from './stateSize.ts'
+import { benchSoak } from './soak.ts'
 import { benchLive, median } from './live.ts'
 import { benchLatency, latencyTable } from './latency.ts'
 import type { KafkaClientKind } from '../pipeline/kafka/types.ts'
@@ -42,6 +43,8 @@ const program = new Command()
   .option('--source-idleness <duration>', 'SOURCE_IDLENESS of the pipeline for --latency (default: the pipeline\'s, 2s)')
   .option('--partitions <n>', 'partitions per topic for --latency', wholeNumber(1), 6)
   .option('--processes <n>', 'with --live, also this many `cardpulse run` processes in one consumer group catching up together', wholeNumber(1))
+  .option('--soak <minutes>', 'instead: endurance — one `cardpulse run` process under a steady load this long; its RSS and Redis memory sampled (--customers applies)', wholeNumber(1))
+  .option('--soak-rate <n>', 'events per second appended for --soak', wholeNumber(1), 1000)
   .option('--poison <n>', 'with --live, also time the catch-up on the same bank with this many poison messages (bad JSON, card numbers, schema violations, oversized) after each event', wholeNumber(1))
   .option('--state-threads <n>', 'STATE_THREADS of the pipeline for --live and --latency (default: the pipeline\'s, one per core up to 4)', wholeNumber(0))
   .option('--json <file>', 'also write every figure (or the --latency report) to this file as JSON')
@@ -53,6 +56,23 @@ function latencyClient(choice: KafkaClientKind | 'both'): KafkaClientKind {
 }
 const customers = Number(opts.customers)
 const days = Number(opts.days)
+
+if (opts.soak) {
+  const report = await benchSoak({ minutes: Number(opts.soak), rate: Number(opts.soakRate), customers, seed: Number(opts.seed), brokers: opts.kafkaBrokers, redisUrl: opts.redisUrl, partitions: Number(opts.partitions), sampleSeconds: 30 })
+  const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`
+  const at = (f: number) => report.samples[Math.min(report.samples.length - 1, Math.round(f * (report.samples.length - 1)))]
+  const rows: [string, string][] = [
+    ['machine', `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`],
+    ['load', `${report.settings.rate} events/s for ${report.settings.minutes} min, ${customers} customers, ${report.settings.partitions} partitions; applied ${Math.round(report.appliedPerSecond)} events/s`],
+    ['process RSS at 0 / 25 / 50 / 75 / 100 %', [0, 0.25, 0.5, 0.75, 1].map((f) => mib(at(f).rssBytes)).join(' / ')],
+    ['Redis memory of its keys at 0 / 25 / 50 / 75 / 100 %', [0, 0.25, 0.5, 0.75, 1].map((f) => mib(at(f).redisBytes)).join(' / ')],
+    ['last quarter over second quarter (mean): RSS, Redis', `${report.rssGrowth.toFixed(2)}, ${report.redisGrowth.toFixed(2)}`],
+  ]
+  console.log('\n| measure | figure |\n|---|---|')
+  for (const [k, v] of rows) console.log(`| ${k} | ${v} |`)
+  if (opts.json) writeFileSync(opts.json, JSON.stringify(report, null, 2) + '\n')
+  process.exit(0)
+}
 
 if (opts.latency) {
   const report = await benchLatency({

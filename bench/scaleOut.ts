@@ -56,7 +56,7 @@ export async function catchUpProcesses(o: ScaleOutOptions): Promise<ScaleOutRun>
 }
 
 /** The HTTP port a starting `cardpulse run` logs when it is ready. */
-function portOf(child: ChildProcess): Promise<number> {
+export function portOf(child: ChildProcess): Promise<number> {
   let output = ''
   return new Promise((resolve, reject) => {
     const onData = (chunk: Buffer) => {
@@ -71,7 +71,7 @@ function portOf(child: ChildProcess): Promise<number> {
 }
 
 /** Applied and late events so far, from a process's cardpulse_events_total. */
-async function eventCounts(port: number): Promise<{ applied: number; late: number }> {
+export async function eventCounts(port: number): Promise<{ applied: number; late: number }> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
   const sum = (result: string) => {
     let n = 0
