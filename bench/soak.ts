@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -61,6 +63,9 @@ export async function benchSoak(o: SoakOptions): Promise<SoakReport> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cardpulse-bench-soak-'))
   const redis = new Redis(o.redisUrl)
   const producer = await kafka.producer()
+  // A marketing system that takes every webhook: a receiver that refused them would grow the outbox, not the pipeline.
+  const receiver = createServer((req, res) => req.resume().on('end', () => res.end('ok')))
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r))
   const child = spawn(process.execPath, [CLI, 'run'], {
     env: {
       ...process.env,
@@ -71,7 +76,7 @@ export async function benchSoak(o: SoakOptions): Promise<SoakReport> {
       GROUP_ID: id,
       PARTITIONS: String(o.partitions),
       HTTP_PORT: '0',
-      WEBHOOK_URL: 'http://127.0.0.1:9/unreachable',
+      WEBHOOK_URL: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`,
       WEBHOOK_SECRET: 'cardpulse-bench-secret-0000',
       CLICKHOUSE_DATABASE: id.replace(/-/g, '_'),
       DATA_DIR: dataDir,
@@ -148,6 +153,8 @@ export async function benchSoak(o: SoakOptions): Promise<SoakReport> {
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)))
     await producer.close().catch(() => {})
     redis.disconnect()
+    receiver.closeAllConnections()
+    receiver.close()
     await removeBenchData({ admin, topics: Object.values(topics), redisUrl: o.redisUrl, prefix: id, dataDir })
   }
 }
