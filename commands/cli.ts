@@ -36,6 +36,13 @@ function pipelineOptions(cmd: Command): Command {
 function commonOptions(cmd: Command): Command {
   return pipelineOptions(cmd)
     .addOption(opt('--http-port <port>', 'HTTP port for the dashboard, /healthz and /metrics (default 8080)', 'HTTP_PORT'))
+    .addOption(opt('--http-host <address>', 'address the dashboard, API and /metrics listen on (default 127.0.0.1); any other needs HTTP_TOKEN', 'HTTP_HOST'))
+    .addOption(opt('--http-token <token>', 'bearer token of the dashboard, /api/* and /metrics (at least 16 characters); prefer HTTP_TOKEN or a file, a flag shows in ps', 'HTTP_TOKEN'))
+    .addOption(opt('--http-token-file <file>', 'read HTTP_TOKEN from this file', 'HTTP_TOKEN_FILE'))
+    .addOption(opt('--metrics-token <token>', 'a bearer token that opens /metrics alone, for Prometheus (at least 16 characters)', 'METRICS_TOKEN'))
+    .addOption(opt('--metrics-token-file <file>', 'read METRICS_TOKEN from this file', 'METRICS_TOKEN_FILE'))
+    .addOption(opt('--http-allow-unauthenticated <bool>', 'true: listen on a non-loopback address without a token (only behind a proxy that authenticates; default false)', 'HTTP_ALLOW_UNAUTHENTICATED'))
+    .addOption(opt('--http-rate-limit <n>', 'requests a minute per client address on /api/*, then 429 (default 600; 0: no limit)', 'HTTP_RATE_LIMIT'))
     .addOption(opt('--clickhouse-url <url>', 'ClickHouse server, e.g. http://127.0.0.1:8123; default: embedded chDB', 'CLICKHOUSE_URL'))
     .addOption(opt('--clickhouse-database <name>', 'ClickHouse database (default cardpulse)', 'CLICKHOUSE_DATABASE'))
     .addOption(opt('--webhook-url <url>', 'webhook endpoint for every channel', 'WEBHOOK_URL'))

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { z } from 'zod'
 import { Duration } from '../schemas/duration.ts'
@@ -35,6 +35,12 @@ export const PipelineConfig = LogConfig.extend({
 /** What the commands that deliver (run, demo) take besides. */
 export const CommonConfig = PipelineConfig.extend({
   httpPort: number().int().min(0).max(65535).default(8080),
+  /** Loopback by default: the dashboard and API reach the network only on purpose, and then with a token. */
+  httpHost: z.string().regex(/^[^\s/]+$/, 'must be an address to listen on, e.g. 127.0.0.1 or 0.0.0.0').default('127.0.0.1'),
+  httpToken: z.string().min(16, 'must be at least 16 characters').optional(),
+  metricsToken: z.string().min(16, 'must be at least 16 characters').optional(),
+  httpAllowUnauthenticated: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false').transform((v) => v === 'true'),
+  httpRateLimit: number().int().min(0).max(1_000_000).default(600),
   clickhouseUrl: url('the ClickHouse server').optional(),
   clickhouseDatabase: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('cardpulse'),
   webhookUrl: url('webhooks').optional(),
@@ -130,10 +136,37 @@ export function settingName(key: string, envNames: Record<string, string> = {}):
 export function parseConfig<T extends z.ZodType>(schema: T, raw: Record<string, unknown>, envNames: Record<string, string> = {}): z.infer<T> {
   // An empty environment variable means "not set", as in most deployment tools.
   const given = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== '' && v !== undefined))
+  const fromFiles = secretsFromFiles(given, envNames)
   const result = schema.safeParse(given)
   if (result.success) return result.data
   const issue = result.error.issues[0]
-  throw new ConfigError(`${settingName(String(issue.path[0] ?? 'config'), envNames)} ${issue.message}`)
+  const key = String(issue.path[0] ?? 'config')
+  // A bad secret read from a file is named by its file setting; the message never quotes a value.
+  throw new ConfigError(`${settingName(fromFiles.has(key) ? `${key}File` : key, envNames)} ${issue.message}`)
+}
+
+/** Settings that are secrets: each may be given as `<NAME>_FILE` instead (Docker and Kubernetes secrets), never both. */
+export const SECRET_SETTINGS = ['httpToken', 'metricsToken', 'webhookSecret', 'webhookSecretPrevious', 'kafkaSaslPassword', 'clickhousePseudonymiseKey'] as const
+
+/** Replaces each `<secret>File` setting by the file's contents (without the final line break); returns the keys so read. */
+function secretsFromFiles(given: Record<string, unknown>, envNames: Record<string, string>): Set<string> {
+  const read = new Set<string>()
+  for (const key of SECRET_SETTINGS) {
+    const fileKey = `${key}File`
+    const file = given[fileKey]
+    if (file === undefined) continue
+    if (given[key] !== undefined) throw new ConfigError(`${settingName(key, envNames)} and ${settingName(fileKey, envNames)} are both set`, 'set one of them')
+    let text: string
+    try {
+      text = readFileSync(String(file), 'utf8')
+    } catch (e) {
+      throw new ConfigError(`${settingName(fileKey, envNames)} names a file that cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'}): ${String(file)}`)
+    }
+    given[key] = text.replace(/\r?\n$/, '')
+    delete given[fileKey]
+    read.add(key)
+  }
+  return read
 }
 
 export function webhookEndpoints(c: CommonConfig): Partial<Record<Channel | 'default', string>> {

@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import type { RunConfig } from './config.ts'
-import { openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog, type HttpServer } from './wiring.ts'
+import { httpSettings, openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog, type HttpServer } from './wiring.ts'
 import { connectAdmin, createKafkaClient } from '../pipeline/kafka/client.ts'
 import type { KafkaAdmin, KafkaProducer } from '../pipeline/kafka/types.ts'
 import { IngestStage } from '../pipeline/kafka/ingest.ts'
@@ -59,6 +59,7 @@ interface Parts {
 }
 
 export async function startPipeline(config: RunConfig, log: Logger): Promise<RunningPipeline> {
+  const httpAt = httpSettings(config)
   const metrics = createMetrics()
   const events = new Instrumentation(log, metrics)
   const p: Partial<Parts> = {}
@@ -163,7 +164,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     drain.start()
 
     const http = (p.http = await serveHttp({
-      port: config.httpPort,
+      ...httpAt,
       metrics,
       events: events.child({ component: 'http' }),
       clickhouse: () => clickhouse,

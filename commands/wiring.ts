@@ -5,6 +5,7 @@ import { webhookEndpoints } from './config.ts'
 import { CatalogHolder, DEFAULT_CATALOG_FILE } from '../pipeline/catalog/index.ts'
 import type { Catalog } from '../schemas/catalog.ts'
 import { startHttp, type HttpOptions } from '../pipeline/http.ts'
+import { checkExposure } from '../pipeline/httpGuard.ts'
 import { outboxQueues } from '../pipeline/store/outbox.ts'
 import type { StateStore } from '../pipeline/store/types.ts'
 import { ClickHouseSink, connectClickHouse, type ClickHouseOptions } from '../sinks/clickhouse.ts'
@@ -92,6 +93,27 @@ export function outboxDelivery(o: OutboxDeliveryOptions): { drain: OutboxDrain; 
 export interface HttpServer {
   port: number
   close(): Promise<void>
+}
+
+/**
+ * Where and how the HTTP server is reached, from the settings; checked at once, so that an exposed
+ * server without a token stops the command before anything connects.
+ */
+export function httpSettings(config: CommonConfig, openPrefixes: readonly string[] = []): Pick<HttpOptions, 'port' | 'host' | 'access' | 'allowUnauthenticated'> {
+  const access = {
+    ...(config.httpToken ? { token: config.httpToken } : {}),
+    ...(config.metricsToken ? { metricsToken: config.metricsToken } : {}),
+    rateLimitPerMinute: config.httpRateLimit,
+    openPrefixes,
+  }
+  checkExposure(config.httpHost, access, config.httpAllowUnauthenticated)
+  return { port: config.httpPort, host: config.httpHost, access, allowUnauthenticated: config.httpAllowUnauthenticated }
+}
+
+/** The `http://host:port` this machine reaches the server on: 127.0.0.1 for a wildcard or loopback bind, else the bound address. */
+export function localOrigin(host: string | undefined, port: number): string {
+  const h = !host || host === '0.0.0.0' || host === '::' || host === 'localhost' || /^127\./.test(host) ? '127.0.0.1' : host
+  return `http://${h.includes(':') ? `[${h}]` : h}:${port}`
 }
 
 /** The dashboard, its API, /healthz and /metrics; a port that cannot be listened on is an UnavailableError. */
