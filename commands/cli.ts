@@ -51,6 +51,9 @@ function commonOptions(cmd: Command): Command {
     .addOption(opt('--webhook-url-call <url>', 'webhook endpoint for outbound calls', 'WEBHOOK_URL_CALL'))
     .addOption(opt('--webhook-url-app-banner <url>', 'webhook endpoint for app banners', 'WEBHOOK_URL_APP_BANNER'))
     .addOption(opt('--webhook-secret <secret>', 'HMAC secret that signs webhooks (at least 16 characters)', 'WEBHOOK_SECRET'))
+    .addOption(opt('--webhook-secret-file <file>', 'read WEBHOOK_SECRET from this file', 'WEBHOOK_SECRET_FILE'))
+    .addOption(opt('--webhook-secret-previous <secret>', 'while rotating: the previous secret; webhooks then carry a signature by each, the current first', 'WEBHOOK_SECRET_PREVIOUS'))
+    .addOption(opt('--webhook-secret-previous-file <file>', 'read WEBHOOK_SECRET_PREVIOUS from this file', 'WEBHOOK_SECRET_PREVIOUS_FILE'))
     .addOption(opt('--webhook-timeout <duration>', 'webhook HTTP timeout (default 10s)', 'WEBHOOK_TIMEOUT'))
 }
 
@@ -153,6 +156,7 @@ logOptions(program.command('simulate'))
   .addOption(opt('--speed <n>', 'simulated seconds per wall-clock second, e.g. 3600 = an hour a second (default with --listen: 3600)', 'SIM_SPEED'))
   .addOption(opt('--listen <port>', 'closed loop: receive cardpulse\'s webhooks on http://127.0.0.1:PORT/webhooks (needs --kafka-brokers and --webhook-secret); customers react as they arrive', 'SIM_LISTEN'))
   .addOption(opt('--webhook-secret <secret>', 'HMAC secret to verify webhooks with (the one cardpulse run signs with); a bad signature gets 401', 'WEBHOOK_SECRET'))
+  .addOption(opt('--webhook-secret-file <file>', 'read WEBHOOK_SECRET from this file', 'WEBHOOK_SECRET_FILE'))
   .addOption(opt('--linger <seconds>', 'with --listen: keep receiving webhooks this long after the period ends (default 10)', 'SIM_LINGER'))
   .addOption(new Option('--no-progress', 'no progress bar'))
   .action(

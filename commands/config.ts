@@ -49,6 +49,8 @@ export const CommonConfig = PipelineConfig.extend({
   webhookUrlCall: url('call webhooks').optional(),
   webhookUrlAppBanner: url('app-banner webhooks').optional(),
   webhookSecret: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** While the secret is rotated: the one receivers may still verify with; webhooks carry a signature by each. */
+  webhookSecretPrevious: z.string().min(16, 'must be at least 16 characters').optional(),
   webhookTimeout: Duration.prefault('10s'),
 })
 
@@ -167,6 +169,11 @@ function secretsFromFiles(given: Record<string, unknown>, envNames: Record<strin
     read.add(key)
   }
   return read
+}
+
+/** The active signing secrets, the current first: cardpulse signs with each, a receiver verifies with any. */
+export function webhookSecrets(c: { webhookSecret: string; webhookSecretPrevious?: string }): string[] {
+  return c.webhookSecretPrevious && c.webhookSecretPrevious !== c.webhookSecret ? [c.webhookSecret, c.webhookSecretPrevious] : [c.webhookSecret]
 }
 
 export function webhookEndpoints(c: CommonConfig): Partial<Record<Channel | 'default', string>> {

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { DemoConfig } from './config.ts'
+import { webhookSecrets, type DemoConfig } from './config.ts'
 import { httpSettings, localOrigin, openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog } from './wiring.ts'
 import { EmbeddedPipeline } from '../pipeline/embedded.ts'
 import { readNdjsonBatches, totalBytes, type SourceItem } from '../pipeline/sources/ndjson.ts'
@@ -80,7 +80,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     // hands each touchpoint to the simulated customer.
     routes(req, res, body) {
       if (req.method !== 'POST' || !req.url?.startsWith('/demo/webhooks')) return false
-      const check = verifyWebhook(config.webhookSecret, req.headers, body)
+      const check = verifyWebhook(webhookSecrets(config), req.headers, body)
       if (!check.ok) {
         json(res, 401, { error: check.reason })
         return true

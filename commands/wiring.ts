@@ -1,7 +1,7 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { CommonConfig } from './config.ts'
-import { webhookEndpoints } from './config.ts'
+import { webhookEndpoints, webhookSecrets } from './config.ts'
 import { CatalogHolder, DEFAULT_CATALOG_FILE } from '../pipeline/catalog/index.ts'
 import type { Catalog } from '../schemas/catalog.ts'
 import { startHttp, type HttpOptions } from '../pipeline/http.ts'
@@ -65,7 +65,7 @@ export function outboxDelivery(o: OutboxDeliveryOptions): { drain: OutboxDrain; 
   const endpoints = webhookEndpoints(o.config)
   const sender = new WebhookSender({
     urls: Object.keys(endpoints).length || !o.fallbackUrl ? endpoints : { default: o.fallbackUrl },
-    secret: o.config.webhookSecret,
+    secret: webhookSecrets(o.config),
     timeoutMs: o.config.webhookTimeout,
   })
   const dispatcher = new WebhookDispatcher({
