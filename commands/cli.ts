@@ -57,6 +57,15 @@ function commonOptions(cmd: Command): Command {
     .addOption(opt('--webhook-timeout <duration>', 'webhook HTTP timeout (default 10s)', 'WEBHOOK_TIMEOUT'))
 }
 
+const kafkaSecurityOptions = (cmd: Command): Command =>
+  cmd
+    .addOption(opt('--kafka-sasl-mechanism <name>', 'SASL authentication to the brokers: plain, scram-sha-256 or scram-sha-512 (default: none)', 'KAFKA_SASL_MECHANISM'))
+    .addOption(opt('--kafka-sasl-username <name>', 'SASL user name', 'KAFKA_SASL_USERNAME'))
+    .addOption(opt('--kafka-sasl-password <password>', 'SASL password; prefer KAFKA_SASL_PASSWORD or a file, a flag shows in ps', 'KAFKA_SASL_PASSWORD'))
+    .addOption(opt('--kafka-sasl-password-file <file>', 'read KAFKA_SASL_PASSWORD from this file', 'KAFKA_SASL_PASSWORD_FILE'))
+    .addOption(opt('--kafka-tls <bool>', 'true: TLS to the brokers (with SASL: SASL_SSL); default false', 'KAFKA_TLS'))
+    .addOption(opt('--kafka-tls-ca-file <file>', "PEM of the authority that signed the brokers' certificates (implies KAFKA_TLS; default: the system's)", 'KAFKA_TLS_CA_FILE'))
+
 /**
  * Runs a command: parses its settings, builds the one logger from them, and calls it. An error of
  * the error tree (core/errors.ts) ends it with one line that says what to fix; anything else is a
@@ -82,10 +91,10 @@ function action<S extends z.ZodType<LogConfig>>(schema: S, fn: (config: z.infer<
   }
 }
 
-commonOptions(program.command('run').description('the live pipeline: Kafka in; Redis state; webhooks, alert topic and ClickHouse out'))
+kafkaSecurityOptions(commonOptions(program.command('run').description('the live pipeline: Kafka in; Redis state; webhooks, alert topic and ClickHouse out')))
   .addOption(opt('--kafka-brokers <list>', 'Kafka bootstrap servers, host:port[,host:port]', 'KAFKA_BROKERS'))
   .addOption(opt('--kafka-client <name>', KAFKA_CLIENT_HELP, 'KAFKA_CLIENT'))
-  .addOption(opt('--redis-url <url>', 'Redis for state, timers and the outbox: redis://host:port, or redis-cluster://h1:p1,h2:p2', 'REDIS_URL'))
+  .addOption(opt('--redis-url <url>', 'Redis for state, timers and the outbox: redis://host:port (rediss:// for TLS; redis://user:password@host:port for AUTH), or redis-cluster://h1:p1,h2:p2', 'REDIS_URL'))
   .addOption(opt('--group-id <id>', 'Kafka consumer group (default cardpulse)', 'GROUP_ID'))
   .addOption(opt('--transactions-topic <topic>', 'default cards.transactions', 'TRANSACTIONS_TOPIC'))
   .addOption(opt('--app-events-topic <topic>', 'default cards.app-events', 'APP_EVENTS_TOPIC'))
@@ -136,7 +145,7 @@ pipelineOptions(program.command('replay').description('the pipeline in event tim
     }),
   )
 
-logOptions(program.command('simulate'))
+kafkaSecurityOptions(logOptions(program.command('simulate')))
   .description(
     "the simulated bank: customers in segments, their cards' whole life, spending, app usage and injected fraud, to NDJSON files (with truth.ndjson, the ground truth) or to Kafka; deterministic for a seed. With --listen it runs closed loop against a live cardpulse: customers react to its webhooks",
   )

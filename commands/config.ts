@@ -4,6 +4,7 @@ import { z } from 'zod'
 import { Duration } from '../schemas/duration.ts'
 import { Channel } from '../schemas/events.ts'
 import { ConfigError } from '../core/errors.ts'
+import type { KafkaSecurity } from '../pipeline/kafka/types.ts'
 
 /**
  * Configuration, parsed once at the edge from flags and their environment twins. Nothing deeper
@@ -54,6 +55,46 @@ export const CommonConfig = PipelineConfig.extend({
   webhookTimeout: Duration.prefault('10s'),
 })
 
+/** SASL and TLS to the brokers (KAFKA_SASL_*, KAFKA_TLS*); the shape both `run` and `simulate` take. */
+export const KafkaSecuritySettings = {
+  kafkaSaslMechanism: z
+    .string()
+    .transform((s) => s.toLowerCase())
+    .pipe(z.enum(['plain', 'scram-sha-256', 'scram-sha-512'], { message: 'must be plain, scram-sha-256 or scram-sha-512' }))
+    .optional(),
+  kafkaSaslUsername: z.string().min(1).optional(),
+  kafkaSaslPassword: z.string().min(1).optional(),
+  kafkaTls: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false').transform((v) => v === 'true'),
+  kafkaTlsCaFile: z.string().min(1).optional(),
+}
+type KafkaSecurityConfig = z.infer<ReturnType<typeof z.object<typeof KafkaSecuritySettings>>>
+
+/**
+ * The brokers' security from the settings, or undefined for plaintext. SASL needs all three
+ * settings; a CA file implies TLS and is read now, so a wrong path stops the command at once.
+ */
+export function kafkaSecurity(c: KafkaSecurityConfig, envNames: Record<string, string> = {}): KafkaSecurity | undefined {
+  const { kafkaSaslMechanism: mechanism, kafkaSaslUsername: username, kafkaSaslPassword: password } = c
+  if ((username || password) && !mechanism) throw new ConfigError(`${settingName('kafkaSaslMechanism', envNames)} is required with a SASL user name or password`, 'set it to plain, scram-sha-256 or scram-sha-512')
+  if (mechanism && !username) throw new ConfigError(`${settingName('kafkaSaslUsername', envNames)} is required with ${settingName('kafkaSaslMechanism', envNames)}`)
+  if (mechanism && !password) throw new ConfigError(`${settingName('kafkaSaslPassword', envNames)} is required with ${settingName('kafkaSaslMechanism', envNames)}`, 'or KAFKA_SASL_PASSWORD_FILE')
+  let ca: string | undefined
+  if (c.kafkaTlsCaFile) {
+    try {
+      ca = readFileSync(c.kafkaTlsCaFile, 'utf8')
+    } catch (e) {
+      throw new ConfigError(`${settingName('kafkaTlsCaFile', envNames)} names a file that cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'}): ${c.kafkaTlsCaFile}`)
+    }
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(`${settingName('kafkaTlsCaFile', envNames)} holds no PEM certificate: ${c.kafkaTlsCaFile}`)
+  }
+  const tls = c.kafkaTls || ca !== undefined
+  if (!mechanism && !tls) return undefined
+  return {
+    ...(mechanism ? { sasl: { mechanism, username: username!, password: password! } } : {}),
+    ...(tls ? { tls: ca ? { ca } : {} } : {}),
+  }
+}
+
 /** Which Kafka client library talks to the broker (pipeline/kafka/types.ts); rdkafka needs node-rdkafka built (`npm run rdkafka`). */
 export const KafkaClientSetting = z.enum(['kafkajs', 'rdkafka'], { message: 'must be kafkajs or rdkafka' }).default('kafkajs')
 
@@ -63,6 +104,7 @@ export const RunConfig = CommonConfig.extend({
     .transform((s) => s.split(',').map((b) => b.trim()).filter(Boolean))
     .refine((list) => list.length > 0 && list.every((b) => hostPort.test(b)), 'must be host:port[,host:port…]'),
   kafkaClient: KafkaClientSetting,
+  ...KafkaSecuritySettings,
   redisUrl: z.string({ message: 'is required, e.g. redis://127.0.0.1:6379' }).regex(/^rediss?(-cluster)?:\/\/\S+$/, 'must be a redis:// URL'),
   webhookSecret: z.string({ message: 'is required to sign webhooks' }).min(16, 'must be at least 16 characters'),
   groupId: z.string().min(1).default('cardpulse'),

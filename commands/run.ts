@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import type { RunConfig } from './config.ts'
+import { kafkaSecurity, type RunConfig } from './config.ts'
 import { httpSettings, openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog, type HttpServer } from './wiring.ts'
 import { connectAdmin, createKafkaClient } from '../pipeline/kafka/client.ts'
 import type { KafkaAdmin, KafkaProducer } from '../pipeline/kafka/types.ts'
@@ -60,6 +60,7 @@ interface Parts {
 
 export async function startPipeline(config: RunConfig, log: Logger): Promise<RunningPipeline> {
   const httpAt = httpSettings(config)
+  const kafkaSecurityAt = kafkaSecurity(config)
   const metrics = createMetrics()
   const events = new Instrumentation(log, metrics)
   const p: Partial<Parts> = {}
@@ -88,7 +89,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
   try {
     const brokers = config.kafkaBrokers
     // First, so that a client that is not installed is said before anything connects.
-    const kafka = createKafkaClient({ kind: config.kafkaClient, clientId: 'cardpulse', brokers, connectTimeoutMs: config.connectTimeout, instrumentation: events.child({ component: 'kafka' }) })
+    const kafka = createKafkaClient({ kind: config.kafkaClient, clientId: 'cardpulse', brokers, security: kafkaSecurityAt, connectTimeoutMs: config.connectTimeout, instrumentation: events.child({ component: 'kafka' }) })
     const store = (p.store = await RedisStore.connect(config.redisUrl, {
       prefix: config.redisPrefix,
       readyTimeoutMs: config.connectTimeout,
@@ -128,6 +129,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
             threads: stateThreads,
             kafkaClient: config.kafkaClient,
             brokers,
+            kafkaSecurity: kafkaSecurityAt,
             redisUrl: config.redisUrl,
             redisPrefix: config.redisPrefix,
             connectTimeout: config.connectTimeout,

@@ -15,6 +15,7 @@ import { WebhookSender } from '../sinks/webhook/sender.ts'
 import { DEFAULT_RETRY_POLICY } from '../core/backoff.ts'
 import { CardpulseError, UnavailableError } from '../core/errors.ts'
 import { errText, type Instrumentation } from '../core/instrumentation.ts'
+import { withoutPassword } from '../core/log.ts'
 
 /**
  * What the composition roots that deliver (`run`, `demo`) put together the same way: the
@@ -43,7 +44,7 @@ export async function openClickHouse(opts: ClickHouseOptions): Promise<ClickHous
   } catch (e) {
     await sink?.close().catch(() => {})
     if (e instanceof CardpulseError) throw e
-    throw new UnavailableError('clickhouse', errText(e), undefined, { cause: e })
+    throw new UnavailableError('clickhouse', withoutPassword(errText(e)), undefined, { cause: e })
   }
 }
 

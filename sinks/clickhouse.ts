@@ -7,6 +7,7 @@ import type { DeadLetter } from '../schemas/deadLetter.ts'
 import type { Conversion } from '../schemas/conversion.ts'
 import { migrate, type MigrationReport } from './migrations.ts'
 import { ConfigError, UnavailableError } from '../core/errors.ts'
+import { withoutPassword } from '../core/log.ts'
 
 /**
  * The analytics store: ClickHouse through @clickhouse/client, either a server (CLICKHOUSE_URL) or
@@ -29,7 +30,8 @@ export async function connectClickHouse(opts: ClickHouseOptions): Promise<ClickH
     if (!ping.success) {
       await client.close()
       const reason = (ping as { error?: Error }).error?.message ?? 'no answer'
-      throw new UnavailableError('clickhouse', `cannot reach ClickHouse at ${opts.url} (${reason})`, 'start it or set CLICKHOUSE_URL')
+      // CLICKHOUSE_URL may carry user:password; the line shows neither the password nor a reason quoting it.
+      throw new UnavailableError('clickhouse', `cannot reach ClickHouse at ${withoutPassword(opts.url)} (${withoutPassword(reason)})`, 'start it or set CLICKHOUSE_URL')
     }
     return client
   }
