@@ -44,6 +44,8 @@ export const CommonConfig = PipelineConfig.extend({
   httpRateLimit: number().int().min(0).max(1_000_000).default(600),
   clickhouseUrl: url('the ClickHouse server').optional(),
   clickhouseDatabase: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('cardpulse'),
+  /** Replace customer ids in ClickHouse by a keyed HMAC (sinks/pseudonym.ts); keep the key: another breaks the link to earlier rows. */
+  clickhousePseudonymiseKey: z.string().min(16, 'must be at least 16 characters').optional(),
   webhookUrl: url('webhooks').optional(),
   webhookUrlSms: url('SMS webhooks').optional(),
   webhookUrlPush: url('push webhooks').optional(),
@@ -164,6 +166,8 @@ export const ExplainConfig = LogConfig.extend({
   redisPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('cardpulse'),
   clickhouseUrl: url('the ClickHouse server').optional(),
   clickhouseDatabase: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('cardpulse'),
+  /** Replace customer ids in ClickHouse by a keyed HMAC (sinks/pseudonym.ts); keep the key: another breaks the link to earlier rows. */
+  clickhousePseudonymiseKey: z.string().min(16, 'must be at least 16 characters').optional(),
   dataDir: z.string().min(1).default('.cardpulse'),
   connectTimeout: Duration.prefault('10s'),
 })

@@ -49,7 +49,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   const bank = config.input ? undefined : new SimulatedBank({ customers: config.customers, days: config.days, start, seed: config.seed, config: bankConfig })
 
   const dataDir = mkdtempSync(join(tmpdir(), 'cardpulse-demo-'))
-  const clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(dataDir, 'chdb') })
+  const clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(dataDir, 'chdb'), pseudonymiseKey: config.clickhousePseudonymiseKey })
 
   let status = bank ? 'starting' : 'playing the files'
   let applied = 0

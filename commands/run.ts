@@ -97,7 +97,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     }))
     const topics = [config.transactionsTopic, config.appEventsTopic, config.lifecycleTopic, config.eventsTopic, config.dlqTopic, config.alertTopic]
     const admin = (p.admin = await connectAdmin(kafka, topics, config.partitions))
-    const clickhouse = (p.clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(config.dataDir, 'clickhouse') }))
+    const clickhouse = (p.clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(config.dataDir, 'clickhouse'), pseudonymiseKey: config.clickhousePseudonymiseKey }))
     const producer = (p.producer = await kafka.producer({ idempotent: true, allowAutoTopicCreation: false }))
 
     const stageOptions = { kafka, admin, sessionTimeout: config.sessionTimeout }

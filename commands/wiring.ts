@@ -10,6 +10,7 @@ import { outboxQueues } from '../pipeline/store/outbox.ts'
 import type { StateStore } from '../pipeline/store/types.ts'
 import { ClickHouseSink, connectClickHouse, type ClickHouseOptions } from '../sinks/clickhouse.ts'
 import { OutboxDrain, type OutboxDrainOptions } from '../sinks/outbox.ts'
+import { pseudonymiser } from '../sinks/pseudonym.ts'
 import { WebhookDispatcher } from '../sinks/webhook/dispatcher.ts'
 import { WebhookSender } from '../sinks/webhook/sender.ts'
 import { DEFAULT_RETRY_POLICY } from '../core/backoff.ts'
@@ -34,11 +35,11 @@ export function watchedCatalog(file: string | undefined, events: Instrumentation
   return catalog
 }
 
-/** ClickHouse (a server, or embedded at `embeddedPath`) with its schema brought up to date. */
-export async function openClickHouse(opts: ClickHouseOptions): Promise<ClickHouseSink> {
+/** ClickHouse (a server, or embedded at `embeddedPath`) with its schema brought up to date; customer ids pseudonymised with `pseudonymiseKey`. */
+export async function openClickHouse(opts: ClickHouseOptions & { pseudonymiseKey?: string }): Promise<ClickHouseSink> {
   let sink: ClickHouseSink | undefined
   try {
-    sink = new ClickHouseSink(await connectClickHouse(opts), opts.database)
+    sink = new ClickHouseSink(await connectClickHouse(opts), opts.database, opts.pseudonymiseKey ? pseudonymiser(opts.pseudonymiseKey) : undefined)
     await sink.ensureSchema()
     return sink
   } catch (e) {
