@@ -18,7 +18,9 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 COPY --chown=node:node bin ./bin
 COPY --chown=node:node --from=build /app/dist ./dist
 
-ENV HTTP_PORT=8080 NODE_ENV=production
+# Reachable from outside the container, so a token is needed: without HTTP_TOKEN (or
+# HTTP_TOKEN_FILE) `run` refuses to start and says so.
+ENV HTTP_PORT=8080 HTTP_HOST=0.0.0.0 NODE_ENV=production
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.HTTP_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"

@@ -36,16 +36,37 @@ function pipelineOptions(cmd: Command): Command {
 function commonOptions(cmd: Command): Command {
   return pipelineOptions(cmd)
     .addOption(opt('--http-port <port>', 'HTTP port for the dashboard, /healthz and /metrics (default 8080)', 'HTTP_PORT'))
+    .addOption(opt('--http-host <address>', 'address the dashboard, API and /metrics listen on (default 127.0.0.1); any other needs HTTP_TOKEN', 'HTTP_HOST'))
+    .addOption(opt('--http-token <token>', 'bearer token of the dashboard, /api/* and /metrics (at least 16 characters); prefer HTTP_TOKEN or a file, a flag shows in ps', 'HTTP_TOKEN'))
+    .addOption(opt('--http-token-file <file>', 'read HTTP_TOKEN from this file', 'HTTP_TOKEN_FILE'))
+    .addOption(opt('--metrics-token <token>', 'a bearer token that opens /metrics alone, for Prometheus (at least 16 characters)', 'METRICS_TOKEN'))
+    .addOption(opt('--metrics-token-file <file>', 'read METRICS_TOKEN from this file', 'METRICS_TOKEN_FILE'))
+    .addOption(opt('--http-allow-unauthenticated <bool>', 'true: listen on a non-loopback address without a token (only behind a proxy that authenticates; default false)', 'HTTP_ALLOW_UNAUTHENTICATED'))
+    .addOption(opt('--http-rate-limit <n>', 'requests a minute per client address on /api/*, then 429 (default 600; 0: no limit)', 'HTTP_RATE_LIMIT'))
     .addOption(opt('--clickhouse-url <url>', 'ClickHouse server, e.g. http://127.0.0.1:8123; default: embedded chDB', 'CLICKHOUSE_URL'))
     .addOption(opt('--clickhouse-database <name>', 'ClickHouse database (default cardpulse)', 'CLICKHOUSE_DATABASE'))
+    .addOption(opt('--clickhouse-pseudonymise-key <key>', 'write customer ids to ClickHouse as p_ + HMAC-SHA256(key, id) (at least 16 characters; webhooks and alerts keep real ids)', 'CLICKHOUSE_PSEUDONYMISE_KEY'))
+    .addOption(opt('--clickhouse-pseudonymise-key-file <file>', 'read CLICKHOUSE_PSEUDONYMISE_KEY from this file', 'CLICKHOUSE_PSEUDONYMISE_KEY_FILE'))
     .addOption(opt('--webhook-url <url>', 'webhook endpoint for every channel', 'WEBHOOK_URL'))
     .addOption(opt('--webhook-url-sms <url>', 'webhook endpoint for SMS', 'WEBHOOK_URL_SMS'))
     .addOption(opt('--webhook-url-push <url>', 'webhook endpoint for push', 'WEBHOOK_URL_PUSH'))
     .addOption(opt('--webhook-url-call <url>', 'webhook endpoint for outbound calls', 'WEBHOOK_URL_CALL'))
     .addOption(opt('--webhook-url-app-banner <url>', 'webhook endpoint for app banners', 'WEBHOOK_URL_APP_BANNER'))
     .addOption(opt('--webhook-secret <secret>', 'HMAC secret that signs webhooks (at least 16 characters)', 'WEBHOOK_SECRET'))
+    .addOption(opt('--webhook-secret-file <file>', 'read WEBHOOK_SECRET from this file', 'WEBHOOK_SECRET_FILE'))
+    .addOption(opt('--webhook-secret-previous <secret>', 'while rotating: the previous secret; webhooks then carry a signature by each, the current first', 'WEBHOOK_SECRET_PREVIOUS'))
+    .addOption(opt('--webhook-secret-previous-file <file>', 'read WEBHOOK_SECRET_PREVIOUS from this file', 'WEBHOOK_SECRET_PREVIOUS_FILE'))
     .addOption(opt('--webhook-timeout <duration>', 'webhook HTTP timeout (default 10s)', 'WEBHOOK_TIMEOUT'))
 }
+
+const kafkaSecurityOptions = (cmd: Command): Command =>
+  cmd
+    .addOption(opt('--kafka-sasl-mechanism <name>', 'SASL authentication to the brokers: plain, scram-sha-256 or scram-sha-512 (default: none)', 'KAFKA_SASL_MECHANISM'))
+    .addOption(opt('--kafka-sasl-username <name>', 'SASL user name', 'KAFKA_SASL_USERNAME'))
+    .addOption(opt('--kafka-sasl-password <password>', 'SASL password; prefer KAFKA_SASL_PASSWORD or a file, a flag shows in ps', 'KAFKA_SASL_PASSWORD'))
+    .addOption(opt('--kafka-sasl-password-file <file>', 'read KAFKA_SASL_PASSWORD from this file', 'KAFKA_SASL_PASSWORD_FILE'))
+    .addOption(opt('--kafka-tls <bool>', 'true: TLS to the brokers (with SASL: SASL_SSL); default false', 'KAFKA_TLS'))
+    .addOption(opt('--kafka-tls-ca-file <file>', "PEM of the authority that signed the brokers' certificates (implies KAFKA_TLS; default: the system's)", 'KAFKA_TLS_CA_FILE'))
 
 /**
  * Runs a command: parses its settings, builds the one logger from them, and calls it. An error of
@@ -72,10 +93,10 @@ function action<S extends z.ZodType<LogConfig>>(schema: S, fn: (config: z.infer<
   }
 }
 
-commonOptions(program.command('run').description('the live pipeline: Kafka in; Redis state; webhooks, alert topic and ClickHouse out'))
+kafkaSecurityOptions(commonOptions(program.command('run').description('the live pipeline: Kafka in; Redis state; webhooks, alert topic and ClickHouse out')))
   .addOption(opt('--kafka-brokers <list>', 'Kafka bootstrap servers, host:port[,host:port]', 'KAFKA_BROKERS'))
   .addOption(opt('--kafka-client <name>', KAFKA_CLIENT_HELP, 'KAFKA_CLIENT'))
-  .addOption(opt('--redis-url <url>', 'Redis for state, timers and the outbox: redis://host:port, or redis-cluster://h1:p1,h2:p2', 'REDIS_URL'))
+  .addOption(opt('--redis-url <url>', 'Redis for state, timers and the outbox: redis://host:port (rediss:// for TLS; redis://user:password@host:port for AUTH), or redis-cluster://h1:p1,h2:p2', 'REDIS_URL'))
   .addOption(opt('--group-id <id>', 'Kafka consumer group (default cardpulse)', 'GROUP_ID'))
   .addOption(opt('--transactions-topic <topic>', 'default cards.transactions', 'TRANSACTIONS_TOPIC'))
   .addOption(opt('--app-events-topic <topic>', 'default cards.app-events', 'APP_EVENTS_TOPIC'))
@@ -127,7 +148,7 @@ pipelineOptions(program.command('replay').description('the pipeline in event tim
     }),
   )
 
-logOptions(program.command('simulate'))
+kafkaSecurityOptions(logOptions(program.command('simulate')))
   .description(
     "the simulated bank: customers in segments, their cards' whole life, spending, app usage and injected fraud, to NDJSON files (with truth.ndjson, the ground truth) or to Kafka; deterministic for a seed. With --listen it runs closed loop against a live cardpulse: customers react to its webhooks",
   )
@@ -147,6 +168,7 @@ logOptions(program.command('simulate'))
   .addOption(opt('--speed <n>', 'simulated seconds per wall-clock second, e.g. 3600 = an hour a second (default with --listen: 3600)', 'SIM_SPEED'))
   .addOption(opt('--listen <port>', 'closed loop: receive cardpulse\'s webhooks on http://127.0.0.1:PORT/webhooks (needs --kafka-brokers and --webhook-secret); customers react as they arrive', 'SIM_LISTEN'))
   .addOption(opt('--webhook-secret <secret>', 'HMAC secret to verify webhooks with (the one cardpulse run signs with); a bad signature gets 401', 'WEBHOOK_SECRET'))
+  .addOption(opt('--webhook-secret-file <file>', 'read WEBHOOK_SECRET from this file', 'WEBHOOK_SECRET_FILE'))
   .addOption(opt('--linger <seconds>', 'with --listen: keep receiving webhooks this long after the period ends (default 10)', 'SIM_LINGER'))
   .addOption(new Option('--no-progress', 'no progress bar'))
   .action(
@@ -169,6 +191,8 @@ logOptions(program.command('explain'))
   .addOption(opt('--redis-prefix <prefix>', 'prefix of every Redis key (default cardpulse)', 'REDIS_PREFIX'))
   .addOption(opt('--clickhouse-url <url>', 'ClickHouse server, e.g. http://127.0.0.1:8123; default: embedded chDB in DATA_DIR', 'CLICKHOUSE_URL'))
   .addOption(opt('--clickhouse-database <name>', 'ClickHouse database (default cardpulse)', 'CLICKHOUSE_DATABASE'))
+  .addOption(opt('--clickhouse-pseudonymise-key <key>', 'the key run writes customer ids to ClickHouse with, so they are found there', 'CLICKHOUSE_PSEUDONYMISE_KEY'))
+  .addOption(opt('--clickhouse-pseudonymise-key-file <file>', 'read CLICKHOUSE_PSEUDONYMISE_KEY from this file', 'CLICKHOUSE_PSEUDONYMISE_KEY_FILE'))
   .addOption(opt('--data-dir <dir>', 'where embedded ClickHouse keeps its data when CLICKHOUSE_URL is not set (default .cardpulse)', 'DATA_DIR'))
   .addOption(opt('--catalog-file <file>', 'trigger catalogue whose rules (cooldowns, caps, holdouts) are quoted; default: the shipped catalogue', 'CATALOG_FILE'))
   .addOption(opt('--connect-timeout <duration>', 'give up connecting to Redis after this long (default 10s)', 'CONNECT_TIMEOUT'))

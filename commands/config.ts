@@ -1,9 +1,10 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { z } from 'zod'
 import { Duration } from '../schemas/duration.ts'
 import { Channel } from '../schemas/events.ts'
 import { ConfigError } from '../core/errors.ts'
+import type { KafkaSecurity } from '../pipeline/kafka/types.ts'
 
 /**
  * Configuration, parsed once at the edge from flags and their environment twins. Nothing deeper
@@ -35,16 +36,66 @@ export const PipelineConfig = LogConfig.extend({
 /** What the commands that deliver (run, demo) take besides. */
 export const CommonConfig = PipelineConfig.extend({
   httpPort: number().int().min(0).max(65535).default(8080),
+  /** Loopback by default: the dashboard and API reach the network only on purpose, and then with a token. */
+  httpHost: z.string().regex(/^[^\s/]+$/, 'must be an address to listen on, e.g. 127.0.0.1 or 0.0.0.0').default('127.0.0.1'),
+  httpToken: z.string().min(16, 'must be at least 16 characters').optional(),
+  metricsToken: z.string().min(16, 'must be at least 16 characters').optional(),
+  httpAllowUnauthenticated: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false').transform((v) => v === 'true'),
+  httpRateLimit: number().int().min(0).max(1_000_000).default(600),
   clickhouseUrl: url('the ClickHouse server').optional(),
   clickhouseDatabase: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('cardpulse'),
+  /** Replace customer ids in ClickHouse by a keyed HMAC (sinks/pseudonym.ts); keep the key: another breaks the link to earlier rows. */
+  clickhousePseudonymiseKey: z.string().min(16, 'must be at least 16 characters').optional(),
   webhookUrl: url('webhooks').optional(),
   webhookUrlSms: url('SMS webhooks').optional(),
   webhookUrlPush: url('push webhooks').optional(),
   webhookUrlCall: url('call webhooks').optional(),
   webhookUrlAppBanner: url('app-banner webhooks').optional(),
   webhookSecret: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** While the secret is rotated: the one receivers may still verify with; webhooks carry a signature by each. */
+  webhookSecretPrevious: z.string().min(16, 'must be at least 16 characters').optional(),
   webhookTimeout: Duration.prefault('10s'),
 })
+
+/** SASL and TLS to the brokers (KAFKA_SASL_*, KAFKA_TLS*); the shape both `run` and `simulate` take. */
+export const KafkaSecuritySettings = {
+  kafkaSaslMechanism: z
+    .string()
+    .transform((s) => s.toLowerCase())
+    .pipe(z.enum(['plain', 'scram-sha-256', 'scram-sha-512'], { message: 'must be plain, scram-sha-256 or scram-sha-512' }))
+    .optional(),
+  kafkaSaslUsername: z.string().min(1).optional(),
+  kafkaSaslPassword: z.string().min(1).optional(),
+  kafkaTls: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false').transform((v) => v === 'true'),
+  kafkaTlsCaFile: z.string().min(1).optional(),
+}
+type KafkaSecurityConfig = z.infer<ReturnType<typeof z.object<typeof KafkaSecuritySettings>>>
+
+/**
+ * The brokers' security from the settings, or undefined for plaintext. SASL needs all three
+ * settings; a CA file implies TLS and is read now, so a wrong path stops the command at once.
+ */
+export function kafkaSecurity(c: KafkaSecurityConfig, envNames: Record<string, string> = {}): KafkaSecurity | undefined {
+  const { kafkaSaslMechanism: mechanism, kafkaSaslUsername: username, kafkaSaslPassword: password } = c
+  if ((username || password) && !mechanism) throw new ConfigError(`${settingName('kafkaSaslMechanism', envNames)} is required with a SASL user name or password`, 'set it to plain, scram-sha-256 or scram-sha-512')
+  if (mechanism && !username) throw new ConfigError(`${settingName('kafkaSaslUsername', envNames)} is required with ${settingName('kafkaSaslMechanism', envNames)}`)
+  if (mechanism && !password) throw new ConfigError(`${settingName('kafkaSaslPassword', envNames)} is required with ${settingName('kafkaSaslMechanism', envNames)}`, 'or KAFKA_SASL_PASSWORD_FILE')
+  let ca: string | undefined
+  if (c.kafkaTlsCaFile) {
+    try {
+      ca = readFileSync(c.kafkaTlsCaFile, 'utf8')
+    } catch (e) {
+      throw new ConfigError(`${settingName('kafkaTlsCaFile', envNames)} names a file that cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'}): ${c.kafkaTlsCaFile}`)
+    }
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(`${settingName('kafkaTlsCaFile', envNames)} holds no PEM certificate: ${c.kafkaTlsCaFile}`)
+  }
+  const tls = c.kafkaTls || ca !== undefined
+  if (!mechanism && !tls) return undefined
+  return {
+    ...(mechanism ? { sasl: { mechanism, username: username!, password: password! } } : {}),
+    ...(tls ? { tls: ca ? { ca } : {} } : {}),
+  }
+}
 
 /** Which Kafka client library talks to the broker (pipeline/kafka/types.ts); rdkafka needs node-rdkafka built (`npm run rdkafka`). */
 export const KafkaClientSetting = z.enum(['kafkajs', 'rdkafka'], { message: 'must be kafkajs or rdkafka' }).default('kafkajs')
@@ -55,6 +106,7 @@ export const RunConfig = CommonConfig.extend({
     .transform((s) => s.split(',').map((b) => b.trim()).filter(Boolean))
     .refine((list) => list.length > 0 && list.every((b) => hostPort.test(b)), 'must be host:port[,host:port…]'),
   kafkaClient: KafkaClientSetting,
+  ...KafkaSecuritySettings,
   redisUrl: z.string({ message: 'is required, e.g. redis://127.0.0.1:6379' }).regex(/^rediss?(-cluster)?:\/\/\S+$/, 'must be a redis:// URL'),
   webhookSecret: z.string({ message: 'is required to sign webhooks' }).min(16, 'must be at least 16 characters'),
   groupId: z.string().min(1).default('cardpulse'),
@@ -116,6 +168,8 @@ export const ExplainConfig = LogConfig.extend({
   redisPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('cardpulse'),
   clickhouseUrl: url('the ClickHouse server').optional(),
   clickhouseDatabase: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('cardpulse'),
+  /** Replace customer ids in ClickHouse by a keyed HMAC (sinks/pseudonym.ts); keep the key: another breaks the link to earlier rows. */
+  clickhousePseudonymiseKey: z.string().min(16, 'must be at least 16 characters').optional(),
   dataDir: z.string().min(1).default('.cardpulse'),
   connectTimeout: Duration.prefault('10s'),
 })
@@ -132,10 +186,42 @@ export function settingName(key: string, envNames: Record<string, string> = {}):
 export function parseConfig<T extends z.ZodType>(schema: T, raw: Record<string, unknown>, envNames: Record<string, string> = {}): z.infer<T> {
   // An empty environment variable means "not set", as in most deployment tools.
   const given = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== '' && v !== undefined))
+  const fromFiles = secretsFromFiles(given, envNames)
   const result = schema.safeParse(given)
   if (result.success) return result.data
   const issue = result.error.issues[0]
-  throw new ConfigError(`${settingName(String(issue.path[0] ?? 'config'), envNames)} ${issue.message}`)
+  const key = String(issue.path[0] ?? 'config')
+  // A bad secret read from a file is named by its file setting; the message never quotes a value.
+  throw new ConfigError(`${settingName(fromFiles.has(key) ? `${key}File` : key, envNames)} ${issue.message}`)
+}
+
+/** Settings that are secrets: each may be given as `<NAME>_FILE` instead (Docker and Kubernetes secrets), never both. */
+export const SECRET_SETTINGS = ['httpToken', 'metricsToken', 'webhookSecret', 'webhookSecretPrevious', 'kafkaSaslPassword', 'clickhousePseudonymiseKey'] as const
+
+/** Replaces each `<secret>File` setting by the file's contents (without the final line break); returns the keys so read. */
+function secretsFromFiles(given: Record<string, unknown>, envNames: Record<string, string>): Set<string> {
+  const read = new Set<string>()
+  for (const key of SECRET_SETTINGS) {
+    const fileKey = `${key}File`
+    const file = given[fileKey]
+    if (file === undefined) continue
+    if (given[key] !== undefined) throw new ConfigError(`${settingName(key, envNames)} and ${settingName(fileKey, envNames)} are both set`, 'set one of them')
+    let text: string
+    try {
+      text = readFileSync(String(file), 'utf8')
+    } catch (e) {
+      throw new ConfigError(`${settingName(fileKey, envNames)} names a file that cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'}): ${String(file)}`)
+    }
+    given[key] = text.replace(/\r?\n$/, '')
+    delete given[fileKey]
+    read.add(key)
+  }
+  return read
+}
+
+/** The active signing secrets, the current first: cardpulse signs with each, a receiver verifies with any. */
+export function webhookSecrets(c: { webhookSecret: string; webhookSecretPrevious?: string }): string[] {
+  return c.webhookSecretPrevious && c.webhookSecretPrevious !== c.webhookSecret ? [c.webhookSecret, c.webhookSecretPrevious] : [c.webhookSecret]
 }
 
 export function webhookEndpoints(c: CommonConfig): Partial<Record<Channel | 'default', string>> {

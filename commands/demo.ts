@@ -1,8 +1,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { DemoConfig } from './config.ts'
-import { openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog } from './wiring.ts'
+import { webhookSecrets, type DemoConfig } from './config.ts'
+import { httpSettings, localOrigin, openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog } from './wiring.ts'
 import { EmbeddedPipeline } from '../pipeline/embedded.ts'
 import { readNdjsonBatches, totalBytes, type SourceItem } from '../pipeline/sources/ndjson.ts'
 import { decode } from '../pipeline/decode.ts'
@@ -36,6 +36,8 @@ const DAY = 24 * HOUR
 const STEP = 3 * HOUR
 
 export async function runDemo(config: DemoConfig, log: Logger) {
+  // The built-in receiver authenticates webhooks by their signature, not by the dashboard's token.
+  const httpAt = httpSettings(config, ['/demo/webhooks'])
   const metrics = createMetrics()
   const events = new Instrumentation(log, metrics)
   const catalog = watchedCatalog(config.catalogFile, events.child({ component: 'catalog' }))
@@ -47,7 +49,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   const bank = config.input ? undefined : new SimulatedBank({ customers: config.customers, days: config.days, start, seed: config.seed, config: bankConfig })
 
   const dataDir = mkdtempSync(join(tmpdir(), 'cardpulse-demo-'))
-  const clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(dataDir, 'chdb') })
+  const clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(dataDir, 'chdb'), pseudonymiseKey: config.clickhousePseudonymiseKey })
 
   let status = bank ? 'starting' : 'playing the files'
   let applied = 0
@@ -55,7 +57,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   const received = new Map<string, number>()
   let explainSource: ExplainSource | undefined
   const http = await serveHttp({
-    port: config.httpPort,
+    ...httpAt,
     metrics,
     events,
     clickhouse: () => clickhouse,
@@ -78,7 +80,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     // hands each touchpoint to the simulated customer.
     routes(req, res, body) {
       if (req.method !== 'POST' || !req.url?.startsWith('/demo/webhooks')) return false
-      const check = verifyWebhook(config.webhookSecret, req.headers, body)
+      const check = verifyWebhook(webhookSecrets(config), req.headers, body)
       if (!check.ok) {
         json(res, 401, { error: check.reason })
         return true
@@ -140,7 +142,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     clock: () => watermark() + (played ? 12 * HOUR : config.maxDisorder),
     batchSize: 500,
     concurrency: 16,
-    fallbackUrl: `http://127.0.0.1:${port}/demo/webhooks`,
+    fallbackUrl: `${localOrigin(httpAt.host, port)}/demo/webhooks`,
     events,
   })
   const drain = async () => {
@@ -149,7 +151,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     await delivery.drain.runOnce()
   }
 
-  const dashboard = `http://127.0.0.1:${port}/`
+  const dashboard = `${localOrigin(httpAt.host, port)}/`
   const started = Date.now()
   let n = 0
   if (bank) {

@@ -31,7 +31,7 @@ export async function explainCommand(config: ExplainConfig, _log: Logger, write:
     if (config.dir) source = replaySource(config.dir)
     else {
       redis = await openRedis(config.redisUrl!, { readyTimeoutMs: config.connectTimeout })
-      clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(config.dataDir, 'clickhouse') })
+      clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(config.dataDir, 'clickhouse'), pseudonymiseKey: config.clickhousePseudonymiseKey })
       source = liveSource({ redis, redisUrl: config.redisUrl!, prefix: config.redisPrefix, clickhouse })
     }
     const explanation = await explainCustomer(source, { customerId, catalog, limit: config.limit, ...(since ? { since } : {}) })

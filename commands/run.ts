@@ -1,6 +1,6 @@
 import { join } from 'node:path'
-import type { RunConfig } from './config.ts'
-import { openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog, type HttpServer } from './wiring.ts'
+import { kafkaSecurity, type RunConfig } from './config.ts'
+import { httpSettings, openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog, type HttpServer } from './wiring.ts'
 import { connectAdmin, createKafkaClient } from '../pipeline/kafka/client.ts'
 import type { KafkaAdmin, KafkaProducer } from '../pipeline/kafka/types.ts'
 import { IngestStage } from '../pipeline/kafka/ingest.ts'
@@ -59,6 +59,8 @@ interface Parts {
 }
 
 export async function startPipeline(config: RunConfig, log: Logger): Promise<RunningPipeline> {
+  const httpAt = httpSettings(config)
+  const kafkaSecurityAt = kafkaSecurity(config)
   const metrics = createMetrics()
   const events = new Instrumentation(log, metrics)
   const p: Partial<Parts> = {}
@@ -87,7 +89,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
   try {
     const brokers = config.kafkaBrokers
     // First, so that a client that is not installed is said before anything connects.
-    const kafka = createKafkaClient({ kind: config.kafkaClient, clientId: 'cardpulse', brokers, connectTimeoutMs: config.connectTimeout, instrumentation: events.child({ component: 'kafka' }) })
+    const kafka = createKafkaClient({ kind: config.kafkaClient, clientId: 'cardpulse', brokers, security: kafkaSecurityAt, connectTimeoutMs: config.connectTimeout, instrumentation: events.child({ component: 'kafka' }) })
     const store = (p.store = await RedisStore.connect(config.redisUrl, {
       prefix: config.redisPrefix,
       readyTimeoutMs: config.connectTimeout,
@@ -96,7 +98,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     }))
     const topics = [config.transactionsTopic, config.appEventsTopic, config.lifecycleTopic, config.eventsTopic, config.dlqTopic, config.alertTopic]
     const admin = (p.admin = await connectAdmin(kafka, topics, config.partitions))
-    const clickhouse = (p.clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(config.dataDir, 'clickhouse') }))
+    const clickhouse = (p.clickhouse = await openClickHouse({ url: config.clickhouseUrl, database: config.clickhouseDatabase, embeddedPath: join(config.dataDir, 'clickhouse'), pseudonymiseKey: config.clickhousePseudonymiseKey }))
     const producer = (p.producer = await kafka.producer({ idempotent: true, allowAutoTopicCreation: false }))
 
     const stageOptions = { kafka, admin, sessionTimeout: config.sessionTimeout }
@@ -129,6 +131,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
             threads: stateThreads,
             kafkaClient: config.kafkaClient,
             brokers,
+            kafkaSecurity: kafkaSecurityAt,
             redisUrl: config.redisUrl,
             redisPrefix: config.redisPrefix,
             connectTimeout: config.connectTimeout,
@@ -165,7 +168,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     drain.start()
 
     const http = (p.http = await serveHttp({
-      port: config.httpPort,
+      ...httpAt,
       metrics,
       events: events.child({ component: 'http' }),
       clickhouse: () => clickhouse,

@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { z } from 'zod'
-import { KafkaClientSetting, number, parseConfig } from './config.ts'
+import { KafkaClientSetting, KafkaSecuritySettings, kafkaSecurity, number, parseConfig } from './config.ts'
 import type { Logger } from '../core/log.ts'
 import { dayProgressBar } from './progress.ts'
 import { verifyWebhook } from '../sinks/webhook/signature.ts'
@@ -29,6 +29,7 @@ const SimulateConfig = z
     out: z.string().optional(),
     kafkaBrokers: z.string().optional(),
     kafkaClient: KafkaClientSetting,
+    ...KafkaSecuritySettings,
     transactionsTopic: z.string().default('cards.transactions'),
     appEventsTopic: z.string().default('cards.app-events'),
     lifecycleTopic: z.string().default('cards.lifecycle'),
@@ -52,6 +53,7 @@ export type SimulateConfig = z.infer<typeof SimulateConfig>
  */
 export async function simulateCommand(raw: Record<string, unknown>, log: Logger, envNames: Record<string, string> = {}) {
   const c = parseConfig(SimulateConfig, raw, envNames)
+  const security = kafkaSecurity(c, envNames)
   const config = loadBankConfig(c.config)
   if (c.malformed !== undefined) config.malformed.share = c.malformed
   const now = Date.now()
@@ -73,7 +75,7 @@ export async function simulateCommand(raw: Record<string, unknown>, log: Logger,
   try {
     if (c.kafkaBrokers) {
       const brokers = c.kafkaBrokers.split(',')
-      producer = await createKafkaClient({ kind: c.kafkaClient, clientId: 'cardpulse-simulate', brokers }).producer({ idempotent: true })
+      producer = await createKafkaClient({ kind: c.kafkaClient, clientId: 'cardpulse-simulate', brokers, security }).producer({ idempotent: true })
     }
     if (c.listen !== undefined) {
       server = await listen(c.listen, c.webhookSecret!, bank, stats, log)

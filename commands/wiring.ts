@@ -1,19 +1,22 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { CommonConfig } from './config.ts'
-import { webhookEndpoints } from './config.ts'
+import { webhookEndpoints, webhookSecrets } from './config.ts'
 import { CatalogHolder, DEFAULT_CATALOG_FILE } from '../pipeline/catalog/index.ts'
 import type { Catalog } from '../schemas/catalog.ts'
 import { startHttp, type HttpOptions } from '../pipeline/http.ts'
+import { checkExposure } from '../pipeline/httpGuard.ts'
 import { outboxQueues } from '../pipeline/store/outbox.ts'
 import type { StateStore } from '../pipeline/store/types.ts'
 import { ClickHouseSink, connectClickHouse, type ClickHouseOptions } from '../sinks/clickhouse.ts'
 import { OutboxDrain, type OutboxDrainOptions } from '../sinks/outbox.ts'
+import { pseudonymiser } from '../sinks/pseudonym.ts'
 import { WebhookDispatcher } from '../sinks/webhook/dispatcher.ts'
 import { WebhookSender } from '../sinks/webhook/sender.ts'
 import { DEFAULT_RETRY_POLICY } from '../core/backoff.ts'
 import { CardpulseError, UnavailableError } from '../core/errors.ts'
 import { errText, type Instrumentation } from '../core/instrumentation.ts'
+import { withoutPassword } from '../core/log.ts'
 
 /**
  * What the composition roots that deliver (`run`, `demo`) put together the same way: the
@@ -32,17 +35,17 @@ export function watchedCatalog(file: string | undefined, events: Instrumentation
   return catalog
 }
 
-/** ClickHouse (a server, or embedded at `embeddedPath`) with its schema brought up to date. */
-export async function openClickHouse(opts: ClickHouseOptions): Promise<ClickHouseSink> {
+/** ClickHouse (a server, or embedded at `embeddedPath`) with its schema brought up to date; customer ids pseudonymised with `pseudonymiseKey`. */
+export async function openClickHouse(opts: ClickHouseOptions & { pseudonymiseKey?: string }): Promise<ClickHouseSink> {
   let sink: ClickHouseSink | undefined
   try {
-    sink = new ClickHouseSink(await connectClickHouse(opts), opts.database)
+    sink = new ClickHouseSink(await connectClickHouse(opts), opts.database, opts.pseudonymiseKey ? pseudonymiser(opts.pseudonymiseKey) : undefined)
     await sink.ensureSchema()
     return sink
   } catch (e) {
     await sink?.close().catch(() => {})
     if (e instanceof CardpulseError) throw e
-    throw new UnavailableError('clickhouse', errText(e), undefined, { cause: e })
+    throw new UnavailableError('clickhouse', withoutPassword(errText(e)), undefined, { cause: e })
   }
 }
 
@@ -64,7 +67,7 @@ export function outboxDelivery(o: OutboxDeliveryOptions): { drain: OutboxDrain; 
   const endpoints = webhookEndpoints(o.config)
   const sender = new WebhookSender({
     urls: Object.keys(endpoints).length || !o.fallbackUrl ? endpoints : { default: o.fallbackUrl },
-    secret: o.config.webhookSecret,
+    secret: webhookSecrets(o.config),
     timeoutMs: o.config.webhookTimeout,
   })
   const dispatcher = new WebhookDispatcher({
@@ -92,6 +95,27 @@ export function outboxDelivery(o: OutboxDeliveryOptions): { drain: OutboxDrain; 
 export interface HttpServer {
   port: number
   close(): Promise<void>
+}
+
+/**
+ * Where and how the HTTP server is reached, from the settings; checked at once, so that an exposed
+ * server without a token stops the command before anything connects.
+ */
+export function httpSettings(config: CommonConfig, openPrefixes: readonly string[] = []): Pick<HttpOptions, 'port' | 'host' | 'access' | 'allowUnauthenticated'> {
+  const access = {
+    ...(config.httpToken ? { token: config.httpToken } : {}),
+    ...(config.metricsToken ? { metricsToken: config.metricsToken } : {}),
+    rateLimitPerMinute: config.httpRateLimit,
+    openPrefixes,
+  }
+  checkExposure(config.httpHost, access, config.httpAllowUnauthenticated)
+  return { port: config.httpPort, host: config.httpHost, access, allowUnauthenticated: config.httpAllowUnauthenticated }
+}
+
+/** The `http://host:port` this machine reaches the server on: 127.0.0.1 for a wildcard or loopback bind, else the bound address. */
+export function localOrigin(host: string | undefined, port: number): string {
+  const h = !host || host === '0.0.0.0' || host === '::' || host === 'localhost' || /^127\./.test(host) ? '127.0.0.1' : host
+  return `http://${h.includes(':') ? `[${h}]` : h}:${port}`
 }
 
 /** The dashboard, its API, /healthz and /metrics; a port that cannot be listened on is an UnavailableError. */

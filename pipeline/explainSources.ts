@@ -250,10 +250,10 @@ function decisionOf(r: DecisionRow): Decision {
   }
 }
 
-/** The customer's rows of the analytics tables, by bound parameters only. */
+/** The customer's rows of the analytics tables, by bound parameters only; by the pseudonym where the tables hold pseudonyms. */
 export async function clickhouseRecords(sink: ClickHouseSink, customerId: string, range: RecordRange): Promise<CustomerRecords> {
   const db = sink.database
-  const params = { customer: customerId, from: toTs(range.from ?? 0), since: toTs(range.since ?? 0), limit: range.limit }
+  const params = { customer: sink.customerIdInTables(customerId), from: toTs(range.from ?? 0), since: toTs(range.since ?? 0), limit: range.limit }
   const where = `customer_id = {customer:String} AND event_time >= {from:DateTime64(3, 'UTC')}`
   try {
     const [decisions, total, alerts, conversions, deliveries] = await Promise.all([
@@ -273,7 +273,8 @@ export async function clickhouseRecords(sink: ClickHouseSink, customerId: string
       ),
     ])
     return {
-      decisions: decisions.map(decisionOf),
+      // The rows may hold the pseudonym; whoever asks knows the customer.
+      decisions: decisions.map((r) => ({ ...decisionOf(r), customerId })),
       decisionsTotal: Number(total[0]?.n ?? 0),
       alerts: alerts.map((a) => ({
         id: a.id,

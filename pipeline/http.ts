@@ -10,11 +10,18 @@ import { Economics } from '../schemas/catalog.ts'
 import { NotFoundError, UnavailableError } from '../core/errors.ts'
 import { customerIdProblem, parseSince, SINCE_HELP, type Explanation } from './explain.ts'
 import type { ExplainRequest } from './explainSources.ts'
+import { checkExposure, guard, type HttpAccess } from './httpGuard.ts'
 
 /** The pipeline's HTTP face: the dashboard page, its API, health and Prometheus metrics. */
 
 export interface HttpOptions {
   port: number
+  /** Address to listen on; default 127.0.0.1. Anything but loopback needs `access.token` (or `allowUnauthenticated`). */
+  host?: string
+  /** Tokens, limits and open paths (pipeline/httpGuard.ts); default: no token, loopback only. */
+  access?: HttpAccess
+  /** Serve without a token on a non-loopback address: only behind a proxy that authenticates. */
+  allowUnauthenticated?: boolean
   metrics: Metrics
   clickhouse: () => ClickHouseSink | undefined
   health: () => { ok: boolean; [k: string]: unknown }
@@ -33,17 +40,20 @@ const PAGE = new URL('../dashboards/web/index.html', import.meta.url)
 const require = createRequire(import.meta.url)
 
 export async function startHttp(opts: HttpOptions): Promise<Server> {
+  const host = opts.host ?? '127.0.0.1'
+  const access = opts.access ?? {}
+  checkExposure(host, access, opts.allowUnauthenticated)
   const echarts = readFileSync(require.resolve('echarts/dist/echarts.min.js'))
-  const server = createServer(async (req, res) => {
+  const server = createServer(guard(access, async (req, res, { body, authenticated }) => {
     try {
-      const body = await readBody(req)
       if (opts.routes && (await opts.routes(req, res, body))) return
       const path = new URL(req.url ?? '/', 'http://x').pathname
       if (req.method === 'GET' && path === '/') return send(res, 200, 'text/html; charset=utf-8', readFileSync(PAGE))
       if (req.method === 'GET' && path === '/assets/echarts.min.js') return send(res, 200, 'text/javascript', echarts)
       if (req.method === 'GET' && path === '/healthz') {
         const h = opts.health()
-        return json(res, h.ok ? 200 : 503, { status: h.ok ? 'ok' : 'unavailable', ...h })
+        // Load balancers get the status; the details only with the token (when one is set).
+        return json(res, h.ok ? 200 : 503, authenticated ? { status: h.ok ? 'ok' : 'unavailable', ...h } : { status: h.ok ? 'ok' : 'unavailable' })
       }
       if (req.method === 'GET' && path === '/metrics') return send(res, 200, opts.metrics.registry.contentType, await opts.metrics.registry.metrics())
       if (req.method === 'GET' && path === '/api/summary') {
@@ -76,12 +86,16 @@ export async function startHttp(opts: HttpOptions): Promise<Server> {
       opts.events.emit('http.error', { err: errText(e), url: req.url })
       if (!res.headersSent) json(res, 500, { error: (e as Error).message })
     }
-  })
+  }))
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'EADDRINUSE' ? new UnavailableError('http', `port ${opts.port} is taken`, 'set HTTP_PORT to a free port') : new UnavailableError('http', `cannot listen on port ${opts.port}: ${e.message}`)),
+      reject(
+        e.code === 'EADDRINUSE'
+          ? new UnavailableError('http', `port ${opts.port} is taken`, 'set HTTP_PORT to a free port')
+          : new UnavailableError('http', `cannot listen on ${host} port ${opts.port}: ${e.message}`, e.code === 'EADDRNOTAVAIL' ? 'set HTTP_HOST to an address of this machine' : undefined),
+      ),
     )
-    server.listen(opts.port, '0.0.0.0', () => resolve())
+    server.listen(opts.port, host, () => resolve())
   })
   return server
 }
@@ -126,20 +140,6 @@ async function summary(sink: ClickHouseSink) {
     sink.query(`SELECT toString(toDate(hour)) AS day, type, sum(events) AS events FROM ${db}.event_volume_hourly GROUP BY day, type ORDER BY day, type`),
   ])
   return { decisions, recent, deliveries, alerts, deadLetters, volume }
-}
-
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let size = 0
-    req.on('data', (c: Buffer) => {
-      size += c.length
-      if (size > 1 << 20) req.destroy(new Error('request body over 1 MiB'))
-      else chunks.push(c)
-    })
-    req.on('end', () => resolve(Buffer.concat(chunks)))
-    req.on('error', reject)
-  })
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string | Buffer) {

@@ -7,6 +7,8 @@ import type { DeadLetter } from '../schemas/deadLetter.ts'
 import type { Conversion } from '../schemas/conversion.ts'
 import { migrate, type MigrationReport } from './migrations.ts'
 import { ConfigError, UnavailableError } from '../core/errors.ts'
+import { withoutPassword } from '../core/log.ts'
+import { pseudonymiseBase64, pseudonymiseText, type Pseudonymise } from './pseudonym.ts'
 
 /**
  * The analytics store: ClickHouse through @clickhouse/client, either a server (CLICKHOUSE_URL) or
@@ -29,7 +31,8 @@ export async function connectClickHouse(opts: ClickHouseOptions): Promise<ClickH
     if (!ping.success) {
       await client.close()
       const reason = (ping as { error?: Error }).error?.message ?? 'no answer'
-      throw new UnavailableError('clickhouse', `cannot reach ClickHouse at ${opts.url} (${reason})`, 'start it or set CLICKHOUSE_URL')
+      // CLICKHOUSE_URL may carry user:password; the line shows neither the password nor a reason quoting it.
+      throw new UnavailableError('clickhouse', `cannot reach ClickHouse at ${withoutPassword(opts.url)} (${withoutPassword(reason)})`, 'start it or set CLICKHOUSE_URL')
     }
     return client
   }
@@ -43,7 +46,14 @@ export class ClickHouseSink {
   constructor(
     readonly client: ClickHouseClient,
     readonly database: string,
+    /** With CLICKHOUSE_PSEUDONYMISE_KEY: what every customer id written is replaced by (sinks/pseudonym.ts). */
+    readonly pseudonymise?: Pseudonymise,
   ) {}
+
+  /** The customer id as the tables hold it: the pseudonym when ids are pseudonymised, else the id itself. For queries by customer. */
+  customerIdInTables(customerId: string): string {
+    return this.pseudonymise ? this.pseudonymise(customerId) : customerId
+  }
 
   /**
    * Brings the database to the current schema: applies the migrations in
@@ -61,7 +71,7 @@ export class ClickHouseSink {
       if (!toColumns) throw new Error(`no ClickHouse table for outbox rows of "${table}"`)
       let list = byTable.get(table)
       if (!list) byTable.set(table, (list = []))
-      list.push(toColumns(row))
+      list.push(this.pseudonymise ? pseudonymised(toColumns(row), this.pseudonymise) : toColumns(row))
     }
     for (const [table, values] of byTable)
       await this.client.insert({ table: `${this.database}.${table}`, values, format: 'JSONEachRow' })
@@ -75,6 +85,18 @@ export class ClickHouseSink {
   async close() {
     await this.client.close()
   }
+}
+
+/**
+ * A row with its customer id replaced by the pseudonym, and, for a dead letter, every customerId
+ * in its original bytes and message: no column names a customer.
+ */
+function pseudonymised(columns: Record<string, unknown>, pseudonymise: Pseudonymise): Record<string, unknown> {
+  const out = { ...columns }
+  if (typeof out.customer_id === 'string' && out.customer_id) out.customer_id = pseudonymise(out.customer_id)
+  if (typeof out.original === 'string') out.original = out.original_encoding === 'base64' ? pseudonymiseBase64(out.original, pseudonymise) : pseudonymiseText(out.original, pseudonymise)
+  if (typeof out.message === 'string') out.message = pseudonymiseText(out.message, pseudonymise)
+  return out
 }
 
 const ts = (iso: string | undefined | null) => (iso ? iso.replace('T', ' ').replace('Z', '') : null)

@@ -52,6 +52,19 @@ describe('cardpulse command line', () => {
     expect(cardpulse(['simulate', '--out', '/tmp/cardpulse-never'], { SIM_DAYS: 'x' }).stderr.trim()).toBe('cardpulse: SIM_DAYS (--days) must be a number')
   })
 
+  it('refuses to serve HTTP beyond loopback without a token, in one line that says what to set, before connecting to anything', () => {
+    for (const [cmd, env] of [
+      ['run', { KAFKA_BROKERS: '127.0.0.1:1', REDIS_URL: 'redis://127.0.0.1:1', WEBHOOK_SECRET: 'x'.repeat(20), HTTP_HOST: '0.0.0.0' }],
+      ['demo', { HTTP_HOST: '0.0.0.0' }],
+    ] as const) {
+      const r = cardpulse([cmd], env)
+      expect(r.code, cmd).toBe(2)
+      expect(r.stderr.trim()).toBe(
+        'cardpulse: HTTP_HOST 0.0.0.0 is not a loopback address and no HTTP_TOKEN is set: set HTTP_TOKEN (or HTTP_TOKEN_FILE) to a long random token, bind to 127.0.0.1, or set HTTP_ALLOW_UNAUTHENTICATED=true if a proxy in front authenticates',
+      )
+    }
+  })
+
   it('logs at the level and in the format the flags ask for', () => {
     const out = mkdtempSync(join(tmpdir(), 'cardpulse-cli-'))
     const quiet = cardpulse(['replay', '--input', sample[0], '--out', out, '--no-progress', '--log-level', 'silent'])

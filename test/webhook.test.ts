@@ -1,4 +1,7 @@
 import { createHmac } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -17,6 +20,7 @@ import { OutboxDrain } from '../sinks/outbox.ts'
 import type { ClickHouseSink } from '../sinks/clickhouse.ts'
 import { outboxQueues } from '../pipeline/store/outbox.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
+import { RunConfig, parseConfig, webhookSecrets } from '../commands/config.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -285,6 +289,68 @@ describe('signWebhook / verifyWebhook', () => {
     // Several signatures (secret rotation): any match passes; original header case works too.
     const rotated = { 'X-Cardpulse-Timestamp': String(ts), 'X-Cardpulse-Signature': `${signWebhook('old', ts, body)}, ${signWebhook(SECRET, ts, body)}` }
     expect(verifyWebhook(SECRET, rotated, body, { now })).toMatchObject({ ok: true })
+  })
+})
+
+describe('webhook signatures: tolerance and secret rotation', () => {
+  const CURRENT = 'current-secret-0123456789'
+  const PREVIOUS = 'previous-secret-0123456789'
+  const OTHER = 'another-secret-0123456789'
+  const body = '{"id":"d_1","customerId":"cust_1"}'
+  const ts = Math.floor(T0 / 1000)
+  const hex = (secret: string) => createHmac('sha256', secret).update(`${ts}.${body}`).digest('hex')
+  const headersOf = (signature: string) => ({ 'x-cardpulse-timestamp': String(ts), 'x-cardpulse-signature': signature })
+
+  it('accepts a timestamp within 5 minutes either way, and rejects an older or a future one', () => {
+    const h = headersOf(signWebhook(CURRENT, ts, body))
+    for (const drift of [0, 299_000, -299_000, 300_000, -300_000]) expect(verifyWebhook(CURRENT, h, body, { now: T0 + drift }), `${drift}`).toEqual({ ok: true, timestamp: ts })
+    // Receiver's clock 5 min 1 s later: a replay of an old request.
+    expect(verifyWebhook(CURRENT, h, body, { now: T0 + 301_000 })).toEqual({ ok: false, reason: 'stale_timestamp' })
+    // Receiver's clock 5 min 1 s earlier: a timestamp from the future.
+    expect(verifyWebhook(CURRENT, h, body, { now: T0 - 301_000 })).toEqual({ ok: false, reason: 'stale_timestamp' })
+    expect(verifyWebhook(CURRENT, h, body, { now: T0 + 61_000, toleranceSeconds: 60 })).toEqual({ ok: false, reason: 'stale_timestamp' })
+  })
+
+  it('signs with every active secret, the current first, and either secret verifies; a third does not', () => {
+    const header = signWebhook([CURRENT, PREVIOUS], ts, body)
+    expect(header).toBe(`v1=${hex(CURRENT)},v1=${hex(PREVIOUS)}`)
+    const h = headersOf(header)
+    expect(verifyWebhook(CURRENT, h, body, { now: T0 })).toMatchObject({ ok: true })
+    expect(verifyWebhook(PREVIOUS, h, body, { now: T0 })).toMatchObject({ ok: true })
+    expect(verifyWebhook(OTHER, h, body, { now: T0 })).toEqual({ ok: false, reason: 'bad_signature' })
+    // A receiver rotating on its side holds both of its secrets; any match of any passes.
+    expect(verifyWebhook([OTHER, PREVIOUS], h, body, { now: T0 })).toMatchObject({ ok: true })
+    expect(verifyWebhook([OTHER, PREVIOUS], headersOf(signWebhook(CURRENT, ts, body)), body, { now: T0 })).toEqual({ ok: false, reason: 'bad_signature' })
+    expect(verifyWebhook([CURRENT, PREVIOUS], headersOf(signWebhook(OTHER, ts, body)), body, { now: T0 })).toEqual({ ok: false, reason: 'bad_signature' })
+  })
+
+  it('sends the contract header, one v1= and nothing else, with one secret; one per secret while rotating', async () => {
+    const server = await startServer(() => ({ status: 204 }))
+    await sender({ urls: { default: `${server.url}/hook` }, secret: CURRENT }).send(decision())
+    await sender({ urls: { default: `${server.url}/hook` }, secret: [CURRENT] }).send(decision())
+    await sender({ urls: { default: `${server.url}/hook` }, secret: [CURRENT, PREVIOUS] }).send(decision())
+    const [one, listOfOne, two] = server.received.map((r) => {
+      const t = r.headers['x-cardpulse-timestamp']
+      const mac = (secret: string) => createHmac('sha256', secret).update(`${t}.${r.body}`).digest('hex')
+      return { header: r.headers['x-cardpulse-signature'], current: mac(CURRENT), previous: mac(PREVIOUS) }
+    })
+    expect(one.header).toBe(`v1=${one.current}`)
+    expect(listOfOne.header).toBe(`v1=${listOfOne.current}`)
+    expect(two.header).toBe(`v1=${two.current},v1=${two.previous}`)
+    expect(() => new WebhookSender({ urls: {}, secret: [] })).toThrow(WebhookConfigError)
+  })
+
+  it('takes the previous secret from WEBHOOK_SECRET_PREVIOUS or its file, and signs with one secret when it is the current one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardpulse-secret-'))
+    writeFileSync(join(dir, 'current'), `${CURRENT}\n`)
+    writeFileSync(join(dir, 'previous'), `${PREVIOUS}\n`)
+    const base = { kafkaBrokers: '127.0.0.1:9092', redisUrl: 'redis://127.0.0.1:6379' }
+    const rotating = parseConfig(RunConfig, { ...base, webhookSecretFile: join(dir, 'current'), webhookSecretPreviousFile: join(dir, 'previous') })
+    expect(webhookSecrets(rotating)).toEqual([CURRENT, PREVIOUS])
+    expect(webhookSecrets(parseConfig(RunConfig, { ...base, webhookSecret: CURRENT, webhookSecretPrevious: PREVIOUS }))).toEqual([CURRENT, PREVIOUS])
+    expect(webhookSecrets(parseConfig(RunConfig, { ...base, webhookSecret: CURRENT }))).toEqual([CURRENT])
+    expect(webhookSecrets(parseConfig(RunConfig, { ...base, webhookSecret: CURRENT, webhookSecretPrevious: CURRENT }))).toEqual([CURRENT])
+    expect(() => parseConfig(RunConfig, { ...base, webhookSecret: CURRENT, webhookSecretPrevious: 'short' })).toThrow('WEBHOOK_SECRET_PREVIOUS (--webhook-secret-previous) must be at least 16 characters')
   })
 })
 

@@ -31,7 +31,7 @@ export async function roiFromRows(input: RoiFromRowsInput): Promise<RoiRow[]> {
   const database = `cardpulse_roi_${randomUUID().replaceAll('-', '')}`
   const own = !input.clickhouse
   const sink = input.clickhouse
-    ? new ClickHouseSink(input.clickhouse.client, database)
+    ? new ClickHouseSink(input.clickhouse.client, database, input.clickhouse.pseudonymise)
     : new ClickHouseSink(await connectClickHouse({ database, embeddedPath: ':memory:' }), database)
   try {
     await sink.ensureSchema()

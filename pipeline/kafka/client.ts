@@ -2,7 +2,7 @@ import type { Instrumentation } from '../../core/instrumentation.ts'
 import { KafkajsClient } from './kafkajs.ts'
 import { RdkafkaClient } from './rdkafka.ts'
 import { reaching } from './reaching.ts'
-import type { KafkaAdmin, KafkaClient, KafkaClientKind } from './types.ts'
+import type { KafkaAdmin, KafkaClient, KafkaClientKind, KafkaSecurity } from './types.ts'
 
 /**
  * The Kafka client as every command that talks to the broker makes it (run, simulate, the live
@@ -27,6 +27,8 @@ export interface KafkaClientOptions {
   kind?: KafkaClientKind
   clientId: string
   brokers: string[]
+  /** SASL and TLS; absent: plaintext. */
+  security?: KafkaSecurity
   /** How long to keep trying to reach a broker before giving up (default 30 s). */
   connectTimeoutMs?: number
   /** Where the client's warnings and errors go; without it the client is silent. */

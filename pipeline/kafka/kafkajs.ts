@@ -1,4 +1,4 @@
-import { CompressionTypes, Kafka, logLevel, type Admin, type Consumer, type LogEntry, type Producer, type RetryOptions } from 'kafkajs'
+import { CompressionTypes, Kafka, logLevel, type Admin, type Consumer, type KafkaConfig, type LogEntry, type Producer, type RetryOptions, type SASLOptions } from 'kafkajs'
 import { RECONNECT_POLICY, type BackoffOptions } from '../../core/backoff.ts'
 import type { Instrumentation } from '../../core/instrumentation.ts'
 import { reaching } from './reaching.ts'
@@ -8,6 +8,7 @@ import type {
   KafkaAdmin,
   KafkaClient,
   KafkaProducer,
+  KafkaSecurity,
   PartitionOffsets,
   ProducerOptions,
   TopicMessages,
@@ -40,10 +41,22 @@ export const STAGE_RUN = { partitionsConsumedConcurrently: 32 } as const
 export interface KafkajsOptions {
   clientId: string
   brokers: string[]
+  /** SASL and TLS; absent: plaintext. */
+  security?: KafkaSecurity
   /** How long to keep trying to reach a broker before giving up (default 30 s). */
   connectTimeoutMs?: number
   /** Where KafkaJS's warnings and errors go; without it the client is silent. */
   instrumentation?: Instrumentation
+}
+
+/** KafkaJS's `ssl` and `sasl` settings for the security asked for. */
+export function kafkajsSecurity(security: KafkaSecurity | undefined): Pick<KafkaConfig, 'ssl' | 'sasl'> {
+  if (!security) return {}
+  const { sasl, tls } = security
+  return {
+    ...(tls ? { ssl: tls.ca ? { ca: [tls.ca] } : true } : {}),
+    ...(sasl ? { sasl: { mechanism: sasl.mechanism, username: sasl.username, password: sasl.password } as SASLOptions } : {}),
+  }
 }
 
 export class KafkajsClient implements KafkaClient {
@@ -57,6 +70,7 @@ export class KafkajsClient implements KafkaClient {
     this.kafka = new Kafka({
       clientId: opts.clientId,
       brokers: opts.brokers,
+      ...kafkajsSecurity(opts.security),
       connectionTimeout: 3000,
       retry: kafkaRetry(RECONNECT_POLICY, opts.connectTimeoutMs ?? 30_000),
       logLevel: events ? logLevel.WARN : logLevel.NOTHING,

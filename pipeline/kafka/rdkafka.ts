@@ -9,6 +9,7 @@ import type {
   GroupConsumerOptions,
   KafkaAdmin,
   KafkaClient,
+  KafkaSecurity,
   KafkaProducer,
   PartitionOffsets,
   ProducerOptions,
@@ -107,15 +108,27 @@ export function loadRdkafka(specifier = 'node-rdkafka'): Rdkafka {
 
 // ---- settings ----
 
+/** librdkafka's `security.protocol`, SASL and CA settings for the security asked for. */
+export function rdkafkaSecurity(security: KafkaSecurity | undefined): Config {
+  if (!security) return {}
+  const { sasl, tls } = security
+  return {
+    'security.protocol': sasl ? (tls ? 'sasl_ssl' : 'sasl_plaintext') : tls ? 'ssl' : 'plaintext',
+    ...(sasl ? { 'sasl.mechanisms': sasl.mechanism.toUpperCase(), 'sasl.username': sasl.username, 'sasl.password': sasl.password } : {}),
+    ...(tls?.ca ? { 'ssl.ca.pem': tls.ca } : {}),
+  }
+}
+
 /**
  * What every client of this process sets. Reconnects follow the project's backoff policy
  * (core/backoff.ts); Nagle is off, as a batch is one write and waiting to fill a segment only
  * adds latency. Warnings and errors come back as `kafka.log` events.
  */
-function commonConfig(clientId: string, brokers: string[]): Config {
+function commonConfig(clientId: string, brokers: string[], security: KafkaSecurity | undefined): Config {
   return {
     'client.id': clientId,
     'metadata.broker.list': brokers.join(','),
+    ...rdkafkaSecurity(security),
     'reconnect.backoff.ms': RECONNECT_POLICY.initialMs,
     'reconnect.backoff.max.ms': RECONNECT_POLICY.maxMs,
     'retry.backoff.ms': RECONNECT_POLICY.initialMs,
@@ -189,6 +202,8 @@ const POLL_MS = 1
 export interface RdkafkaOptions {
   clientId: string
   brokers: string[]
+  /** SASL and TLS; absent: plaintext. */
+  security?: KafkaSecurity
   /** How long to keep trying to reach a broker before giving up (default 30 s). */
   connectTimeoutMs?: number
   instrumentation?: Instrumentation
@@ -208,8 +223,9 @@ export class RdkafkaClient implements KafkaClient {
     return this.opts.connectTimeoutMs ?? 30_000
   }
 
-  private config(): Config {
-    return commonConfig(this.opts.clientId, this.brokers)
+  /** The settings every client of this one starts from (connection, security, reconnects). */
+  config(): Config {
+    return commonConfig(this.opts.clientId, this.brokers, this.opts.security)
   }
 
   async admin(): Promise<KafkaAdmin> {

@@ -2,7 +2,7 @@ import type { Catalog } from '../../schemas/catalog.ts'
 import type { RoundTrips } from '../store/redis.ts'
 import type { EventName } from '../../core/instrumentation.ts'
 import type { StateStageOptions } from './stateStage.ts'
-import type { KafkaClientKind } from './types.ts'
+import type { KafkaClientKind, KafkaSecurity } from './types.ts'
 
 /** What the main thread gives a state thread (pipeline/kafka/stateThreads.ts), and what the thread reports back. */
 
@@ -10,6 +10,7 @@ export interface StateThreadOptions {
   thread: number
   kafkaClient: KafkaClientKind
   brokers: string[]
+  kafkaSecurity?: KafkaSecurity
   redisUrl: string
   redisPrefix: string
   connectTimeout: number

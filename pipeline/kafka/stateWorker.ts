@@ -66,10 +66,13 @@ async function stop() {
 }
 
 try {
-  store = await RedisStore.connect(options.redisUrl, { prefix: options.redisPrefix, readyTimeoutMs: options.connectTimeout, onError: (err) => events.emit('redis.error', { err: errText(err) }),
+  store = await RedisStore.connect(options.redisUrl, {
+    prefix: options.redisPrefix,
+    readyTimeoutMs: options.connectTimeout,
+    onError: (err) => events.emit('redis.error', { err: errText(err) }),
     onReconnected: (ms) => events.emit('redis.reconnected', { downSeconds: Math.round(ms / 100) / 10 }),
   })
-  const kafka = createKafkaClient({ kind: options.kafkaClient, clientId: `cardpulse-state-${options.thread}`, brokers: options.brokers, connectTimeoutMs: options.connectTimeout, instrumentation: events })
+  const kafka = createKafkaClient({ kind: options.kafkaClient, clientId: `cardpulse-state-${options.thread}`, brokers: options.brokers, security: options.kafkaSecurity, connectTimeoutMs: options.connectTimeout, instrumentation: events })
   admin = await kafka.admin()
   const committed = store
   stage = new StateStage({

@@ -115,6 +115,17 @@ export interface KafkaAdmin {
   close(): Promise<void>
 }
 
+/**
+ * How to reach brokers that want more than plaintext: SASL (PLAIN or SCRAM) and TLS, both
+ * clients alike. SASL without TLS sends a PLAIN password in the clear: use it only on a private
+ * network.
+ */
+export interface KafkaSecurity {
+  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string }
+  /** TLS to the brokers; `ca`: PEM of the authority that signed their certificates (default: the system's). */
+  tls?: { ca?: string }
+}
+
 export interface KafkaClient {
   readonly kind: KafkaClientKind
   readonly brokers: string[]

@@ -1,6 +1,7 @@
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis'
 import { ConfigError, UnavailableError } from '../../core/errors.ts'
 import { RECONNECT_POLICY, backoffDelay } from '../../core/backoff.ts'
+import { withoutPassword } from '../../core/log.ts'
 
 /** Connecting to Redis, a single server or a cluster, with the project's reconnect policy. */
 
@@ -23,7 +24,8 @@ export interface RedisConnectOptions {
 /** Redis did not become ready in time: start it, or wait. */
 export class RedisUnreachableError extends UnavailableError {
   constructor(url: string, reason: string) {
-    super('redis', `cannot reach Redis at ${url} (${reason})`, 'start Redis or set REDIS_URL')
+    // Neither the URL nor a reason that quotes it ever carries the password.
+    super('redis', `cannot reach Redis at ${withoutPassword(url)} (${withoutPassword(reason)})`, 'start Redis or set REDIS_URL')
   }
 }
 
@@ -128,5 +130,5 @@ function reasonOf(err: unknown): string {
 
 /** The URL without its password, fit for a log line. */
 function redactUrl(url: string): string {
-  return url.replace(/(\/\/[^:@/]*:)[^@/]*@/, '$1***@')
+  return withoutPassword(url)
 }

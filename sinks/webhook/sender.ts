@@ -15,7 +15,8 @@ export type WebhookUrls = { default?: string } & Partial<Record<Channel, string>
 
 export interface WebhookSenderOptions {
   urls: WebhookUrls
-  secret: string
+  /** The signing secret, or the active secrets while one is rotated (the current first): each signs. */
+  secret: string | readonly string[]
   /** Whole-attempt deadline (connect, headers and body). Default 10 000. */
   timeoutMs?: number
   /** A shared undici dispatcher; by default the sender owns a keep-alive Agent and `close()` closes it. */
@@ -72,14 +73,14 @@ function checkUrl(label: string, url: string): void {
 
 export class WebhookSender implements WebhookTransport {
   private readonly urls: WebhookUrls
-  private readonly secret: string
+  private readonly secret: string | readonly string[]
   private readonly timeoutMs: number
   private readonly dispatcher: Dispatcher
   private readonly ownsDispatcher: boolean
   private readonly now: () => number
 
   constructor(opts: WebhookSenderOptions) {
-    if (!opts.secret) throw new WebhookConfigError('webhook secret is empty; receivers could not verify signatures')
+    if (!opts.secret || (typeof opts.secret !== 'string' && (opts.secret.length === 0 || opts.secret.some((s) => !s)))) throw new WebhookConfigError('webhook secret is empty; receivers could not verify signatures')
     for (const [label, url] of Object.entries(opts.urls)) if (url !== undefined) checkUrl(label, url)
     const timeoutMs = opts.timeoutMs ?? 10_000
     if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) throw new WebhookConfigError(`webhook timeoutMs must be a positive number, got ${timeoutMs}`)
