@@ -2,7 +2,6 @@ import type { RiskAlert } from '../../schemas/alert.ts'
 import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import {
   CHANNELS,
-  type OutboxBacklog,
   type BatchCommit,
   type CustomerRecord,
   type LoadedBatch,
@@ -12,6 +11,7 @@ import { FencedError } from '../../core/errors.ts'
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import { TimerHeap } from '../timers.ts'
 import type { Channel } from '../../schemas/events.ts'
+import type { OutboxBacklog } from '../../sinks/monitor.ts'
 
 /** The embedded state store: the same contract as Redis, in this process's memory. */
 

@@ -14,7 +14,8 @@ import { openRedis, type RedisClient, type RedisConnectOptions } from './redisCl
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import type { TimerEntry } from '../timers.ts'
 import type { Channel } from '../../schemas/events.ts'
-import { CHANNELS, type OutboxBacklog } from './types.ts'
+import { CHANNELS } from './types.ts'
+import type { OutboxBacklog } from '../../sinks/monitor.ts'
 
 /**
  * The live state store: one partition's state in Redis keys that share a hash tag (keys.ts), every

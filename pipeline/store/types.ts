@@ -11,22 +11,9 @@ import type { SourceStates } from '../sourceMarks.ts'
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import type { WebhookOutbox } from '../../sinks/webhook/dispatcher.ts'
 import { Channel } from '../../schemas/events.ts'
+import type { OutboxBacklog } from '../../sinks/monitor.ts'
 
 export const CHANNELS: readonly Channel[] = Channel.options
-
-/** What waits in one partition's outbox, for the backlog metrics (numbers of entries; times epoch ms). */
-export interface OutboxBacklog {
-  rows: number
-  alerts: number
-  deadLetters: number
-  /** Webhooks due by now and not set aside, and when the oldest of them was due. */
-  webhooksDue: number
-  oldestDueAt: number | null
-  /** Webhooks due later (quiet hours, retries). */
-  webhooksScheduled: number
-  /** Due webhooks set aside per channel while its endpoint cannot take them. */
-  parked: Record<Channel, { count: number; oldestDueAt: number | null }>
-}
 
 /**
  * Durable keyed state, owned by partition. One implementation keeps it in Redis (the live pipeline),
