@@ -48,7 +48,15 @@ const clickhouseTime = (ms: number) => new Date(ms).toISOString().replace('T', '
 const iso = (t: string) => `${t.replace(' ', 'T')}Z`
 
 async function openAnalytics(c: DeliveriesConfig): Promise<ClickHouseSink> {
-  const sink = await openClickHouse({ url: c.clickhouseUrl, database: c.clickhouseDatabase, embeddedPath: join(c.dataDir, 'clickhouse') })
+  const embeddedPath = join(c.dataDir, 'clickhouse')
+  let sink: ClickHouseSink
+  try {
+    sink = await openClickHouse({ url: c.clickhouseUrl, database: c.clickhouseDatabase, embeddedPath })
+  } catch (e) {
+    // The embedded engine takes one process at a time: a running `cardpulse run` holds it.
+    if (c.clickhouseUrl) throw e
+    throw new UnavailableError('clickhouse', `cannot open the embedded ClickHouse in ${embeddedPath}: another process (cardpulse run?) holds it`, 'stop that process first, or run both on a ClickHouse server (CLICKHOUSE_URL)', { cause: e })
+  }
   // A query that fails (the engine's data held by another process, a server gone) is said in one line.
   const query = sink.query.bind(sink)
   sink.query = (async (sql: string, params?: Record<string, unknown>) => {
