@@ -49,24 +49,22 @@ const iso = (t: string) => `${t.replace(' ', 'T')}Z`
 
 async function openAnalytics(c: DeliveriesConfig): Promise<ClickHouseSink> {
   const embeddedPath = join(c.dataDir, 'clickhouse')
-  let sink: ClickHouseSink
   try {
-    sink = await openClickHouse({ url: c.clickhouseUrl, database: c.clickhouseDatabase, embeddedPath })
+    return await openClickHouse({ url: c.clickhouseUrl, database: c.clickhouseDatabase, embeddedPath })
   } catch (e) {
     // The embedded engine takes one process at a time: a running `cardpulse run` holds it.
-    if (c.clickhouseUrl) throw e
-    throw new UnavailableError('clickhouse', `cannot open the embedded ClickHouse in ${embeddedPath}: another process (cardpulse run?) holds it`, 'stop that process first, or run both on a ClickHouse server (CLICKHOUSE_URL)', { cause: e })
+    if (c.clickhouseUrl || ((e as Error).cause as { code?: unknown } | undefined)?.code !== 'CHDB_CONNECTION') throw e
+    throw new UnavailableError('clickhouse', `cannot open the embedded ClickHouse in ${embeddedPath}; another process (cardpulse run?) may hold it`, 'stop that process first, or run both on a ClickHouse server (CLICKHOUSE_URL)', { cause: e })
   }
-  // A query that fails (the engine's data held by another process, a server gone) is said in one line.
-  const query = sink.query.bind(sink)
-  sink.query = (async (sql: string, params?: Record<string, unknown>) => {
-    try {
-      return await query(sql, params)
-    } catch (e) {
-      throw new UnavailableError('clickhouse', `cannot read the deliveries: ${errText(e).split('\n')[0].slice(0, 300)}`, undefined, { cause: e })
-    }
-  }) as ClickHouseSink['query']
-  return sink
+}
+
+/** A query whose failure (a server gone, a bad answer) is said in one line. */
+async function read(sink: ClickHouseSink, sql: string, params: Record<string, unknown>): Promise<Row[]> {
+  try {
+    return await sink.query<Row>(sql, params)
+  } catch (e) {
+    throw new UnavailableError('clickhouse', `cannot read the deliveries: ${errText(e).split('\n')[0].slice(0, 300)}`, undefined, { cause: e })
+  }
 }
 
 // Aliases differ from the columns: ClickHouse lets an alias shadow its column in WHERE.
@@ -92,7 +90,7 @@ export async function listDeliveries(c: DeliveriesConfig, out: NodeJS.WritableSt
   const sink = await openAnalytics(c)
   try {
     const { sql, params } = where(c, now)
-    const rows = (await sink.query(`SELECT ${COLUMNS} FROM ${sink.database}.deliveries FINAL WHERE ${sql} ORDER BY finished_at DESC, decision_id LIMIT {limit:UInt32}`, { ...params, limit: c.limit })).map(toDead)
+    const rows = (await read(sink, `SELECT ${COLUMNS} FROM ${sink.database}.deliveries FINAL WHERE ${sql} ORDER BY finished_at DESC, decision_id LIMIT {limit:UInt32}`, { ...params, limit: c.limit })).map(toDead)
     if (c.json) for (const r of rows) out.write(`${JSON.stringify(r)}\n`)
     else out.write(table(rows))
     return rows
@@ -128,10 +126,11 @@ export async function resendDeliveries(c: DeliveriesConfig, log: Logger, out: No
   try {
     const db = sink.database
     const { sql, params } = c.allFailed ? where({ ...c, status: ['failed'] }, now) : { sql: 'decision_id IN {ids:Array(String)}', params: { ids: c.id } }
-    const dead = await sink.query<Row>(`SELECT decision_id, status FROM ${db}.deliveries FINAL WHERE ${sql} AND status IN ('failed', 'expired') LIMIT {limit:UInt32}`, { ...params, limit: c.allFailed ? c.limit : c.id!.length })
+    const dead = await read(sink, `SELECT decision_id, status FROM ${db}.deliveries FINAL WHERE ${sql} AND status IN ('failed', 'expired') LIMIT {limit:UInt32}`, { ...params, limit: c.allFailed ? c.limit : c.id!.length })
     const status = new Map(dead.map((r) => [String(r.decision_id), String(r.status)]))
     const rows = status.size
-      ? await sink.query<Row>(
+      ? await read(
+          sink,
           `SELECT id, trigger, customer_id, card_id, outcome, segment, channel, toString(event_time) AS event_time_text, toString(decided_at) AS decided_at_text,
              toString(send_at) AS send_at_text, toString(expires_at) AS expires_at_text, offer_code, offer_value, offer_currency, reason, catalog_version, attribution_window_days
            FROM ${db}.decisions FINAL WHERE id IN {ids:Array(String)}`,

@@ -45,6 +45,8 @@ export class DeliveryMonitor {
   /** Channels behind, since when (wall clock ms). */
   private readonly behind = new Map<Channel, number>()
   private readonly wallClock: () => number
+  /** The last sample failed (Redis unreachable). */
+  private failing = false
 
   constructor(private readonly opts: DeliveryMonitorOptions) {
     this.wallClock = opts.wallClock ?? Date.now
@@ -55,7 +57,15 @@ export class DeliveryMonitor {
     const tick = () => {
       if (this.sampling) return
       this.sampling = this.sample()
-        .catch((e) => this.opts.instrumentation.emit('sink.failed', { sink: 'outbox_backlog', err: errText(e) }))
+        .then(() => {
+          if (this.failing) this.opts.instrumentation.emit('sink.recovered', { sink: 'outbox_backlog' })
+          this.failing = false
+        })
+        .catch((e) => {
+          // Said once, like a sink's failure, not at every sample.
+          if (!this.failing) this.opts.instrumentation.emit('sink.failed', { sink: 'outbox_backlog', err: errText(e) })
+          this.failing = true
+        })
         .finally(() => (this.sampling = undefined))
     }
     tick()

@@ -275,8 +275,11 @@ export class WebhookDispatcher {
     const limits = this.limits()
 
     for (const lane of this.lanes.values()) {
-      let room = Math.min(this.room(lane), Math.ceil(batchSize / UNPARK_SHARE))
+      // What a partition no longer owned holds is its new owner's to send.
+      for (const p of lane.parked.keys()) if (!partitions.includes(p)) lane.parked.delete(p)
       const rate = limits.channels[lane.channel].ratePerSecond
+      // No more back than can start now: the rest would only be set aside again.
+      let room = Math.min(this.room(lane), Math.ceil(batchSize / UNPARK_SHARE), lane.breaker.state() === 'closed' ? lane.bucket.available(rate) : 1)
       for (const p of partitions) {
         if (room <= 0) break
         if (lane.parked.get(p) === 0) continue

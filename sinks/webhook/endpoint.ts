@@ -112,6 +112,13 @@ export class TokenBucket {
     return true
   }
 
+  /** Whole tokens there now (Infinity with no limit). */
+  available(rate: number | undefined): number {
+    if (rate === undefined) return Infinity
+    this.refill(rate)
+    return Math.floor(this.tokens!)
+  }
+
   /** Ms until the next token (0 when there is one, or no limit). */
   waitMs(rate: number | undefined): number {
     if (rate === undefined) return 0
