@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -13,7 +13,8 @@ import { drainRows } from '../sinks/outbox.ts'
 import { WebhookSender } from '../sinks/webhook/sender.ts'
 import { WebhookDispatcher } from '../sinks/webhook/dispatcher.ts'
 import { FAST_RETRY_POLICY } from '../core/backoff.ts'
-import { REDIS_URL, WEBHOOK_SECRET, uniqueId, webhookReceiver } from './helpers/services.ts'
+import { StoreKeys } from '../pipeline/store/keys.ts'
+import { REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, spawnRun, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
 /**
  * `cardpulse deliveries` and `deliveries resend` as an operator runs them, against what the
@@ -151,4 +152,95 @@ describe('cardpulse deliveries', () => {
     // A fresh window of the decision's own length (its expiry less its event time: 25 h here).
     expect(Date.parse(String(receiver.received[0].body.expiresAt))).toBeGreaterThan(Date.now() + 24 * 3_600_000)
   }, 90_000)
+})
+
+describe('cardpulse deliveries against what cardpulse run wrote', () => {
+  it('lists the webhook run could not deliver, and a second run delivers it after a resend, with the same id', async () => {
+    const id = uniqueId()
+    const dataDir = mkdtempSync(join(tmpdir(), 'cardpulse-deliveries-run-'))
+    const t = freshTopics(`dl-${id}`)
+    const prefix = `cp-deliveries-run-${id}`
+    writeFileSync(join(dataDir, 'catalog.yaml'), testCatalogYaml())
+    let answer = 400
+    const receiver = await webhookReceiver(() => answer)
+    const admin = kafka().admin()
+    await admin.connect()
+    await createTopics(admin, Object.values(t), 2)
+    const producer = kafka().producer()
+    await producer.connect()
+    const children: ChildProcess[] = []
+    // As an operator would have it: the settings of run, the database and data directory by default.
+    const shared = { DATA_DIR: join(dataDir, 'data'), REDIS_URL, REDIS_PREFIX: prefix, PARTITIONS: '2' }
+    const runEnv = {
+      ...shared,
+      TRANSACTIONS_TOPIC: t.transactionsTopic,
+      APP_EVENTS_TOPIC: t.appEventsTopic,
+      LIFECYCLE_TOPIC: t.lifecycleTopic,
+      DLQ_TOPIC: t.dlqTopic,
+      ALERT_TOPIC: t.alertTopic,
+      EVENTS_TOPIC: t.eventsTopic,
+      GROUP_ID: `g-${id}`,
+      CATALOG_FILE: join(dataDir, 'catalog.yaml'),
+      WEBHOOK_URL: `${receiver.url}/hooks`,
+      IDLE_ADVANCE: '1s',
+      STATE_THREADS: '0',
+    }
+    const cli = (args: string[]) => {
+      const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_FORMAT: 'json', LOG_LEVEL: 'warn', ...shared }, timeout: 60_000 })
+      return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+    }
+    const stop = async (child: ChildProcess) => {
+      child.kill('SIGTERM')
+      expect(await new Promise((r) => child.once('exit', r))).toBe(0)
+    }
+    try {
+      const first = await spawnRun(runEnv, (c) => children.push(c))
+      const approvedAt = Date.now() - 73 * 3_600_000
+      await producer.send({
+        topic: t.lifecycleTopic,
+        messages: [{ key: 'cust_dl', value: JSON.stringify({ type: 'lifecycle', eventId: 'cust_dl-approved', occurredAt: new Date(approvedAt).toISOString(), customerId: 'cust_dl', cardId: 'tok_dl', stage: 'approved' }) }],
+      })
+      // The receiver refuses it (400): a delivery dead letter.
+      await waitFor('the refused webhook', () => receiver.received.length === 1, 60_000)
+      const decisionId = String(receiver.received[0].body.id)
+      await waitFor('the failed delivery in ClickHouse', async () => {
+        const summary = await (await fetch(`http://127.0.0.1:${first.port}/api/summary`)).json()
+        return summary.deliveries?.some((d: { status: string }) => d.status === 'failed')
+      }, 30_000)
+      await stop(first.child)
+
+      const listed = cli(['deliveries', '--json'])
+      expect(listed.code).toBe(0)
+      expect(listed.stdout.trim().split('\n').map((l) => JSON.parse(l))).toEqual([
+        expect.objectContaining({ decisionId, status: 'failed', trigger: 'activation_reminder', customerId: 'cust_dl', httpStatus: 400, attempts: 1 }),
+      ])
+      const resent = cli(['deliveries', 'resend', '--id', decisionId, 'd_not_there'])
+      expect([resent.code, resent.stdout]).toEqual([0, `queued ${decisionId}\nunknown d_not_there: no failed or expired delivery with this decision id\n`])
+
+      answer = 200
+      const second = await spawnRun(runEnv, (c) => children.push(c))
+      await waitFor('the webhook sent again', () => receiver.received.length === 2, 60_000)
+      await new Promise((r) => setTimeout(r, 1500)) // a repeat would arrive now
+      expect(receiver.received).toHaveLength(2)
+      expect(receiver.received[1].headers['idempotency-key']).toBe(decisionId)
+      expect(receiver.received[1].verified).toBe(true)
+      expect(receiver.received[1].body).toMatchObject({ id: decisionId, customerId: 'cust_dl', trigger: 'activation_reminder' })
+      await waitFor('the delivery recorded', async () => {
+        const summary = await (await fetch(`http://127.0.0.1:${second.port}/api/summary`)).json()
+        return summary.deliveries?.some((d: { status: string }) => d.status === 'delivered')
+      }, 30_000)
+      await stop(second.child)
+      expect(cli(['deliveries']).stdout).toBe('no failed or expired deliveries match\n')
+    } finally {
+      for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
+      await producer.disconnect()
+      await admin.disconnect()
+      await receiver.close()
+      const redis = (await RedisStore.connect(REDIS_URL, { prefix, readyTimeoutMs: 5000 })).redis
+      const keys = await redis.keys(new StoreKeys(prefix).pattern())
+      if (keys.length) await redis.del(...keys)
+      redis.disconnect()
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  }, 180_000)
 })
