@@ -631,6 +631,21 @@ describe('WebhookDispatcher', () => {
     expect(server.received).toHaveLength(10)
   })
 
+  it('looks again now and then for webhooks a former owner set aside in a partition it had seen empty', async () => {
+    const server = await startServer()
+    const h = harness()
+    let wall = 0
+    const disp = dispatcher(h, sender({ urls: { default: `${server.url}/hook` } }), { wallClock: () => wall })
+    expect((await disp.runOnce()).delivered).toBe(0)
+    // A former owner, during a rebalance, set one aside after this one looked.
+    await h.commit(0, [pendingOf(decision({ id: 'set-aside' }))])
+    await h.store.parkWebhooks(0, 'sms', ['set-aside'])
+    wall += 5_000
+    expect((await disp.runOnce()).delivered).toBe(0)
+    wall += 5_000
+    expect((await disp.runOnce()).delivered).toBe(1)
+  })
+
   it('polls with start() and waits for in-flight sends on stop()', async () => {
     let arrived!: () => void
     const firstRequest = new Promise<void>((resolve) => (arrived = resolve))

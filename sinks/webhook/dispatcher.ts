@@ -119,6 +119,9 @@ interface Lane {
 
 const DEFAULT_LIMITS: DeliveryLimits = Delivery.parse({})
 
+/** How often every owned partition is looked at again for set-aside webhooks (ms). */
+const RECHECK_MS = 10_000
+
 /** Parked webhooks moved back per channel and partition in one run: a slice of a batch, so other channels still fit. */
 const UNPARK_SHARE = 4
 
@@ -139,6 +142,8 @@ export class WebhookDispatcher {
   private readonly lanes: Map<Channel, Lane>
   private readonly global: Slots
   private readonly wallClock: () => number
+  /** When to look at every partition again for set-aside webhooks (wall clock ms). */
+  private recheckAt = 0
 
   constructor(private readonly opts: WebhookDispatcherOptions) {
     if (!(opts.batchSize >= 1)) throw new WebhookConfigError(`webhook batchSize must be at least 1, got ${opts.batchSize}`)
@@ -274,9 +279,13 @@ export class WebhookDispatcher {
     const partitions = this.opts.partitions()
     const limits = this.limits()
 
+    // Now and then look at every partition again: during a rebalance a former owner may have set
+    // webhooks aside in a partition this one had seen empty.
+    const recheck = this.wallClock() >= this.recheckAt
+    if (recheck) this.recheckAt = this.wallClock() + RECHECK_MS
     for (const lane of this.lanes.values()) {
       // What a partition no longer owned holds is its new owner's to send.
-      for (const p of lane.parked.keys()) if (!partitions.includes(p)) lane.parked.delete(p)
+      for (const [p, n] of lane.parked) if (!partitions.includes(p) || (recheck && n === 0)) lane.parked.delete(p)
       const rate = limits.channels[lane.channel].ratePerSecond
       // No more back than can start now: the rest would only be set aside again.
       let room = Math.min(this.room(lane), Math.ceil(batchSize / UNPARK_SHARE), lane.breaker.state() === 'closed' ? lane.bucket.available(rate) : 1)
