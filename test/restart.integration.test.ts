@@ -274,7 +274,8 @@ describe('the alert topic of a pipeline killed with SIGKILL mid-stream', () => {
     await consumer.run({ eachMessage: async ({ message }) => void onTopic.push({ key: message.key!.toString(), value: JSON.parse(message.value!.toString()), raw: message.value!.toString() }) })
     try {
       await produceStreams(sender(producer), { transaction: alertTopics.TRANSACTIONS_TOPIC, app: alertTopics.APP_EVENTS_TOPIC, lifecycle: alertTopics.LIFECYCLE_TOPIC }, events)
-      const env = { ...alertTopics, REDIS_PREFIX: `${prefix}-a`, GROUP_ID: `ga-${id}`, CATALOG_FILE: DEFAULT_CATALOG_FILE, IDLE_ADVANCE: '2s', STATE_THREADS: '0', CLICKHOUSE_DATABASE: `cp_alerts_${id}` }
+      // Its own data directory: a process an earlier case left running cannot hold this one's engine.
+      const env = { ...alertTopics, REDIS_PREFIX: `${prefix}-a`, GROUP_ID: `ga-${id}`, CATALOG_FILE: DEFAULT_CATALOG_FILE, IDLE_ADVANCE: '2s', STATE_THREADS: '0', CLICKHOUSE_DATABASE: `cp_alerts_${id}`, DATA_DIR: join(dir, 'data-alerts') }
       const first = await startPipeline(env)
       // Killed once some alerts are out: mid-stream, with more to come.
       await waitFor('the first alerts on the topic', () => onTopic.length >= Math.min(5, expected.length / 4), 60_000, 20)
