@@ -203,8 +203,8 @@ const deliveries = deliveriesOptions(program.command('deliveries').description('
   )
 
 deliveriesOptions(deliveries.command('resend').description('puts failed or expired deliveries back into the outbox with the same decision id (receivers deduplicate on Idempotency-Key), due now, with a fresh expiry; the running pipeline sends them'))
-  .addOption(opt('--id <ids...>', 'decision ids to send again'))
-  .addOption(new Option('--all-failed', 'every failed delivery the filters match (up to --limit)'))
+  .addOption(opt('--id <ids...>', 'decision ids to send again (in the environment: separated by commas or spaces)', 'DELIVERIES_ID'))
+  .addOption(new Option('--all-failed', 'every failed delivery the filters match (up to --limit)').env('DELIVERIES_ALL_FAILED'))
   .addOption(opt('--until <date-time>', 'deliver by then, e.g. 2026-12-05T18:00:00Z (default: now plus the decision\'s own window, its trigger\'s ttl)', 'DELIVERIES_UNTIL'))
   .addOption(opt('--redis-url <url>', 'the Redis of cardpulse run', 'REDIS_URL'))
   .addOption(opt('--redis-prefix <prefix>', 'prefix of every Redis key, as cardpulse run has it (default cardpulse)', 'REDIS_PREFIX'))

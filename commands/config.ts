@@ -153,7 +153,10 @@ export const DeliveriesConfig = LogConfig.extend({
     .optional(),
   limit: number().int().min(1).max(100_000).default(50),
   json: z.boolean().default(false),
-  id: z.array(z.string().min(1)).optional(),
+  id: z
+    .union([z.string(), z.array(z.string())])
+    .transform((v) => (Array.isArray(v) ? v : [v]).flatMap((s) => s.split(/[\s,]+/)).filter(Boolean))
+    .optional(),
   allFailed: z.boolean().default(false),
   until: z.iso.datetime({ offset: true, message: 'must be a date-time like 2026-12-05T18:00:00Z' }).optional(),
 })
