@@ -1,10 +1,10 @@
 import { Command, Option } from 'commander'
 import type { z } from 'zod'
 import { createLogger, type Logger } from '../core/log.ts'
-import { DemoConfig, ExplainConfig, LogConfig, ReplayConfig, RunConfig, parseConfig } from './config.ts'
+import { DeliveriesConfig, DemoConfig, ExplainConfig, LogConfig, ReplayConfig, RunConfig, parseConfig } from './config.ts'
 import { CardpulseError } from '../core/errors.ts'
 
-/** The command line: run, demo, replay, simulate, explain. Every option has an environment twin. */
+/** The command line: run, demo, replay, simulate, explain, deliveries. Every option has an environment twin. */
 
 const program = new Command()
   .name('cardpulse')
@@ -200,6 +200,44 @@ logOptions(program.command('explain'))
     action(ExplainConfig, async (config, log) => {
       const { explainCommand } = await import('./explain.ts')
       await explainCommand(config, log.child({ cmd: 'explain' }))
+    }),
+  )
+
+/** Where `run` keeps the deliveries and the outbox, and which dead deliveries to take. */
+function deliveriesOptions(cmd: Command): Command {
+  return logOptions(cmd)
+    .addOption(opt('--clickhouse-url <url>', 'ClickHouse server, as cardpulse run has it; default: the embedded engine in DATA_DIR', 'CLICKHOUSE_URL'))
+    .addOption(opt('--clickhouse-database <name>', 'ClickHouse database (default cardpulse)', 'CLICKHOUSE_DATABASE'))
+    .addOption(opt('--data-dir <dir>', 'where cardpulse run keeps embedded ClickHouse when CLICKHOUSE_URL is not set (default .cardpulse)', 'DATA_DIR'))
+    .addOption(opt('--status <list>', 'failed, expired or both, comma-separated (default both)', 'DELIVERIES_STATUS'))
+    .addOption(opt('--trigger <name>', 'only this trigger', 'DELIVERIES_TRIGGER'))
+    .addOption(opt('--channel <channel>', 'only this channel: sms, push, call, app_banner', 'DELIVERIES_CHANNEL'))
+    .addOption(opt('--customer <id>', 'only this customer', 'DELIVERIES_CUSTOMER'))
+    .addOption(opt('--since <when>', 'finished at or after: a duration back from now (24h, 7d) or a date-time', 'DELIVERIES_SINCE'))
+    .addOption(opt('--limit <n>', 'at most this many, newest first (default 50)', 'DELIVERIES_LIMIT'))
+}
+
+const deliveries = deliveriesOptions(program.command('deliveries').description('the delivery dead letters: failed and expired webhooks, newest first (`deliveries resend` sends chosen ones again)'))
+  .addOption(new Option('--json', 'NDJSON, one delivery a line, instead of a table').env('DELIVERIES_JSON'))
+  .action(
+    action(DeliveriesConfig, async (config) => {
+      const { listDeliveries } = await import('./deliveries.ts')
+      await listDeliveries(config, process.stdout)
+    }),
+  )
+
+deliveriesOptions(deliveries.command('resend').description('puts failed or expired deliveries back into the outbox with the same decision id (receivers deduplicate on Idempotency-Key), due now, with a fresh expiry; the running pipeline sends them'))
+  .addOption(opt('--id <ids...>', 'decision ids to send again (in the environment: separated by commas or spaces)', 'DELIVERIES_ID'))
+  .addOption(new Option('--all-failed', 'every failed delivery the filters match (up to --limit)').env('DELIVERIES_ALL_FAILED'))
+  .addOption(opt('--until <date-time>', 'deliver by then, e.g. 2026-12-05T18:00:00Z (default: now plus the decision\'s own window, its trigger\'s ttl)', 'DELIVERIES_UNTIL'))
+  .addOption(opt('--redis-url <url>', 'the Redis of cardpulse run', 'REDIS_URL'))
+  .addOption(opt('--redis-prefix <prefix>', 'prefix of every Redis key, as cardpulse run has it (default cardpulse)', 'REDIS_PREFIX'))
+  .addOption(opt('--partitions <n>', 'partitions of the events topic, as cardpulse run has it (default 6)', 'PARTITIONS'))
+  .addOption(opt('--connect-timeout <duration>', 'give up connecting to Redis/ClickHouse after this long (default 30s)', 'CONNECT_TIMEOUT'))
+  .action(
+    action(DeliveriesConfig, async (config, log) => {
+      const { resendDeliveries } = await import('./deliveries.ts')
+      await resendDeliveries(config, log.child({ cmd: 'deliveries resend' }), process.stdout)
     }),
   )
 

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { z } from 'zod'
-import { Duration } from '../schemas/duration.ts'
+import { Duration, parseDuration } from '../schemas/duration.ts'
 import { Channel } from '../schemas/events.ts'
 import { ConfigError } from '../core/errors.ts'
 import type { KafkaSecurity } from '../pipeline/kafka/types.ts'
@@ -174,6 +174,47 @@ export const ExplainConfig = LogConfig.extend({
   connectTimeout: Duration.prefault('10s'),
 })
 export type ExplainConfig = z.infer<typeof ExplainConfig>
+
+const DeliveryStatus = z.enum(['failed', 'expired'], { message: 'must be failed or expired' })
+
+/** `cardpulse deliveries` (and `resend`): where `run` keeps its analytics and outbox, and the filters. */
+export const DeliveriesConfig = LogConfig.extend({
+  clickhouseUrl: url('the ClickHouse server').optional(),
+  clickhouseDatabase: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('cardpulse'),
+  dataDir: z.string().min(1).default('.cardpulse'),
+  redisUrl: z.string().regex(/^rediss?(-cluster)?:\/\/\S+$/, 'must be a redis:// URL').optional(),
+  redisPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('cardpulse'),
+  partitions: number().int().min(1).max(1024).default(6),
+  connectTimeout: Duration.prefault('30s'),
+  status: z
+    .union([z.string(), z.array(z.string())])
+    .transform((v) => (Array.isArray(v) ? v : v.split(',')).map((s) => s.trim()).filter(Boolean))
+    .pipe(z.array(DeliveryStatus).min(1))
+    .default(['failed', 'expired']),
+  trigger: z.string().min(1).optional(),
+  channel: Channel.optional(),
+  customer: z.string().min(1).optional(),
+  /** A duration back from now (24h, 7d) or an ISO date-time. */
+  since: z
+    .string()
+    .transform((v, ctx) => {
+      const ms = parseDuration(v)
+      if (ms !== undefined) return ms
+      if (!Number.isNaN(Date.parse(v))) return v
+      ctx.addIssue({ code: 'custom', message: 'must be a duration back from now (24h, 7d) or a date-time like 2026-12-01T00:00:00Z' })
+      return z.NEVER
+    })
+    .optional(),
+  limit: number().int().min(1).max(100_000).default(50),
+  json: z.boolean().default(false),
+  id: z
+    .union([z.string(), z.array(z.string())])
+    .transform((v) => (Array.isArray(v) ? v : [v]).flatMap((s) => s.split(/[\s,]+/)).filter(Boolean))
+    .optional(),
+  allFailed: z.boolean().default(false),
+  until: z.iso.datetime({ offset: true, message: 'must be a date-time like 2026-12-05T18:00:00Z' }).optional(),
+})
+export type DeliveriesConfig = z.infer<typeof DeliveriesConfig>
 
 /** The setting's flag and environment names, for error messages. */
 /** `envNames`: the environment twin of a setting where it is not the key in capitals (DEMO_DAYS for days). */

@@ -13,6 +13,7 @@ import { dayProgressBar, progressBar } from './progress.ts'
 import { writeResults, type PipelineResults } from '../pipeline/results.ts'
 import type { Logger } from '../core/log.ts'
 import type { Conversion } from '../schemas/conversion.ts'
+import type { Delivery } from '../schemas/catalog.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import { verifyWebhook } from '../sinks/webhook/signature.ts'
 import { SimulatedBank } from '../simulator/bank.ts'
@@ -142,6 +143,9 @@ export async function runDemo(config: DemoConfig, log: Logger) {
     clock: () => watermark() + (played ? 12 * HOUR : config.maxDisorder),
     batchSize: 500,
     concurrency: 16,
+    // Simulated time runs about a day a second: a channel's real rate limit would hold it back by
+    // simulated weeks, so the demo keeps only the breaker and the concurrency.
+    delivery: () => withoutRates(catalog.current().delivery),
     fallbackUrl: `${localOrigin(httpAt.host, port)}/demo/webhooks`,
     events,
   })
@@ -237,4 +241,10 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   log.info(`dashboard on ${dashboard} — press Ctrl-C to stop`)
   await stopSignal()
   await close()
+}
+
+/** The delivery settings with no rate limit on any channel. */
+function withoutRates(delivery: Delivery): Delivery {
+  const channels = Object.fromEntries(Object.entries(delivery.channels).map(([c, limits]) => [c, { concurrency: limits.concurrency }])) as Delivery['channels']
+  return { ...delivery, channels }
 }

@@ -12,6 +12,7 @@ import { RedisStore, type RoundTrips } from '../pipeline/store/redis.ts'
 import type { ClickHouseSink } from '../sinks/clickhouse.ts'
 import { explainCustomer, liveSource } from '../pipeline/explainSources.ts'
 import type { OutboxDrain } from '../sinks/outbox.ts'
+import type { DeliveryMonitor } from '../sinks/monitor.ts'
 import type { WebhookSender } from '../sinks/webhook/sender.ts'
 import { createMetrics, type Metrics } from '../core/metrics.ts'
 import { errText, Instrumentation } from '../core/instrumentation.ts'
@@ -54,7 +55,7 @@ interface Parts {
   producer: KafkaProducer
   ingest: IngestStage
   state: StateStage | StateThreads
-  delivery: { drain: OutboxDrain; sender: WebhookSender }
+  delivery: { drain: OutboxDrain; sender: WebhookSender; monitor: DeliveryMonitor }
   http: HttpServer
 }
 
@@ -76,6 +77,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       ['ingest', () => p.ingest?.stop()],
       ['state stage', () => p.state?.stop()],
       ['outbox drain', () => p.delivery?.drain.stop()],
+      ['outbox monitor', () => p.delivery?.monitor.stop()],
       ['kafka producer', () => p.producer?.close()],
       ['kafka admin', () => p.admin?.close()],
       ['webhook sender', () => p.delivery?.sender.close()],
@@ -153,7 +155,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     await state.start()
 
     // Alerts and late events' dead letters leave the outbox only once the broker has them.
-    const { drain } = (p.delivery = outboxDelivery({
+    const { drain, monitor } = (p.delivery = outboxDelivery({
       config,
       store,
       clickhouse,
@@ -161,18 +163,20 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       clock: Date.now,
       batchSize: 200,
       concurrency: 32,
+      delivery: () => catalog.current().delivery,
       publishAlerts: alertPublisher(producer, config.alertTopic),
       publishDeadLetters: deadLetterPublisher(producer, config.dlqTopic),
       events: events.child({ component: 'outbox' }),
     }))
     drain.start()
+    monitor.start()
 
     const http = (p.http = await serveHttp({
       ...httpAt,
       metrics,
       events: events.child({ component: 'http' }),
       clickhouse: () => clickhouse,
-      health: () => ({ ok: consuming, partitions: state.owned(), ...drain.health() }),
+      health: () => ({ ok: consuming, partitions: state.owned(), ...drain.health(), degraded: monitor.degraded() }),
       info: () => ({ mode: 'run', catalogVersion: catalog.current().version, status: `partitions ${state.owned().join(',') || 'none yet'}` }),
       reloadCatalog: () => catalog.reload(),
       economics: () => catalog.current().economics,

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import type { CommonConfig } from './config.ts'
 import { webhookEndpoints, webhookSecrets } from './config.ts'
 import { CatalogHolder, DEFAULT_CATALOG_FILE } from '../pipeline/catalog/index.ts'
-import type { Catalog } from '../schemas/catalog.ts'
+import type { Catalog, Delivery } from '../schemas/catalog.ts'
 import { startHttp, type HttpOptions } from '../pipeline/http.ts'
 import { checkExposure } from '../pipeline/httpGuard.ts'
 import { outboxQueues } from '../pipeline/store/outbox.ts'
@@ -12,6 +12,7 @@ import { ClickHouseSink, connectClickHouse, type ClickHouseOptions } from '../si
 import { OutboxDrain, type OutboxDrainOptions } from '../sinks/outbox.ts'
 import { pseudonymiser } from '../sinks/pseudonym.ts'
 import { WebhookDispatcher } from '../sinks/webhook/dispatcher.ts'
+import { DeliveryMonitor } from '../sinks/monitor.ts'
 import { WebhookSender } from '../sinks/webhook/sender.ts'
 import { DEFAULT_RETRY_POLICY } from '../core/backoff.ts'
 import { CardpulseError, UnavailableError } from '../core/errors.ts'
@@ -54,16 +55,21 @@ export interface OutboxDeliveryOptions extends Pick<OutboxDrainOptions, 'clickho
   store: StateStore
   /** Epoch ms: what is due, and what has expired. */
   clock: () => number
-  /** Webhooks taken per partition per run, and HTTP attempts in flight at once. */
+  /** Webhooks taken per partition per run, and HTTP attempts in flight at once over every endpoint. */
   batchSize: number
   concurrency: number
+  /** The catalogue's delivery section in force: per-channel limits, breaker, when behind and degraded. */
+  delivery: () => Delivery
   /** Where webhooks go when no webhook URL is configured. */
   fallbackUrl?: string
   events: Instrumentation
 }
 
-/** Signed webhooks and the other sinks, all drained from the store's committed outbox. */
-export function outboxDelivery(o: OutboxDeliveryOptions): { drain: OutboxDrain; sender: WebhookSender } {
+/**
+ * Signed webhooks and the other sinks, all drained from the store's committed outbox, and the
+ * monitor of what waits there (started by the caller).
+ */
+export function outboxDelivery(o: OutboxDeliveryOptions): { drain: OutboxDrain; sender: WebhookSender; monitor: DeliveryMonitor } {
   const endpoints = webhookEndpoints(o.config)
   const sender = new WebhookSender({
     urls: Object.keys(endpoints).length || !o.fallbackUrl ? endpoints : { default: o.fallbackUrl },
@@ -78,6 +84,7 @@ export function outboxDelivery(o: OutboxDeliveryOptions): { drain: OutboxDrain; 
     retry: DEFAULT_RETRY_POLICY,
     batchSize: o.batchSize,
     concurrency: o.concurrency,
+    limits: o.delivery,
     instrumentation: o.events,
   })
   const drain = new OutboxDrain({
@@ -89,7 +96,16 @@ export function outboxDelivery(o: OutboxDeliveryOptions): { drain: OutboxDrain; 
     publishDeadLetters: o.publishDeadLetters,
     instrumentation: o.events,
   })
-  return { drain, sender }
+  const monitor = new DeliveryMonitor({
+    backlog: (partition, now) => o.store.outboxBacklog(partition, now),
+    partitions: o.partitions,
+    endpoints: () => dispatcher.endpoints(),
+    failingSinks: () => drain.failingSince(),
+    settings: o.delivery,
+    clock: o.clock,
+    instrumentation: o.events,
+  })
+  return { drain, sender, monitor }
 }
 
 export interface HttpServer {

@@ -70,6 +70,29 @@ export interface InstrumentationEvents {
   'webhook.failed': Delivery & { reason: string | null }
   'webhook.expired': Delivery & { reason: string | null }
   'webhook.dispatch_failed': { err: string }
+  /** Due webhooks set aside in the outbox because their endpoint cannot take them now (circuit open, at its rate or concurrency). */
+  'webhook.parked': Endpoint & { webhooks: number; circuit: string }
+  'webhook.circuit_opened': Endpoint & { failures: number; openForMs: number }
+  /** A probe failed: open for another `openForMs`. */
+  'webhook.circuit_reopened': Endpoint & { failures: number; openForMs: number }
+  'webhook.circuit_half_open': Endpoint
+  'webhook.circuit_closed': Endpoint & { openMs: number }
+  /** A channel's oldest due webhook has waited longer than the catalogue's `delivery.behindAfter`, or its circuit is open. */
+  'webhook.endpoint_behind': Endpoint & { backlog: number; oldestAgeSeconds: number | null; circuit: string }
+  'webhook.endpoint_caught_up': Endpoint & { behindSeconds: number }
+  /** What waits in the outbox of the partitions this process drains (sampled). */
+  'outbox.backlog': {
+    /** Entries by table: rows, alerts, dead_letters, webhooks_due (due now, not set aside), webhooks_scheduled (due later). */
+    tables: Record<string, number>
+    /** Due webhooks waiting per channel, and how long the oldest has been due (seconds; 0 when none). */
+    channels: readonly (Endpoint & { backlog: number; oldestAgeSeconds: number })[]
+  }
+}
+
+interface Endpoint {
+  channel: string
+  /** host[:port] of the channel's webhook URL. */
+  endpoint: string
 }
 
 interface Delivery {
@@ -99,7 +122,13 @@ const countDeadLetters = (m: Metrics, deadLetters: Counted['deadLetters']) => {
   }
 }
 
-const delivered = (status: 'delivered' | 'failed' | 'expired') => (m: Metrics, e: Delivery) => m.webhooks.deliveries.inc({ status, channel: e.channel })
+const delivered = (status: 'delivered' | 'failed' | 'expired') => (m: Metrics, e: Delivery) => {
+  m.webhooks.deliveries.inc({ status, channel: e.channel })
+  m.webhooks.attempts.observe({ status, channel: e.channel }, e.attempts)
+}
+
+/** The circuit-state gauge: 0 closed, 1 half-open, 2 open. */
+const circuit = (state: 0 | 1 | 2) => (m: Metrics, e: Endpoint) => m.webhooks.circuit.set({ channel: e.channel, endpoint: e.endpoint }, state)
 
 const SPECS: { [K in EventName]: Spec<K> } = {
   'catalog.reloaded': { level: 'info' },
@@ -170,6 +199,23 @@ const SPECS: { [K in EventName]: Spec<K> } = {
   'webhook.failed': { level: 'warn', says: 'recorded as a delivery dead letter', count: delivered('failed') },
   'webhook.expired': { level: 'warn', says: 'recorded as a delivery dead letter', count: delivered('expired') },
   'webhook.dispatch_failed': { level: 'error', says: 'will retry' },
+  'webhook.parked': { level: 'trace', count: (m, e) => m.webhooks.parked.inc({ channel: e.channel }, e.webhooks) },
+  'webhook.circuit_opened': { level: 'warn', says: (e) => `${e.channel} endpoint ${e.endpoint} keeps failing; its webhooks wait in the outbox, one probe every ${e.openForMs / 1000}s`, count: circuit(2) },
+  'webhook.circuit_reopened': { level: 'debug', says: 'the probe failed', count: circuit(2) },
+  'webhook.circuit_half_open': { level: 'debug', says: 'one probe attempt', count: circuit(1) },
+  'webhook.circuit_closed': { level: 'info', says: (e) => `${e.channel} endpoint ${e.endpoint} answers again; its waiting webhooks go out`, count: circuit(0) },
+  'webhook.endpoint_behind': { level: 'warn', says: (e) => `${e.channel} webhooks to ${e.endpoint} are behind: ${e.backlog} waiting, the oldest for ${e.oldestAgeSeconds ?? 0}s (circuit ${e.circuit})` },
+  'webhook.endpoint_caught_up': { level: 'info', says: (e) => `${e.channel} webhooks to ${e.endpoint} caught up after ${e.behindSeconds}s` },
+  'outbox.backlog': {
+    level: 'trace',
+    count: (m, e) => {
+      for (const [table, n] of Object.entries(e.tables)) m.outboxBacklog.set({ table }, n)
+      for (const c of e.channels) {
+        m.webhooks.backlog.set({ channel: c.channel, endpoint: c.endpoint }, c.backlog)
+        m.webhooks.oldestDue.set({ channel: c.channel, endpoint: c.endpoint }, c.oldestAgeSeconds)
+      }
+    },
+  },
 }
 
 type Listener = (event: never) => void

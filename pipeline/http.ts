@@ -24,7 +24,8 @@ export interface HttpOptions {
   allowUnauthenticated?: boolean
   metrics: Metrics
   clickhouse: () => ClickHouseSink | undefined
-  health: () => { ok: boolean; [k: string]: unknown }
+  /** `ok` false: not live (503). `degraded`: why a live process is not delivering everything (an endpoint or sink down too long). */
+  health: () => { ok: boolean; degraded?: string[]; [k: string]: unknown }
   info: () => Record<string, unknown>
   reloadCatalog?: () => { ok: true; version: string } | { ok: false; error: string }
   /** The catalogue's economics in force, for the ROI views (default: the catalogue defaults). */
@@ -51,9 +52,11 @@ export async function startHttp(opts: HttpOptions): Promise<Server> {
       if (req.method === 'GET' && path === '/') return send(res, 200, 'text/html; charset=utf-8', readFileSync(PAGE))
       if (req.method === 'GET' && path === '/assets/echarts.min.js') return send(res, 200, 'text/javascript', echarts)
       if (req.method === 'GET' && path === '/healthz') {
+        // A degraded process is live (200): restarting it would not bring a receiver back.
         const h = opts.health()
         // Load balancers get the status; the details only with the token (when one is set).
-        return json(res, h.ok ? 200 : 503, authenticated ? { status: h.ok ? 'ok' : 'unavailable', ...h } : { status: h.ok ? 'ok' : 'unavailable' })
+        const status = !h.ok ? 'unavailable' : h.degraded?.length ? 'degraded' : 'ok'
+        return json(res, h.ok ? 200 : 503, authenticated ? { status, live: h.ok, ...h, degraded: h.degraded ?? [] } : { status })
       }
       if (req.method === 'GET' && path === '/metrics') return send(res, 200, opts.metrics.registry.contentType, await opts.metrics.registry.metrics())
       if (req.method === 'GET' && path === '/api/summary') {

@@ -133,10 +133,49 @@ export const Economics = z.strictObject({
 })
 export type Economics = z.infer<typeof Economics>
 
+/** How fast and how many at once one channel's webhook endpoint takes. */
+export const ChannelDelivery = z.strictObject({
+  /** Webhooks started per second at most; absent: no limit. */
+  ratePerSecond: z.number().positive('must be above 0 (leave it out for no limit)').max(100_000).optional(),
+  /** HTTP attempts in flight at once to this channel's endpoint. */
+  concurrency: z.number().int('must be a whole number').min(1, 'must be at least 1').max(1000).default(8),
+})
+export type ChannelDelivery = z.infer<typeof ChannelDelivery>
+
+/**
+ * Delivery limits: per channel (each channel's webhook endpoint is limited and protected on its
+ * own), the circuit breaker every endpoint gets, and when a late endpoint counts as behind and
+ * when an endpoint or sink that stays down makes the process degraded (/healthz).
+ */
+export const Delivery = z.strictObject({
+  channels: z
+    .strictObject({
+      sms: ChannelDelivery.prefault({}),
+      push: ChannelDelivery.prefault({}),
+      call: ChannelDelivery.prefault({}),
+      app_banner: ChannelDelivery.prefault({}),
+    })
+    .prefault({}),
+  circuitBreaker: z
+    .strictObject({
+      /** Consecutive retriable failures (connection refused, timeout, 408, 429, 5xx) that open the circuit. */
+      failures: z.number().int('must be a whole number').min(1, 'must be at least 1').max(1000).default(5),
+      /** How long an open circuit sends nothing before one probe attempt. */
+      openFor: Duration.prefault('30s').refine((ms) => ms >= 100, 'must be at least 100ms'),
+    })
+    .prefault({}),
+  /** A channel whose oldest due webhook has waited this long is behind (logged once, and its recovery). */
+  behindAfter: Duration.prefault('1m'),
+  /** An endpoint whose circuit stays open, or a sink that keeps failing, this long makes /healthz say degraded. */
+  degradedAfter: Duration.prefault('2m'),
+})
+export type Delivery = z.infer<typeof Delivery>
+
 export const Catalog = z.strictObject({
   version: z.string().min(1, 'give the catalogue a version, e.g. "2026-11-28.1"'),
   policy: Policy.prefault({}),
   economics: Economics.prefault({}),
+  delivery: Delivery.prefault({}),
   triggers: z.record(z.string(), TriggerConfig),
   signals: z.record(z.string(), SignalConfig).default({}),
 })

@@ -102,7 +102,8 @@ export class OutboxDrain {
   private publishQueued = false
   /** The pass inserting ClickHouse rows. */
   private inserting?: Promise<void>
-  private readonly failing = new Set<string>()
+  /** Sinks whose last pass failed, and since when (wall clock ms). */
+  private readonly failing = new Map<string, number>()
 
   constructor(private readonly opts: OutboxDrainOptions) {}
 
@@ -144,6 +145,11 @@ export class OutboxDrain {
   /** For /healthz: whether the last pass reached every sink. */
   health(): { clickhouse: boolean } {
     return { clickhouse: this.failing.size === 0 }
+  }
+
+  /** Since when each failing sink has been failing (wall clock ms). */
+  failingSince(): ReadonlyMap<string, number> {
+    return this.failing
   }
 
   /** Stops draining and drains once more, for what the last batches committed; what fails stays for the next start. */
@@ -193,7 +199,7 @@ export class OutboxDrain {
       await drain()
     } catch (e) {
       if (!this.failing.has(sink)) this.opts.instrumentation.emit('sink.failed', { sink, err: errText(e) })
-      this.failing.add(sink)
+      if (!this.failing.has(sink)) this.failing.set(sink, Date.now())
       throw e
     }
     if (this.failing.delete(sink)) this.opts.instrumentation.emit('sink.recovered', { sink })

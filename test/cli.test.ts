@@ -29,12 +29,13 @@ function cardpulse(args: string[], env: Record<string, string> = {}) {
 
 describe('cardpulse command line', () => {
   it('has --help on every command', () => {
-    for (const cmd of [[], ['run'], ['demo'], ['replay'], ['simulate']]) {
+    for (const cmd of [[], ['run'], ['demo'], ['replay'], ['simulate'], ['deliveries'], ['deliveries', 'resend']]) {
       const r = cardpulse([...cmd, '--help'])
       expect(r.code).toBe(0)
       expect(r.stdout).toMatch(/Usage: cardpulse/)
     }
     expect(cardpulse(['run', '--help']).stdout).toMatch(/KAFKA_BROKERS/)
+    expect(cardpulse(['deliveries', 'resend', '--help']).stdout).toMatch(/REDIS_URL/)
   })
 
   it('answers a bad setting with one line naming it', () => {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import type { Admin, Producer } from 'kafkajs'
+import type { RiskAlert } from '../schemas/alert.ts'
 import YAML from 'yaml'
 import { StoreKeys } from '../pipeline/store/keys.ts'
 import { RedisStore } from '../pipeline/store/redis.ts'
@@ -37,6 +38,7 @@ function topicsEnv(prefix: string) {
 const topics = topicsEnv(`r-${id}`)
 const catchUpTopics = topicsEnv(`rc-${id}`)
 const deadTopics = topicsEnv(`rd-${id}`)
+const alertTopics = topicsEnv(`ra-${id}`)
 const prefix = `cp-restart-${id}`
 const dir = mkdtempSync(join(tmpdir(), 'cardpulse-restart-'))
 writeFileSync(join(dir, 'catalog.yaml'), testCatalogYaml())
@@ -77,7 +79,7 @@ const approved = (customerId: string, at: number) => ({
 beforeAll(async () => {
   admin = kafka().admin()
   await admin.connect()
-  await createTopics(admin, [...Object.values(topics), ...Object.values(catchUpTopics), ...Object.values(deadTopics)], 2)
+  await createTopics(admin, [...Object.values(topics), ...Object.values(catchUpTopics), ...Object.values(deadTopics), ...Object.values(alertTopics)], 2)
   producer = kafka().producer()
   await producer.connect()
   redis = new Redis(REDIS_URL)
@@ -88,7 +90,7 @@ afterAll(async () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
   await producer?.disconnect()
   await admin?.disconnect()
-  for (const p of [prefix, `${prefix}-c`, `${prefix}-d`]) {
+  for (const p of [prefix, `${prefix}-c`, `${prefix}-d`, `${prefix}-a`]) {
     const keys = await redis.keys(new StoreKeys(p).pattern())
     if (keys.length) await redis.del(...keys)
   }
@@ -244,4 +246,69 @@ describe('a pipeline killed between a batch\'s commit and the publish of its lat
     second.child.kill('SIGTERM')
     expect(await new Promise((r) => second.child.once('exit', r))).toBe(0)
   }, 120_000)
+})
+
+describe('the alert topic of a pipeline killed with SIGKILL mid-stream', () => {
+  it('carries exactly the replay\'s alerts, keyed by customer; a copy of one is the same message, dropped on its id', async () => {
+    const simulated = simulateBank({ customers: 400, days: 30, start: new Date(0), seed: 11 })
+    const shift = Date.now() - 60_000 - Date.parse(simulated[simulated.length - 1].occurredAt)
+    const events = simulated.map((e) => ({ ...e, occurredAt: new Date(Date.parse(e.occurredAt) + shift).toISOString() }))
+    const catalog = loadCatalogFile(DEFAULT_CATALOG_FILE)
+    const expected: RiskAlert[] = []
+    const engine = new EmbeddedPipeline({
+      catalog: () => catalog,
+      maxDisorder: 0,
+      allowedLateness: 6 * 3_600_000,
+      outbox: { webhooks: false, alerts: false, rows: false },
+      onOutput: (o) => void expected.push(...o.alerts),
+      onDeadLetter: () => {},
+    })
+    for (const event of events) await engine.push({ ok: true, event, at: Date.parse(event.occurredAt), source: { topic: 'replay', partition: 0, offset: '0' } })
+    await engine.finish()
+    expect(expected.length).toBeGreaterThan(10)
+
+    const consumer = kafka().consumer({ groupId: `read-alerts-${id}` })
+    await consumer.connect()
+    await consumer.subscribe({ topic: alertTopics.ALERT_TOPIC, fromBeginning: true })
+    const onTopic: { key: string; value: RiskAlert; raw: string }[] = []
+    await consumer.run({ eachMessage: async ({ message }) => void onTopic.push({ key: message.key!.toString(), value: JSON.parse(message.value!.toString()), raw: message.value!.toString() }) })
+    try {
+      await produceStreams(sender(producer), { transaction: alertTopics.TRANSACTIONS_TOPIC, app: alertTopics.APP_EVENTS_TOPIC, lifecycle: alertTopics.LIFECYCLE_TOPIC }, events)
+      // Its own data directory: a process an earlier case left running cannot hold this one's engine.
+      const env = { ...alertTopics, REDIS_PREFIX: `${prefix}-a`, GROUP_ID: `ga-${id}`, CATALOG_FILE: DEFAULT_CATALOG_FILE, IDLE_ADVANCE: '2s', STATE_THREADS: '0', CLICKHOUSE_DATABASE: `cp_alerts_${id}`, DATA_DIR: join(dir, 'data-alerts') }
+      const first = await startPipeline(env)
+      // Killed as soon as alerts come out: mid-stream, with most still to come.
+      await waitFor('the first alert on the topic', () => onTopic.length >= 1, 60_000, 10)
+      first.child.kill('SIGKILL')
+      await new Promise((r) => first.child.once('exit', r))
+      expect(new Set(onTopic.map((m) => m.value.id)).size).toBeLessThan(expected.length)
+
+      const second = await startPipeline(env)
+      await waitFor('every alert of the replay', () => new Set(onTopic.map((m) => m.value.id)).size >= expected.length, 120_000, 200)
+      await waitFor('the alert outbox emptied', async () => {
+        const k = new StoreKeys(`${prefix}-a`)
+        return (await redis.xlen(k.partition(0).alerts)) + (await redis.xlen(k.partition(1).alerts)) === 0
+      }, 20_000)
+      await new Promise((r) => setTimeout(r, 2000)) // anything more would arrive now
+      second.child.kill('SIGTERM')
+      expect(await new Promise((r) => second.child.once('exit', r))).toBe(0)
+    } finally {
+      await consumer.disconnect()
+    }
+
+    // Deduplicated on the alert id, the topic holds exactly the replay's alerts, each keyed by its customer.
+    const firstCopy = new Map<string, (typeof onTopic)[number]>()
+    for (const m of onTopic) {
+      const seen = firstCopy.get(m.value.id)
+      // A repeat (a publish the kill cut off before the outbox heard of it) is the same message.
+      if (seen) expect(m.raw).toBe(seen.raw)
+      else firstCopy.set(m.value.id, m)
+    }
+    // detectedAt is the wall clock live and the event time in the replay; the rest is the same.
+    const byId = (list: RiskAlert[]) => [...list].map(({ detectedAt: _, ...a }) => a).sort((a, b) => (a.id < b.id ? -1 : 1))
+    expect(byId([...firstCopy.values()].map((m) => m.value))).toEqual(byId(expected))
+    for (const m of firstCopy.values()) expect(m.key).toBe(m.value.customerId)
+    // Copies come only from the publish the kill interrupted: at most one outbox read's worth.
+    expect(onTopic.length - firstCopy.size).toBeLessThanOrEqual(500)
+  }, 240_000)
 })

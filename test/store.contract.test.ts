@@ -411,6 +411,43 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       expect(await s.dueWebhooks(0, Infinity, 10)).toEqual([pending('d1', 500, 1)])
     })
 
+    it('sets due webhooks of a channel aside and moves them back oldest first, with their due time, attempts and expiry', async () => {
+      await s.commit(batch({ webhooks: [pending('d1', 100), pending('d2', 200, 3), pending('d3', 300), pending('d4', 400)] }))
+      await s.parkWebhooks(0, 'sms', ['d2', 'd1', 'gone'])
+      await s.parkWebhooks(0, 'push', ['d3'])
+      expect((await s.dueWebhooks(0, Infinity, 10)).map((w) => w.decision.id)).toEqual(['d4'])
+      let backlog = await s.outboxBacklog(0, 350)
+      expect(backlog.parked.sms).toEqual({ count: 2, oldestDueAt: 100 })
+      expect(backlog.parked.push).toEqual({ count: 1, oldestDueAt: 300 })
+      expect(backlog.parked.call).toEqual({ count: 0, oldestDueAt: null })
+      expect([backlog.webhooksDue, backlog.webhooksScheduled]).toEqual([0, 1])
+
+      // A set-aside webhook finished meanwhile is dropped when moved back.
+      await s.finishWebhook(0, 'd3', row('deliveries', 3))
+      expect(await s.unparkWebhooks(0, 'push', 10)).toEqual({ moved: 0, parked: 0 })
+      expect(await s.unparkWebhooks(0, 'sms', 1)).toEqual({ moved: 1, parked: 1 })
+      expect(await s.dueWebhooks(0, Infinity, 10)).toEqual([pending('d1', 100), pending('d4', 400)])
+      expect(await s.unparkWebhooks(0, 'sms', 10)).toEqual({ moved: 1, parked: 0 })
+      expect(await s.dueWebhooks(0, Infinity, 10)).toEqual([pending('d1', 100), pending('d2', 200, 3), pending('d4', 400)])
+      backlog = await s.outboxBacklog(0, 350)
+      expect(backlog.parked.sms).toEqual({ count: 0, oldestDueAt: null })
+      expect([backlog.webhooksDue, backlog.oldestDueAt, backlog.webhooksScheduled]).toEqual([2, 100, 1])
+    })
+
+    it('puts a finished webhook back with its id once, and leaves a pending one alone', async () => {
+      await s.commit(batch({ webhooks: [pending('d1', 100)] }))
+      await s.finishWebhook(0, 'd1', row('deliveries', 1))
+      expect(await s.requeueWebhook(0, pending('d1', 900))).toBe(true)
+      expect(await s.requeueWebhook(0, pending('d1', 50, 7))).toBe(false)
+      expect(await s.dueWebhooks(0, Infinity, 10)).toEqual([pending('d1', 900)])
+    })
+
+    it('counts the outbox backlog by table', async () => {
+      await s.commit(batch({ rows: [row('a', 1), row('b', 2)], alerts: [alert('x1')], deadLetters: [late('q1')] }))
+      const backlog = await s.outboxBacklog(0, 0)
+      expect([backlog.rows, backlog.alerts, backlog.deadLetters]).toEqual([2, 1, 1])
+    })
+
     it('finishes a webhook once: removed, and its delivery row appended exactly once', async () => {
       await s.commit(batch({ webhooks: [pending('d1', 100), pending('d2', 100)], rows: [row('decisions', 0)] }))
       const delivery: OutboxRow = { table: 'webhook_deliveries', row: { id: 'd1', status: 'delivered', attempts: 1 } }

@@ -33,5 +33,8 @@ export function catalogProblems(catalog: Catalog, operators: readonly Operator<a
       for (const issue of e.issues) problems.push(`${section}.${op.uses}.params.${issue.path.join('.')}: ${issue.message}`)
     }
   }
+  const { circuitBreaker, degradedAfter } = catalog.delivery
+  if (degradedAfter < circuitBreaker.openFor)
+    problems.push(`delivery.degradedAfter: must be at least circuitBreaker.openFor (${circuitBreaker.openFor / 1000}s), or one probe interval would already count as degraded`)
   return problems
 }

@@ -55,6 +55,11 @@ export class StoreKeys {
     }
   }
 
+  /** sorted set: decisionId -> dueAt (epoch ms) of a channel's due webhooks set aside while its endpoint cannot take them */
+  parked(partition: number, channel: string): string {
+    return `${this.prefix}:${this.tag(partition)}:webhooks:parked:${channel}`
+  }
+
   /** A SCAN pattern matching every key under this prefix (for tests and tooling). */
   pattern(): string {
     return `${this.prefix.replace(/[*?[\]\\]/g, '\\$&')}:*`

@@ -1,6 +1,7 @@
 import type { RiskAlert } from '../../schemas/alert.ts'
 import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import {
+  CHANNELS,
   type BatchCommit,
   type CustomerRecord,
   type LoadedBatch,
@@ -9,6 +10,8 @@ import {
 import { FencedError } from '../../core/errors.ts'
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import { TimerHeap } from '../timers.ts'
+import type { Channel } from '../../schemas/events.ts'
+import type { OutboxBacklog } from '../../sinks/monitor.ts'
 
 /** The embedded state store: the same contract as Redis, in this process's memory. */
 
@@ -51,6 +54,14 @@ class OutboxQueue<T> {
 
 export class MemoryStore implements StateStore {
   private partitions = new Map<number, PartitionData>()
+  /** Pending webhooks set aside by channel, per partition: still in `webhooks`, not due until moved back. */
+  private parked = new Map<number, Map<string, Channel>>()
+
+  private parkedOf(p: number): Map<string, Channel> {
+    let m = this.parked.get(p)
+    if (!m) this.parked.set(p, (m = new Map()))
+    return m
+  }
 
   /**
    * @param copy store records serialized, so callers never share objects with the store (as with
@@ -119,8 +130,9 @@ export class MemoryStore implements StateStore {
   }
 
   async dueWebhooks(partition: number, now: number, max: number) {
+    const parked = this.parkedOf(partition)
     return [...this.part(partition).webhooks.values()]
-      .filter((w) => w.dueAt <= now)
+      .filter((w) => w.dueAt <= now && !parked.has(w.decision.id))
       .sort((a, b) => a.dueAt - b.dueAt || (a.decision.id < b.decision.id ? -1 : 1))
       .slice(0, max)
       .map((w) => structuredClone(w))
@@ -134,6 +146,56 @@ export class MemoryStore implements StateStore {
   async retryWebhook(partition: number, pending: PendingWebhook) {
     const d = this.part(partition)
     if (d.webhooks.has(pending.decision.id)) d.webhooks.set(pending.decision.id, structuredClone(pending))
+  }
+
+  async parkWebhooks(partition: number, channel: Channel, decisionIds: string[]) {
+    const d = this.part(partition)
+    const parked = this.parkedOf(partition)
+    for (const id of decisionIds) if (d.webhooks.has(id)) parked.set(id, channel)
+  }
+
+  async unparkWebhooks(partition: number, channel: Channel, max: number) {
+    const d = this.part(partition)
+    const parked = this.parkedOf(partition)
+    const mine = [...parked].filter(([, c]) => c === channel).map(([id]) => id)
+    const oldest = mine
+      .map((id) => ({ id, dueAt: d.webhooks.get(id)?.dueAt }))
+      .sort((a, b) => (a.dueAt ?? -Infinity) - (b.dueAt ?? -Infinity) || (a.id < b.id ? -1 : 1))
+      .slice(0, Math.max(0, Math.floor(max)))
+    let moved = 0
+    for (const { id } of oldest) {
+      parked.delete(id)
+      if (d.webhooks.has(id)) moved++
+    }
+    return { moved, parked: mine.length - oldest.length }
+  }
+
+  async requeueWebhook(partition: number, pending: PendingWebhook) {
+    const d = this.part(partition)
+    if (d.webhooks.has(pending.decision.id)) return false
+    d.webhooks.set(pending.decision.id, structuredClone(pending))
+    return true
+  }
+
+  async outboxBacklog(partition: number, now: number): Promise<OutboxBacklog> {
+    const d = this.part(partition)
+    const parked = this.parkedOf(partition)
+    const byChannel = Object.fromEntries(CHANNELS.map((c) => [c, { count: 0, oldestDueAt: null as number | null }])) as OutboxBacklog['parked']
+    let webhooksDue = 0
+    let webhooksScheduled = 0
+    let oldestDueAt: number | null = null
+    for (const w of d.webhooks.values()) {
+      const channel = parked.get(w.decision.id)
+      if (channel) {
+        const c = byChannel[channel]
+        c.count++
+        c.oldestDueAt = c.oldestDueAt === null ? w.dueAt : Math.min(c.oldestDueAt, w.dueAt)
+      } else if (w.dueAt <= now) {
+        webhooksDue++
+        oldestDueAt = oldestDueAt === null ? w.dueAt : Math.min(oldestDueAt, w.dueAt)
+      } else webhooksScheduled++
+    }
+    return { rows: d.rows.peek(Infinity).length, alerts: d.alerts.peek(Infinity).length, deadLetters: d.deadLetters.peek(Infinity).length, webhooksDue, oldestDueAt, webhooksScheduled, parked: byChannel }
   }
 
   /** Partitions that hold anything, for drainers in embedded mode. */

@@ -13,6 +13,9 @@ import { FencedError } from '../../core/errors.ts'
 import { openRedis, type RedisClient, type RedisConnectOptions } from './redisClient.ts'
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import type { TimerEntry } from '../timers.ts'
+import type { Channel } from '../../schemas/events.ts'
+import { CHANNELS } from './types.ts'
+import type { OutboxBacklog } from '../../sinks/monitor.ts'
 
 /**
  * The live state store: one partition's state in Redis keys that share a hash tag (keys.ts), every
@@ -31,6 +34,9 @@ const SCRIPT_FILES = {
   commitBatch: 'commitBatch-8.lua',
   finishWebhook: 'finishWebhook-3.lua',
   retryWebhook: 'retryWebhook-2.lua',
+  parkWebhooks: 'parkWebhooks-2.lua',
+  unparkWebhooks: 'unparkWebhooks-3.lua',
+  requeueWebhook: 'requeueWebhook-2.lua',
 } as const
 type ScriptName = keyof typeof SCRIPT_FILES
 
@@ -241,6 +247,55 @@ export class RedisStore implements StateStore {
     const id = pending.decision.id
     this.trips.outbox++
     await this.scripts.retryWebhook([k.webhooksDue, k.webhooksBody], [id, score(pending.dueAt, `webhook ${id} dueAt`), JSON.stringify(pending)])
+  }
+
+  async parkWebhooks(partition: number, channel: Channel, decisionIds: string[]): Promise<void> {
+    if (!decisionIds.length) return
+    const k = this.keys.partition(partition)
+    this.trips.outbox++
+    await this.scripts.parkWebhooks([k.webhooksDue, this.keys.parked(partition, channel)], decisionIds)
+  }
+
+  async unparkWebhooks(partition: number, channel: Channel, max: number): Promise<{ moved: number; parked: number }> {
+    const k = this.keys.partition(partition)
+    this.trips.outbox++
+    const [moved, parked] = (await this.scripts.unparkWebhooks([k.webhooksDue, this.keys.parked(partition, channel), k.webhooksBody], [String(Math.max(0, Math.floor(max)))])) as [number, number]
+    return { moved, parked }
+  }
+
+  async requeueWebhook(partition: number, pending: PendingWebhook): Promise<boolean> {
+    const k = this.keys.partition(partition)
+    const id = pending.decision.id
+    const reply = await this.scripts.requeueWebhook([k.webhooksDue, k.webhooksBody], [id, score(pending.dueAt, `webhook ${id} dueAt`), JSON.stringify(pending)])
+    return reply === 1
+  }
+
+  async outboxBacklog(partition: number, now: number): Promise<OutboxBacklog> {
+    const k = this.keys.partition(partition)
+    const p = this.redis.pipeline()
+    p.xlen(k.rows)
+    p.xlen(k.alerts)
+    p.xlen(k.deadLetters)
+    p.zcount(k.webhooksDue, '-inf', bound(now))
+    p.zrangebyscore(k.webhooksDue, '-inf', bound(now), 'WITHSCORES', 'LIMIT', 0, 1)
+    p.zcard(k.webhooksDue)
+    for (const channel of CHANNELS) {
+      p.zcard(this.keys.parked(partition, channel))
+      p.zrange(this.keys.parked(partition, channel), '0', '0', 'WITHSCORES')
+    }
+    const r = results(await p.exec())
+    const oldest = (reply: unknown) => ((reply as string[]).length ? Number((reply as string[])[1]) : null)
+    const parked = {} as OutboxBacklog['parked']
+    CHANNELS.forEach((channel, i) => (parked[channel] = { count: r[6 + 2 * i] as number, oldestDueAt: oldest(r[7 + 2 * i]) }))
+    return {
+      rows: r[0] as number,
+      alerts: r[1] as number,
+      deadLetters: r[2] as number,
+      webhooksDue: r[3] as number,
+      oldestDueAt: oldest(r[4]),
+      webhooksScheduled: (r[5] as number) - (r[3] as number),
+      parked,
+    }
   }
 
   /** Closes the connection if `connect` opened it. */

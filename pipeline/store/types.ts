@@ -10,6 +10,10 @@ import type { TimerEntry } from '../timers.ts'
 import type { SourceStates } from '../sourceMarks.ts'
 import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
 import type { WebhookOutbox } from '../../sinks/webhook/dispatcher.ts'
+import { Channel } from '../../schemas/events.ts'
+import type { OutboxBacklog } from '../../sinks/monitor.ts'
+
+export const CHANNELS: readonly Channel[] = Channel.options
 
 /**
  * Durable keyed state, owned by partition. One implementation keeps it in Redis (the live pipeline),
@@ -98,6 +102,11 @@ export interface StateStore extends WebhookOutbox {
   ackAlerts(partition: number, ids: string[]): Promise<void>
   peekDeadLetters(partition: number, max: number): Promise<OutboxEntry<DeadLetter>[]>
   ackDeadLetters(partition: number, ids: string[]): Promise<void>
+
+  /** Puts a delivery dead letter back into the outbox with its decision id; false when it is pending already. */
+  requeueWebhook(partition: number, pending: PendingWebhook): Promise<boolean>
+  /** How much waits in a partition's outbox, by kind and channel. */
+  outboxBacklog(partition: number, now: number): Promise<OutboxBacklog>
 
   close(): Promise<void>
 }

@@ -38,6 +38,8 @@ export type SendResult =
 /** What the dispatcher needs of a sender; lets tests and other transports stand in. */
 export interface WebhookTransport {
   send(decision: Decision): Promise<SendResult>
+  /** The endpoint a channel's webhooks go to, when the transport knows one (it names the endpoint in logs and metrics). */
+  urlFor?(channel: Channel): string | undefined
 }
 
 /** `Retry-After` as ms from `nowMs`: delta-seconds or an HTTP-date; null when absent or unreadable. */
