@@ -72,7 +72,7 @@ describe('HTTP access with HTTP_TOKEN set', () => {
     expect((await fetch(`${base}/assets/echarts.min.js`)).status).toBe(200)
     const open = await fetch(`${base}/healthz`)
     expect([open.status, await open.json()]).toEqual([200, { status: 'ok' }])
-    expect(await (await fetch(`${base}/healthz`, bearer(TOKEN))).json()).toEqual({ status: 'ok', ok: true, partitions: [0, 1], mode: 'test' })
+    expect(await (await fetch(`${base}/healthz`, bearer(TOKEN))).json()).toEqual({ status: 'ok', live: true, ok: true, partitions: [0, 1], mode: 'test', degraded: [] })
   })
 
   it('opens /metrics to the metrics token or the admin token, and the API to the admin token alone', async () => {
@@ -113,7 +113,7 @@ describe('HTTP without a token', () => {
     expect(base).toMatch(/^http:\/\/127\.0\.0\.1:/)
     expect((await fetch(`${base}/api/customers/c/explain`)).status).toBe(200)
     expect((await fetch(`${base}/metrics`)).status).toBe(200)
-    expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ status: 'ok', ok: true, partitions: [0, 1], mode: 'test' })
+    expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ status: 'ok', live: true, ok: true, partitions: [0, 1], mode: 'test', degraded: [] })
   })
 
   it('refuses to listen on 0.0.0.0 without a token, saying what to set; listens with one, or when explicitly allowed', async () => {
