@@ -10,7 +10,7 @@ import { luhnValid } from '../pipeline/pan.ts'
 import { MAX_ORIGINAL_BYTES } from '../pipeline/decode.ts'
 import { DEFAULT_CATALOG_FILE } from '../pipeline/catalog/index.ts'
 import { DeadLetter } from '../schemas/deadLetter.ts'
-import { KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { CLICKHOUSE_URL, KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, kafka, createTopics, freshTopics, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 import { leaksPan } from './helpers/leaks.ts'
 
 /**
@@ -69,6 +69,7 @@ beforeAll(async () => {
     kafkaBrokers: KAFKA_BROKERS,
     kafkaClient: KAFKA_CLIENT,
     redisUrl: REDIS_URL,
+    clickhouseUrl: CLICKHOUSE_URL,
     redisPrefix: `cp-dlq-${id}`,
     groupId: `g-dlq-${id}`,
     ...topics,

@@ -10,7 +10,7 @@ import { RunConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
 import { holdoutBucket } from '../pipeline/ids.ts'
 import { eventsPartitionOf } from '../pipeline/explainSources.ts'
-import { KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { CLICKHOUSE_URL, KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, kafka, createTopics, freshTopics, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
 /**
  * `cardpulse explain` on the live pipeline: `run` on the real Kafka broker, Redis and embedded
@@ -68,6 +68,7 @@ beforeAll(async () => {
     kafkaBrokers: KAFKA_BROKERS,
     kafkaClient: KAFKA_CLIENT,
     redisUrl: REDIS_URL,
+    clickhouseUrl: CLICKHOUSE_URL,
     redisPrefix: prefix,
     groupId: `g-${id}`,
     ...topics,

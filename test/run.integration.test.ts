@@ -6,7 +6,7 @@ import type { Admin, Producer } from 'kafkajs'
 import { startPipeline, type RunningPipeline } from '../commands/run.ts'
 import { RunConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
-import { KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { CLICKHOUSE_URL, KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, kafka, createTopics, freshTopics, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
 /** The live pipeline on the real Kafka broker, Redis and embedded ClickHouse, end to end. */
 
@@ -64,6 +64,7 @@ beforeAll(async () => {
     kafkaBrokers: KAFKA_BROKERS,
     kafkaClient: KAFKA_CLIENT,
     redisUrl: REDIS_URL,
+    clickhouseUrl: CLICKHOUSE_URL,
     redisPrefix: `cp-it-${id}`,
     groupId: `g-${id}`,
     ...topics,

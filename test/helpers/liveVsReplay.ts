@@ -15,7 +15,7 @@ import type { Decision } from '../../schemas/decision.ts'
 import type { RiskAlert } from '../../schemas/alert.ts'
 import type { Conversion } from '../../schemas/conversion.ts'
 import type { InputEvent } from '../../schemas/events.ts'
-import { KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, freshTopics, sender, waitFor } from './services.ts'
+import { CLICKHOUSE_URL, KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, sender, freshTopics, waitFor } from './services.ts'
 
 /**
  * What the suites comparing `cardpulse run` with `replay` share: a small simulated bank ending a
@@ -56,6 +56,7 @@ export async function startLive(id: string, topics: Topics, webhookUrl: string, 
       kafkaBrokers: KAFKA_BROKERS,
       kafkaClient: KAFKA_CLIENT,
       redisUrl: REDIS_URL,
+      clickhouseUrl: CLICKHOUSE_URL,
       redisPrefix: `cp-vs-${id}`,
       groupId: `g-${id}`,
       ...topics,

@@ -12,6 +12,8 @@ import type { TopicSender } from '../../simulator/produce.ts'
 
 export const KAFKA_BROKERS = process.env.KAFKA_BROKERS ?? '127.0.0.1:19092'
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+/** A ClickHouse server (test/setup/containers.ts starts one in Docker); unset, the pipelines embed chDB. */
+export const CLICKHOUSE_URL = process.env.CLICKHOUSE_URL || undefined
 export const WEBHOOK_SECRET = 'integration-test-secret-0123456789'
 /**
  * The Kafka client of the pipeline under test (KAFKA_CLIENT; CI runs the integration suites once
