@@ -16,6 +16,8 @@ interface Counted {
   alerts: readonly { kind: string; severity: string }[]
   /** Dead letters made by this step (bad input at ingest, late events in the state stage). */
   deadLetters: readonly { error: { code: string } }[]
+  /** Touchpoints the step's commit cancelled while they waited (goal reached, consent withdrawn, risk alert). */
+  cancelled?: readonly { channel: string; reason: string }[]
 }
 
 export interface InstrumentationEvents {
@@ -139,6 +141,7 @@ const SPECS: { [K in EventName]: Spec<K> } = {
       decisions: e.decisions.length,
       alerts: e.alerts.length,
       deadLetters: e.deadLetters.length,
+      cancelled: e.cancelled?.length,
     }),
     count: (m, e) => {
       if (e.seconds !== undefined) m.batchSeconds.observe(e.seconds)
@@ -152,6 +155,7 @@ const SPECS: { [K in EventName]: Spec<K> } = {
       if (e.timersFired) m.timersFired.inc(e.timersFired)
       for (const d of e.decisions) m.decisions.inc({ trigger: d.trigger, outcome: d.outcome, suppressed_by: d.suppressedBy ?? '' })
       for (const a of e.alerts) m.alerts.inc({ kind: a.kind, severity: a.severity })
+      for (const c of e.cancelled ?? []) m.webhooks.deliveries.inc({ status: 'cancelled', channel: c.channel })
       countDeadLetters(m, e.deadLetters)
     },
   },

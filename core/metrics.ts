@@ -30,7 +30,7 @@ export function createMetrics() {
 export type Metrics = ReturnType<typeof createMetrics>
 
 export interface WebhookMetrics {
-  /** Finished deliveries; labels `status` (delivered|failed|expired) and `channel`. */
+  /** Finished deliveries; labels `status` (delivered|failed|expired|cancelled) and `channel`. */
   deliveries: Counter<'status' | 'channel'>
   /** Attempts rescheduled after a retriable failure; label `channel`. */
   retries: Counter<'channel'>

@@ -1,12 +1,13 @@
 import type { Catalog } from '../schemas/catalog.ts'
 import type { Operator } from '../operators/types.ts'
-import type { OutboxRow, PendingWebhook } from '../schemas/outbox.ts'
+import type { OutboxRow, PendingWebhook, WebhookCancellation } from '../schemas/outbox.ts'
+import type { DeliveryRow } from '../sinks/webhook/dispatcher.ts'
 import { OPERATORS } from '../operators/index.ts'
 import { initialProfile } from '../operators/profile.ts'
 import { initialFacts } from '../operators/facts.ts'
 import { initialPolicyState } from './policy.ts'
 import { Batch, watermarkAfter, type BatchContext } from './batch.ts'
-import type { BatchOutput, StreamMessage } from './stream.ts'
+import type { BatchOutput, Cancellation, StreamMessage } from './stream.ts'
 import { NO_MARK, mergeMarks, watermarkOf, type SourceStates } from './sourceMarks.ts'
 import { OperatorHost } from './operatorHost.ts'
 import { timerCustomer, type TimerEntry } from './timers.ts'
@@ -222,11 +223,12 @@ export class PartitionProcessor {
         ]
       : []
     const deadLetters = outbox.deadLetters ? out.deadLetters : []
+    const cancellations = outbox.webhooks ? out.cancellations.map((c) => this.cancellation(c)) : []
     // A watermark that moved with nothing else need not be written: timers at or before it are gone.
     const nothingChanged =
       offset === this.appliedOffset && !customers.size && !timersSet.length && !timersRemoved.length && !rows.length && !deadLetters.length
     if (!nothingChanged) {
-      await store.commit({
+      const { cancelled } = await store.commit({
         partition,
         expectedOffset: this.appliedOffset,
         expectedVersion: this.version,
@@ -237,15 +239,43 @@ export class PartitionProcessor {
         timersSet,
         timersRemoved,
         webhooks,
+        ...(cancellations.length ? { cancellations } : {}),
         alerts: outbox.alerts ? out.alerts : [],
         deadLetters,
         rows,
       })
       this.version++
+      if (cancelled.length) {
+        const done = new Set(cancelled)
+        out.cancelled = out.cancellations.filter((c) => done.delete(c.decisionId))
+      }
     }
     this.appliedOffset = offset
     this.evictIfFull()
     return out
+  }
+
+  /** The store's request for a cancellation: the decision and its `deliveries` row (status cancelled). */
+  private cancellation(c: Cancellation): WebhookCancellation {
+    const row: DeliveryRow = {
+      decisionId: c.decisionId,
+      trigger: c.trigger,
+      customerId: c.customerId,
+      channel: c.channel,
+      status: 'cancelled',
+      // Both filled by the store from the pending webhook.
+      attempts: 0,
+      decidedAt: '',
+      httpStatus: null,
+      latencyMs: null,
+      error: null,
+      deliveredAt: null,
+      eventTime: new Date(c.eventTime).toISOString(),
+      finishedAt: new Date(this.opts.decisionTime(c.at)).toISOString(),
+      cancelReason: c.reason,
+      cancelledBy: c.cause,
+    }
+    return { decisionId: c.decisionId, row: { table: 'deliveries', row } }
   }
 
   private evictIfFull() {

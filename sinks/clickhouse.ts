@@ -164,6 +164,8 @@ const COLUMNS: Record<string, (row: any) => Record<string, unknown>> = {
     event_time: ts(r.eventTime),
     decided_at: ts(r.decidedAt),
     finished_at: ts(r.finishedAt),
+    cancel_reason: r.cancelReason ?? '',
+    cancelled_by: r.cancelledBy ?? '',
   }),
   conversions: (c: Conversion) => ({
     decision_id: c.decisionId,

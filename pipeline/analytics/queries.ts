@@ -87,7 +87,7 @@ export async function alertsOverTime(db: Queryable, filter: unknown, bucketSecon
   return rows.map((r) => ({ time: String(r.time), severity: String(r.severity), alerts: num(r.alerts) }))
 }
 
-/** Webhook delivery health per channel: success rate, attempts, latency percentiles of delivered messages. */
+/** Webhook delivery health per channel: success rate (of those not cancelled), attempts, latency percentiles of delivered messages. */
 export async function deliveryHealth(db: Queryable, filter: unknown) {
   const rows = await db.query<Record<string, unknown>>(sqlFor('deliveryHealth', db.database), filterParams(filter))
   return rows.map((r) => ({
@@ -96,6 +96,7 @@ export async function deliveryHealth(db: Queryable, filter: unknown) {
     delivered: num(r.delivered),
     failed: num(r.failed),
     expired: num(r.expired),
+    cancelled: num(r.cancelled),
     successRate: r6(num(r.success_rate)),
     meanAttempts: r6(num(r.mean_attempts)),
     maxAttempts: num(r.max_attempts),

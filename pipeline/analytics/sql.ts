@@ -38,6 +38,7 @@ const ROI_AGGREGATES = `
   toUInt64(countIf(outcome = 'send')) AS treated,
   toUInt64(countIf(outcome = 'control')) AS control,
   toUInt64(countIf(outcome = 'send' AND delivery_status = 'delivered')) AS delivered,
+  toUInt64(countIf(outcome = 'send' AND delivery_status = 'cancelled')) AS cancelled,
   toUInt64(countIf(outcome = 'send' AND converted = 1)) AS treated_conversions,
   toUInt64(countIf(outcome = 'control' AND converted = 1)) AS control_conversions,
   toUInt64(countIf(outcome = 'send' AND engaged = 1)) AS treated_engaged,
@@ -193,7 +194,9 @@ SELECT
   toUInt64(countIf(status = 'delivered')) AS delivered,
   toUInt64(countIf(status = 'failed')) AS failed,
   toUInt64(countIf(status = 'expired')) AS expired,
-  delivered / deliveries AS success_rate,
+  toUInt64(countIf(status = 'cancelled')) AS cancelled,
+  -- A cancelled touchpoint was never due to be sent: it counts neither way.
+  if(deliveries > cancelled, delivered / (deliveries - cancelled), 1) AS success_rate,
   avg(attempts) AS mean_attempts,
   toUInt32(max(attempts)) AS max_attempts,
   quantileIf(0.5)(latency_ms, status = 'delivered') AS p50_ms,

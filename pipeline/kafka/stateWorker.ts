@@ -43,6 +43,7 @@ function countedOnly(e: InstrumentationEvents['pipeline.batch_end']): Instrument
     decisions: e.decisions.map(({ trigger, outcome, suppressedBy, customerId, eventTime }) => ({ trigger, outcome, suppressedBy, customerId, eventTime })),
     alerts: e.alerts.map(({ kind, severity }) => ({ kind, severity })),
     deadLetters: e.deadLetters.map(({ error }) => ({ error: { code: error.code } })),
+    cancelled: e.cancelled?.map(({ channel, reason }) => ({ channel, reason })),
   }
 }
 

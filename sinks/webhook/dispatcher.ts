@@ -10,9 +10,12 @@ import { WebhookConfigError, type WebhookTransport } from './sender.ts'
  * records retries, expiry and the delivery dead-letter rows.
  */
 
-export type DeliveryStatus = 'delivered' | 'failed' | 'expired'
+export type DeliveryStatus = 'delivered' | 'failed' | 'expired' | 'cancelled'
 
-/** One row of the `deliveries` table; rows with status failed/expired are the delivery dead letters. */
+/**
+ * One row of the `deliveries` table; rows with status failed/expired are the delivery dead letters.
+ * A `cancelled` row is written by the state stage's commit (pipeline/processor.ts), not here.
+ */
 export interface DeliveryRow extends Record<string, unknown> {
   decisionId: string
   trigger: string
@@ -29,6 +32,10 @@ export interface DeliveryRow extends Record<string, unknown> {
   eventTime: string
   decidedAt: string
   finishedAt: string
+  /** Why a `cancelled` touchpoint was: goal_reached, consent_withdrawn or risk_alert. */
+  cancelReason?: string
+  /** The eventId or alert id that cancelled it. */
+  cancelledBy?: string
 }
 
 export interface DispatchCounts {
@@ -46,6 +53,12 @@ export interface WebhookOutbox {
   finishWebhook(partition: number, decisionId: string, row: OutboxRow): Promise<void>
   /** Reschedules a webhook after a retriable failure. */
   retryWebhook(partition: number, pending: PendingWebhook): Promise<void>
+  /**
+   * Claims due webhooks before they are sent and returns the ids still pending, now claimed: a
+   * cancellation that comes while one is being sent waits for the attempt's outcome
+   * (docs/webhooks.md). A webhook cancelled before its claim is not returned: it is not sent.
+   */
+  claimWebhooks?(partition: number, decisionIds: string[]): Promise<string[]>
 }
 
 export interface WebhookDispatcherOptions {
@@ -156,7 +169,7 @@ export class WebhookDispatcher {
     this.backlog = false
     const now = clock()
     const batches = await Promise.all(
-      this.opts.partitions().map(async (partition) => ({ partition, due: await store.dueWebhooks(partition, now, batchSize) })),
+      this.opts.partitions().map(async (partition) => ({ partition, due: await this.claimed(partition, await store.dueWebhooks(partition, now, batchSize)) })),
     )
     const work: { partition: number; pending: PendingWebhook }[] = []
     for (const { partition, due } of batches) {
@@ -165,6 +178,14 @@ export class WebhookDispatcher {
     }
     await forEachLimit(work, concurrency, ({ partition, pending }) => this.handle(partition, pending, counts))
     return counts
+  }
+
+  /** The due webhooks the store lets this pass send: those not cancelled meanwhile. */
+  private async claimed(partition: number, due: PendingWebhook[]): Promise<PendingWebhook[]> {
+    const { store } = this.opts
+    if (!due.length || !store.claimWebhooks) return due
+    const claimed = new Set(await store.claimWebhooks(partition, due.map((w) => w.decision.id)))
+    return due.filter((w) => claimed.has(w.decision.id))
   }
 
   private async handle(partition: number, pending: PendingWebhook, counts: DispatchCounts): Promise<void> {
@@ -224,7 +245,7 @@ export class WebhookDispatcher {
     counts.failed++
   }
 
-  private async finish(partition: number, decision: Decision, status: DeliveryStatus, a: Attempt): Promise<void> {
+  private async finish(partition: number, decision: Decision, status: Exclude<DeliveryStatus, 'cancelled'>, a: Attempt): Promise<void> {
     const now = new Date(this.opts.clock()).toISOString()
     const row: DeliveryRow = {
       decisionId: decision.id,

@@ -151,6 +151,8 @@ function merge(a: BatchOutput, b: BatchOutput): BatchOutput {
     deadLetters: [...a.deadLetters, ...b.deadLetters],
     passedThrough: [...a.passedThrough, ...b.passedThrough],
     conversions: [...a.conversions, ...b.conversions],
+    cancellations: [...a.cancellations, ...b.cancellations],
+    cancelled: [...a.cancelled, ...b.cancelled],
     applied: a.applied + b.applied,
     skipped: a.skipped + b.skipped,
     duplicates: a.duplicates + b.duplicates,
