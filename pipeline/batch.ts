@@ -31,6 +31,11 @@ export interface BatchContext {
   readonly operators: OperatorHost
   /** The catalogue in force: triggers, signals and the contact policy. */
   catalog(): Catalog
+  /**
+   * A draft catalogue evaluated beside the live one (shadow decisions: recorded, never sent), or
+   * undefined. Only its decision policy applies: the moments are the live operators'.
+   */
+  shadowCatalog(): Catalog | undefined
   /** When decisions and alerts about that event time are made. */
   decisionTime(eventTime: number): number
   /** When a late event's dead letter says it was received; null leaves it out. */
@@ -326,6 +331,8 @@ export class Batch {
         const alert = buildAlert(e, customerId, catalog, this.ctx.decisionTime(e.eventTime))
         this.out.alerts.push(alert)
         rec.facts = recordAlert(rec.facts, e.eventTime, alert.severity)
+        const shadow = this.ctx.shadowCatalog()
+        if (shadow) rec.shadow = holdForRisk(rec.shadow ?? rec.policy, alert.severity, e.eventTime, shadow.policy.riskHold)
         rec.policy = holdForRisk(rec.policy, alert.severity, e.eventTime, catalog.policy.riskHold)
         // The risk hold stops new marketing; touchpoints already waiting are cancelled. Service messages go on.
         if (alert.severity === 'high' || alert.severity === 'critical')
@@ -343,9 +350,31 @@ export class Batch {
       catalog: this.ctx.catalog(),
       decisionTime: this.ctx.decisionTime,
     })
+    this.decideShadow(customerId, rec, moments)
     rec.policy = state
     this.out.decisions.push(...decisions)
     this.openWindows(customerId, rec, decisions)
+  }
+
+  /**
+   * The draft catalogue's decisions on the same moments, with its own ledger (cooldowns, caps, risk
+   * hold) in `rec.shadow`: started from the live one the first time, never read by the live policy.
+   */
+  private decideShadow(customerId: string, rec: CustomerRecord, moments: Moment[]) {
+    const catalog = this.ctx.shadowCatalog()
+    if (!catalog) {
+      if (rec.shadow) delete rec.shadow
+      return
+    }
+    const { state, decisions } = decide(rec.shadow ?? rec.policy, moments, {
+      customerId,
+      profile: rec.profile,
+      facts: rec.facts,
+      catalog,
+      decisionTime: this.ctx.decisionTime,
+    })
+    rec.shadow = state
+    this.out.shadowDecisions.push(...decisions)
   }
 
   private countVolume(event: InputEvent, at: number, offset: string) {

@@ -26,6 +26,12 @@ export interface ProcessorOptions {
   store: StateStore
   catalog: () => Catalog
   /**
+   * A draft catalogue evaluated beside the live one on the same moments: its decisions are
+   * recorded (`shadow_decisions` rows, `BatchOutput.shadowDecisions`), never sent, and its ledger
+   * is kept apart from the live one. Absent or returning undefined: none.
+   */
+  shadowCatalog?: () => Catalog | undefined
+  /**
    * Where the watermark comes from. `{ maxDisorder }`: the partition's own events (replay, demo),
    * trailing the newest by that much. `{ sources }`: the sources' watermark records in the stream
    * (the live state stage), the minimum over the sources not idle; `sources` lists the input
@@ -83,6 +89,7 @@ export class PartitionProcessor {
       },
       operators: this.host,
       catalog: opts.catalog,
+      shadowCatalog: opts.shadowCatalog ?? (() => undefined),
       decisionTime: opts.decisionTime,
       receivedAt: opts.receivedAt ?? (() => null),
       allowedLateness: opts.allowedLateness,
@@ -215,6 +222,7 @@ export class PartitionProcessor {
     const rows: OutboxRow[] = outbox.rows
       ? [
           ...out.decisions.map((row) => ({ table: 'decisions', row })),
+          ...this.shadowRows(out),
           ...out.alerts.map((row) => ({ table: 'alerts', row })),
           ...[...out.passedThrough, ...out.deadLetters].map((row) => ({ table: 'dead_letters', row })),
           ...out.conversions.map((row) => ({ table: 'conversions', row })),
@@ -253,6 +261,16 @@ export class PartitionProcessor {
     this.appliedOffset = offset
     this.evictIfFull()
     return out
+  }
+
+  /** ClickHouse rows of the shadow decisions, each with what its channel costs under the draft's economics. */
+  private shadowRows(out: BatchOutput): OutboxRow[] {
+    if (!out.shadowDecisions.length) return []
+    const costs = this.opts.shadowCatalog?.()?.economics.channelCost
+    return out.shadowDecisions.map((d) => ({
+      table: 'shadow_decisions',
+      row: { ...d, channelCost: d.outcome === 'send' && d.channel && costs ? costs[d.channel] : 0 },
+    }))
   }
 
   /** The store's request for a cancellation: the decision and its `deliveries` row (status cancelled). */

@@ -51,6 +51,8 @@ export interface Cancellation {
 
 export interface BatchOutput {
   decisions: Decision[]
+  /** A draft catalogue's decisions on the same moments (shadow catalogue): recorded, never sent. */
+  shadowDecisions: Decision[]
   alerts: RiskAlert[]
   /** Dead letters made here: events later than the allowed lateness. */
   deadLetters: DeadLetter[]
@@ -78,6 +80,7 @@ export interface BatchOutput {
 
 export const emptyOutput = (): BatchOutput => ({
   decisions: [],
+  shadowDecisions: [],
   alerts: [],
   deadLetters: [],
   passedThrough: [],

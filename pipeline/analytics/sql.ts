@@ -208,6 +208,28 @@ WHERE event_time >= ${FROM} AND event_time < ${TO}
   AND (${SEGMENT} = '' OR decision_id IN (SELECT id FROM {db}.decisions WHERE segment = ${SEGMENT}))
 GROUP BY channel
 ORDER BY channel`,
+
+  /**
+   * A shadow (draft) catalogue against the live one (migration 008): decisions per variant
+   * (`live`, `shadow`), catalogue version, trigger, outcome and suppression, and their predicted
+   * channel cost — send decisions × the channel's cost, the draft's from its rows, the live one's
+   * from {cost_*}. Live decisions count from the first shadow decision on.
+   */
+  shadowComparison: `
+SELECT variant, catalog_version, trigger, outcome, suppressed_by,
+  toUInt64(count()) AS decisions,
+  sum(cost) AS predicted_channel_cost
+FROM (
+  SELECT 'shadow' AS variant, catalog_version, trigger, segment, outcome, suppressed_by, event_time, if(outcome = 'send', channel_cost, 0) AS cost
+  FROM {db}.shadow_decisions FINAL
+  UNION ALL
+  SELECT 'live' AS variant, catalog_version, trigger, segment, outcome, suppressed_by, event_time, if(outcome = 'send', ${CHANNEL_COST}, 0) AS cost
+  FROM {db}.decisions FINAL
+  WHERE event_time >= (SELECT min(event_time) FROM {db}.shadow_decisions)
+)
+WHERE ${decisionFilter('event_time')}
+GROUP BY variant, catalog_version, trigger, outcome, suppressed_by
+ORDER BY trigger, variant, catalog_version, outcome, suppressed_by`,
 } as const
 
 export type QueryName = keyof typeof SQL

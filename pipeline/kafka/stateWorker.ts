@@ -49,12 +49,14 @@ function countedOnly(e: InstrumentationEvents['pipeline.batch_end']): Instrument
 
 const events = new Relayed(pino({ level: 'silent' }))
 let catalog: Catalog = options.catalog
+let shadowCatalog: Catalog | undefined = options.shadowCatalog
 let stage: StateStage | undefined
 let store: RedisStore | undefined
 let admin: KafkaAdmin | undefined
 
-port.on('message', (m: { type: 'catalog'; catalog: Catalog } | { type: 'stop' }) => {
+port.on('message', (m: { type: 'catalog' | 'shadowCatalog'; catalog: Catalog } | { type: 'stop' }) => {
   if (m.type === 'catalog') catalog = m.catalog
+  else if (m.type === 'shadowCatalog') shadowCatalog = m.catalog
   else void stop()
 })
 
@@ -82,6 +84,7 @@ try {
     admin,
     store: committed,
     catalog: () => catalog,
+    shadowCatalog: () => shadowCatalog,
     instrumentation: events,
     onCommitted: (partition, out) =>
       post({

@@ -23,6 +23,11 @@ export interface CustomerRecord {
   profile: CustomerProfile
   facts: CustomerFacts
   policy: PolicyState
+  /**
+   * The shadow catalogue's contact-policy ledger (cooldowns, caps, risk hold), apart from the live
+   * one; absent without a shadow catalogue.
+   */
+  shadow?: PolicyState
   /** Events taken in but not yet applied: held, in event-time order, until the watermark passes them. */
   inbox?: InputEvent[]
   /** Moments waiting for the watermark to pass their event time before they are decided. */

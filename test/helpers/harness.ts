@@ -147,6 +147,7 @@ export const app = (customerId: string, name: string, occurredAt: string, extra:
 function merge(a: BatchOutput, b: BatchOutput): BatchOutput {
   return {
     decisions: [...a.decisions, ...b.decisions],
+    shadowDecisions: [...a.shadowDecisions, ...b.shadowDecisions],
     alerts: [...a.alerts, ...b.alerts],
     deadLetters: [...a.deadLetters, ...b.deadLetters],
     passedThrough: [...a.passedThrough, ...b.passedThrough],
