@@ -8,6 +8,13 @@ import { decodeRecord, encodeRecord } from '../pipeline/store/codec.ts'
 import type { Catalog } from '../schemas/catalog.ts'
 import type { Decision } from '../schemas/decision.ts'
 import type { BatchOutput } from '../pipeline/stream.ts'
+import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { stringify } from 'yaml'
+import { replay } from '../commands/replay.ts'
+import { ReplayConfig, parseConfig } from '../commands/config.ts'
+import { createLogger } from '../core/log.ts'
 
 /**
  * A shadow catalogue: a draft's decision policy evaluated on the live operators' moments, with its
@@ -137,5 +144,30 @@ describe('shadow catalogue', () => {
     await h.finish()
     expect(h.decisions.map((x) => x.trigger)).toContain('installment_offer')
     expect([...h.store.records(0)].find(([id]) => id === 'a')![1].shadow).toBeUndefined()
+  })
+
+  it('replay: decisions byte for byte as without the draft, and the draft\'s in shadow-decisions.ndjson and summary.json', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cardpulse-shadow-replay-'))
+    const input = join(dir, 'events.ndjson')
+    writeFileSync(input, HISTORY.map((e) => JSON.stringify(e)).join('\n') + '\n')
+    writeFileSync(join(dir, 'live.yaml'), stringify(live()))
+    writeFileSync(join(dir, 'draft.yaml'), stringify(draft()))
+    const base = { input: [input], catalogFile: join(dir, 'live.yaml'), progress: false, threads: 2, logLevel: 'silent' }
+    await replay(parseConfig(ReplayConfig, { ...base, out: join(dir, 'without') }), createLogger('silent'))
+    await replay(parseConfig(ReplayConfig, { ...base, out: join(dir, 'with'), shadowCatalog: join(dir, 'draft.yaml') }), createLogger('silent'))
+    for (const f of ['decisions.ndjson', 'alerts.ndjson', 'conversions.ndjson', 'dlq.ndjson'])
+      expect(readFileSync(join(dir, 'with', f), 'utf8'), f).toBe(readFileSync(join(dir, 'without', f), 'utf8'))
+    expect(existsSync(join(dir, 'without', 'shadow-decisions.ndjson'))).toBe(false)
+    const without = JSON.parse(readFileSync(join(dir, 'without', 'summary.json'), 'utf8'))
+    const withShadow = JSON.parse(readFileSync(join(dir, 'with', 'summary.json'), 'utf8'))
+    expect(without.shadow).toBeUndefined()
+    const { shadow, ...rest } = withShadow
+    expect(rest).toEqual(without)
+    expect(shadow.catalogVersion).toBe('draft-1')
+    expect(shadow.decisions.byTrigger.installment_offer).toEqual({ send: 9, control: 0, suppressed: 0 })
+    expect(without.decisions.byTrigger.installment_offer).toEqual({ send: 3, control: 0, suppressed: 6 })
+    expect(shadow.decisions.byTrigger.activation_reminder).toBeUndefined()
+    const shadowLines = readFileSync(join(dir, 'with', 'shadow-decisions.ndjson'), 'utf8').trim().split('\n')
+    expect(shadowLines).toHaveLength(shadow.decisions.total)
   })
 })
