@@ -16,6 +16,8 @@ interface Counted {
   alerts: readonly { kind: string; severity: string }[]
   /** Dead letters made by this step (bad input at ingest, late events in the state stage). */
   deadLetters: readonly { error: { code: string } }[]
+  /** Decisions of the shadow catalogue, if one runs: counted apart from the live ones. */
+  shadowDecisions?: readonly { trigger: string; outcome: string; suppressedBy?: string | null }[]
   /** Touchpoints the step's commit cancelled while they waited (goal reached, consent withdrawn, risk alert). */
   cancelled?: readonly { channel: string; reason: string }[]
 }
@@ -156,6 +158,7 @@ const SPECS: { [K in EventName]: Spec<K> } = {
       for (const d of e.decisions) m.decisions.inc({ trigger: d.trigger, outcome: d.outcome, suppressed_by: d.suppressedBy ?? '' })
       for (const a of e.alerts) m.alerts.inc({ kind: a.kind, severity: a.severity })
       for (const c of e.cancelled ?? []) m.webhooks.deliveries.inc({ status: 'cancelled', channel: c.channel })
+      for (const d of e.shadowDecisions ?? []) m.shadowDecisions.inc({ trigger: d.trigger, outcome: d.outcome, suppressed_by: d.suppressedBy ?? '' })
       countDeadLetters(m, e.deadLetters)
     },
   },

@@ -104,6 +104,9 @@ describe('a shadow catalogue on the live pipeline', () => {
     const pending = (await Promise.all(pipeline.partitions().map((p) => pipeline.store.dueWebhooks(p, Infinity, 100)))).flat()
     expect(pending).toEqual([])
 
+    const metrics = await (await fetch(`http://127.0.0.1:${pipeline.port}/metrics`)).text()
+    expect(metrics).toMatch(/cardpulse_shadow_decisions_total\{trigger="activation_reminder",outcome="send",suppressed_by=""\} 2/)
+    expect(metrics).toMatch(/cardpulse_decisions_total\{trigger="activation_reminder",outcome="send",suppressed_by=""\} 2/)
     const comparison = await (await fetch(`http://127.0.0.1:${pipeline.port}/api/analytics/shadow`)).json()
     expect(comparison).toEqual([
       { variant: 'live', catalogVersion: 'test-1', trigger: 'activation_reminder', outcome: 'send', suppressedBy: '', decisions: 2, predictedChannelCost: 0 },

@@ -44,6 +44,7 @@ function countedOnly(e: InstrumentationEvents['pipeline.batch_end']): Instrument
     alerts: e.alerts.map(({ kind, severity }) => ({ kind, severity })),
     deadLetters: e.deadLetters.map(({ error }) => ({ error: { code: error.code } })),
     cancelled: e.cancelled?.map(({ channel, reason }) => ({ channel, reason })),
+    shadowDecisions: e.shadowDecisions?.map(({ trigger, outcome, suppressedBy }) => ({ trigger, outcome, suppressedBy })),
   }
 }
 
