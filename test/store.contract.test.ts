@@ -639,6 +639,21 @@ function redisSuite(title: string, url: string) {
       }
     })
 
+    it('commits a batch that cancels webhooks in one round trip, as one without', async () => {
+      const { store, dispose } = await makeRedis()
+      try {
+        const s = store as RedisStore
+        await s.commit(batch({ webhooks: [pending('d1', 100), pending('d2', 100)] }))
+        const before = s.roundTrips
+        const cancellations = ['d1', 'd2'].map((id) => ({ decisionId: id, row: { table: 'deliveries', row: { decisionId: id, status: 'cancelled' } } }))
+        expect((await s.commit(batch({ expectedOffset: '1', offset: '2', customers: new Map([['c1', record(1)]]), cancellations }))).cancelled).toEqual(['d1', 'd2'])
+        // The store's own count, which the socket-watching test below holds to the truth.
+        expect(s.roundTrips).toEqual({ ...before, commit: before.commit + 1 })
+      } finally {
+        await dispose()
+      }
+    })
+
     // One server only: it watches the commands through MONITOR and the socket of one connection.
     if (url === REDIS_URL) it('loads 500 customers in one round trip of three commands', async () => {
       // A client of its own, so that its socket writes and the commands it sends are all ours.
