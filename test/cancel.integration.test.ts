@@ -106,5 +106,8 @@ describe('cancelling a waiting touchpoint on the live pipeline', () => {
     expect(metrics).toMatch(/cardpulse_webhook_deliveries_total\{status="cancelled",channel="push"\} 1/)
     const health = await (await fetch(`http://127.0.0.1:${pipeline.port}/api/analytics/deliveryHealth`)).json()
     expect(health).toEqual([expect.objectContaining({ channel: 'push', deliveries: 1, delivered: 0, cancelled: 1 })])
+    // `explain` says why it never went out.
+    const explained = await (await fetch(`http://127.0.0.1:${pipeline.port}/api/customers/cust_wait/explain`)).json()
+    expect(JSON.stringify(explained)).toContain(`goal reached (${activated.eventId})`)
   })
 })
