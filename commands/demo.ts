@@ -211,14 +211,15 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   // replay reports them, so the dashboard and summary.json agree.
   const open = engine.openConversions()
   if (open.length) await clickhouse.insert(open.map((row) => ({ table: 'conversions', row })))
-  const [totals] = await clickhouse.query<{ decisions: string; sent: string; control: string; suppressed: string; alerts: string }>(
+  const [totals] = await clickhouse.query<{ decisions: string; sent: string; control: string; suppressed: string; alerts: string; cancelled: string }>(
     `SELECT count() AS decisions, countIf(outcome = 'send') AS sent, countIf(outcome = 'control') AS control, countIf(outcome = 'suppressed') AS suppressed,
-       (SELECT count() FROM ${clickhouse.database}.alerts FINAL) AS alerts FROM ${clickhouse.database}.decisions FINAL`,
+       (SELECT count() FROM ${clickhouse.database}.alerts FINAL) AS alerts,
+       (SELECT count() FROM ${clickhouse.database}.deliveries FINAL WHERE status = 'cancelled') AS cancelled FROM ${clickhouse.database}.decisions FINAL`,
   )
   status = bank ? `simulated ${config.days} days` : 'files played'
   log.info(
     { events: n, applied, ...totals, webhooksReceived: received.size, persuaded, seconds: (Date.now() - started) / 1000 },
-    `played ${n} events: ${totals.decisions} decisions (${totals.sent} sent, ${totals.control} control, ${totals.suppressed} suppressed), ${totals.alerts} risk alerts, ${received.size} webhooks received`,
+    `played ${n} events: ${totals.decisions} decisions (${totals.sent} sent, ${totals.control} control, ${totals.suppressed} suppressed), ${totals.alerts} risk alerts, ${received.size} webhooks received, ${totals.cancelled} cancelled while waiting`,
   )
   if (config.out) {
     for (const c of open) conversions.set(c.decisionId, c)

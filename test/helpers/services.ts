@@ -4,7 +4,9 @@ import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs'
+import { join } from 'node:path'
 import { verifyWebhook } from '../../sinks/webhook/signature.ts'
+import { ClickHouseSink, connectClickHouse } from '../../sinks/clickhouse.ts'
 import type { KafkaClientKind } from '../../pipeline/kafka/types.ts'
 import type { TopicSender } from '../../simulator/produce.ts'
 
@@ -121,4 +123,27 @@ export function spawnRun(env: Record<string, string>, track: (child: ChildProces
     child.stderr!.on('data', onData)
     child.once('exit', (code) => reject(new Error(`cardpulse run exited with ${code} before it was ready:\n${output}`)))
   })
+}
+
+/**
+ * Touchpoints a `cardpulse run` serving on `port` has cancelled so far: still waiting when their
+ * goal was reached, consent withdrawn or a high alert raised (docs/webhooks.md), so never sent.
+ */
+export async function cancelledSoFar(port: number): Promise<number> {
+  const health = (await (await fetch(`http://127.0.0.1:${port}/api/analytics/deliveryHealth`)).json()) as { cancelled: number }[]
+  return health.reduce((n, r) => n + r.cancelled, 0)
+}
+
+/** The decisions a stopped `cardpulse run` recorded as cancelled up to `until` (event time), from its embedded ClickHouse in `dataDir`. */
+export async function cancelledDecisions(dataDir: string, database: string, until: number): Promise<string[]> {
+  const clickhouse = new ClickHouseSink(await connectClickHouse({ database, embeddedPath: join(dataDir, 'clickhouse') }), database)
+  try {
+    const rows = await clickhouse.query<{ decision_id: string }>(
+      `SELECT decision_id FROM ${database}.deliveries FINAL WHERE status = 'cancelled' AND event_time <= fromUnixTimestamp64Milli({until:Int64}, 'UTC')`,
+      { until },
+    )
+    return rows.map((r) => r.decision_id)
+  } finally {
+    await clickhouse.close()
+  }
 }
