@@ -4,9 +4,7 @@ import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs'
-import { join } from 'node:path'
 import { verifyWebhook } from '../../sinks/webhook/signature.ts'
-import { ClickHouseSink, connectClickHouse } from '../../sinks/clickhouse.ts'
 import type { KafkaClientKind } from '../../pipeline/kafka/types.ts'
 import type { TopicSender } from '../../simulator/produce.ts'
 
@@ -127,23 +125,22 @@ export function spawnRun(env: Record<string, string>, track: (child: ChildProces
 
 /**
  * Touchpoints a `cardpulse run` serving on `port` has cancelled so far: still waiting when their
- * goal was reached, consent withdrawn or a high alert raised (docs/webhooks.md), so never sent.
+ * goal was reached, consent withdrawn or a high alert raised (docs/webhooks.md), so never sent;
+ * with `upTo`, those of decisions at or before that event time.
  */
-export async function cancelledSoFar(port: number): Promise<number> {
-  const health = (await (await fetch(`http://127.0.0.1:${port}/api/analytics/deliveryHealth`)).json()) as { cancelled: number }[]
+export async function cancelledSoFar(port: number, upTo?: number): Promise<number> {
+  const to = upTo === undefined ? '' : `?to=${encodeURIComponent(new Date(upTo + 1).toISOString())}`
+  const health = (await (await fetch(`http://127.0.0.1:${port}/api/analytics/deliveryHealth${to}`)).json()) as { cancelled: number }[]
   return health.reduce((n, r) => n + r.cancelled, 0)
 }
 
-/** The decisions a stopped `cardpulse run` recorded as cancelled up to `until` (event time), from its embedded ClickHouse in `dataDir`. */
-export async function cancelledDecisions(dataDir: string, database: string, until: number): Promise<string[]> {
-  const clickhouse = new ClickHouseSink(await connectClickHouse({ database, embeddedPath: join(dataDir, 'clickhouse') }), database)
-  try {
-    const rows = await clickhouse.query<{ decision_id: string }>(
-      `SELECT decision_id FROM ${database}.deliveries FINAL WHERE status = 'cancelled' AND event_time <= fromUnixTimestamp64Milli({until:Int64}, 'UTC')`,
-      { until },
-    )
-    return rows.map((r) => r.decision_id)
-  } finally {
-    await clickhouse.close()
+/** Which of these send decisions a `cardpulse run` serving on `port` says were cancelled (its explain endpoint, from its ClickHouse). */
+export async function cancelledAmong(port: number, sends: { id: string; customerId: string }[]): Promise<string[]> {
+  const wanted = new Set(sends.map((d) => d.id))
+  const cancelled: string[] = []
+  for (const customerId of new Set(sends.map((d) => d.customerId))) {
+    const doc = (await (await fetch(`http://127.0.0.1:${port}/api/customers/${customerId}/explain?limit=1000`)).json()) as { decisions: { items: { id: string; delivery?: { status: string } }[] } }
+    for (const d of doc.decisions.items) if (wanted.has(d.id) && d.delivery?.status === 'cancelled') cancelled.push(d.id)
   }
+  return cancelled
 }
