@@ -482,14 +482,18 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       expect((await s.commit(batch({ expectedOffset: '2', offset: '3', cancellations: [{ decisionId: 'd2', row: cancelRow('d2', 'risk_alert') }] }))).cancelled).toEqual(['d2'])
     })
 
-    it('cancels, at the next claim, a webhook whose sender stopped mid-attempt after a cancellation came', async () => {
-      await s.commit(batch({ webhooks: [pending('d1', 100)] }))
-      await s.claimWebhooks!(0, ['d1'])
+    it('sends again a webhook whose sender stopped mid-attempt (it may have delivered), the cancellation that came meanwhile waiting for the new attempt', async () => {
+      await s.commit(batch({ webhooks: [pending('d1', 100), pending('d2', 100)] }))
+      await s.claimWebhooks!(0, ['d1', 'd2'])
       const risk = cancelRow('d1', 'risk_alert')
-      await s.commit(batch({ expectedOffset: '1', offset: '2', cancellations: [{ decisionId: 'd1', row: risk }] }))
-      expect(await s.claimWebhooks!(0, ['d1'])).toEqual([])
+      await s.commit(batch({ expectedOffset: '1', offset: '2', cancellations: [{ decisionId: 'd1', row: risk }, { decisionId: 'd2', row: cancelRow('d2', 'risk_alert') }] }))
+      // A new dispatcher claims both again; the cancellations stay with the claims.
+      expect(await s.claimWebhooks!(0, ['d1', 'd2'])).toEqual(['d1', 'd2'])
+      const delivered: OutboxRow = { table: 'deliveries', row: { decisionId: 'd2', status: 'delivered' } }
+      await s.finishWebhook(0, 'd2', delivered)
+      await s.retryWebhook(0, pending('d1', 900, 1))
       expect(await s.dueWebhooks(0, Infinity, 10)).toEqual([])
-      expect(values(await s.peekRows(0, 10))).toEqual([cancelledAs(risk, 0)])
+      expect(values(await s.peekRows(0, 10))).toEqual([delivered, cancelledAs(risk, 1)])
     })
 
     it('round-trips records, rows, alerts and webhooks exactly', async () => {

@@ -174,13 +174,10 @@ export class MemoryStore implements StateStore {
     const claimed: string[] = []
     for (const id of decisionIds) {
       if (!d.webhooks.has(id)) continue
-      const cancel = d.claims.get(id)
-      // A claim left with a cancellation by a dispatcher that stopped mid-send: cancel it now.
-      if (cancel) this.cancelNow(d, id, cancel)
-      else {
-        d.claims.set(id, null)
-        claimed.push(id)
-      }
+      // A claim already there was left by a dispatcher that stopped mid-send: that attempt may have
+      // delivered, so it is sent again, and a cancellation kept in the claim waits for this attempt.
+      if (!d.claims.has(id)) d.claims.set(id, null)
+      claimed.push(id)
     }
     return claimed
   }

@@ -1,7 +1,9 @@
 --[[
   Claims due webhooks for sending. A webhook still pending is claimed ('' in the claims hash) and
-  returned; one gone (finished or cancelled) is not. One whose claim holds a cancellation — a
-  dispatcher stopped while sending it — is cancelled now rather than sent again.
+  returned; one gone (finished or cancelled) is not. A claim already there was left by a
+  dispatcher that stopped while sending it: that attempt may have delivered, so the webhook is sent
+  again (its Idempotency-Key lets the receiver drop a repeat), and a cancellation that came
+  meanwhile stays in the claim, for this attempt's outcome to decide.
 
   KEYS[1] webhooks:due    zset: decisionId -> dueAt ms
   KEYS[2] webhooks:body   hash: decisionId -> JSON PendingWebhook
@@ -14,22 +16,9 @@
 ]]
 local claimed = {}
 for _, id in ipairs(ARGV) do
-  local body = redis.call('HGET', KEYS[2], id)
-  if body then
-    local claim = redis.call('HGET', KEYS[3], id)
-    if claim and claim ~= '' then
-      local pending = cjson.decode(body)
-      local entry = cjson.decode(claim)
-      entry.row.attempts = pending.attempts
-      entry.row.decidedAt = pending.decision.decidedAt
-      redis.call('ZREM', KEYS[1], id)
-      redis.call('HDEL', KEYS[2], id)
-      redis.call('HDEL', KEYS[3], id)
-      redis.call('XADD', KEYS[4], '*', 'v', cjson.encode(entry))
-    else
-      redis.call('HSET', KEYS[3], id, '')
-      claimed[#claimed + 1] = id
-    end
+  if redis.call('HEXISTS', KEYS[2], id) == 1 then
+    redis.call('HSETNX', KEYS[3], id, '')
+    claimed[#claimed + 1] = id
   end
 end
 return claimed
