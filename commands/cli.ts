@@ -28,6 +28,7 @@ function pipelineOptions(cmd: Command): Command {
   return logOptions(cmd)
     .addOption(opt('--catalog-file <file>', 'trigger catalogue (YAML or JSON); default: the shipped catalogue', 'CATALOG_FILE'))
     .addOption(opt('--catalog <file>', 'the same as --catalog-file'))
+    .addOption(opt('--shadow-catalog <file>', 'a draft trigger catalogue run beside the live one on the same events and state: its decisions are recorded as shadow decisions (ClickHouse shadow_decisions; replay: shadow-decisions.ndjson), never sent; see docs/analytics.md', 'SHADOW_CATALOG_FILE'))
     .addOption(opt('--allowed-lateness <duration>', 'how far behind the watermark an event may arrive and still be applied, at once; later ones are dead-lettered (default 6h)', 'ALLOWED_LATENESS'))
     .addOption(opt('--max-disorder <duration>', 'how far an event may trail the newest of its input partition and still be applied in event-time order; adds to the latency of every decision (default 0s)', 'MAX_DISORDER'))
 }

@@ -27,6 +27,8 @@ export type LogConfig = z.infer<typeof LogConfig>
 /** What every command that runs the pipeline takes. */
 export const PipelineConfig = LogConfig.extend({
   catalogFile: z.string().optional(),
+  /** A draft catalogue run beside the live one: its decisions are recorded as shadow decisions, never sent. */
+  shadowCatalog: z.string().optional(),
   /** How far behind the watermark an event may arrive and still be applied (at once); later ones are dead-lettered. */
   allowedLateness: Duration.prefault('6h'),
   /** How far an event may trail the newest of its input partition and still be applied in order; adds to every decision's latency. */

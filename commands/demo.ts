@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { webhookSecrets, type DemoConfig } from './config.ts'
-import { httpSettings, localOrigin, openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog } from './wiring.ts'
+import { httpSettings, localOrigin, openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog, watchedShadowCatalog } from './wiring.ts'
 import { EmbeddedPipeline } from '../pipeline/embedded.ts'
 import { readNdjsonBatches, totalBytes, type SourceItem } from '../pipeline/sources/ndjson.ts'
 import { decode } from '../pipeline/decode.ts'
@@ -42,6 +42,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   const metrics = createMetrics()
   const events = new Instrumentation(log, metrics)
   const catalog = watchedCatalog(config.catalogFile, events.child({ component: 'catalog' }))
+  const shadowCatalog = watchedShadowCatalog(config.shadowCatalog, events.child({ component: 'shadow-catalog' }))
   const bankConfig = loadBankConfig(config.bankConfig)
   // Without a configuration of its own, the demo's bank sends a few malformed messages, so the
   // dashboard shows what becomes of bad input.
@@ -103,6 +104,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   let played = false
   const engine = new EmbeddedPipeline({
     catalog: catalog.current,
+    shadowCatalog: shadowCatalog.current,
     maxDisorder: config.maxDisorder,
     allowedLateness: config.allowedLateness,
     outbox: { webhooks: true, alerts: false, rows: true },
@@ -111,6 +113,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
       events.emit('pipeline.batch_end', o)
       if (!config.out) return
       results.decisions.push(...o.decisions)
+      if (shadowCatalog.current()) (results.shadowDecisions ??= []).push(...o.shadowDecisions)
       results.alerts.push(...o.alerts)
       results.deadLetters.push(...o.deadLetters)
       for (const c of o.conversions) conversions.set(c.decisionId, c)
@@ -212,19 +215,20 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   // replay reports them, so the dashboard and summary.json agree.
   const open = engine.openConversions()
   if (open.length) await clickhouse.insert(open.map((row) => ({ table: 'conversions', row })))
-  const [totals] = await clickhouse.query<{ decisions: string; sent: string; control: string; suppressed: string; alerts: string }>(
+  const [totals] = await clickhouse.query<{ decisions: string; sent: string; control: string; suppressed: string; alerts: string; cancelled: string }>(
     `SELECT count() AS decisions, countIf(outcome = 'send') AS sent, countIf(outcome = 'control') AS control, countIf(outcome = 'suppressed') AS suppressed,
-       (SELECT count() FROM ${clickhouse.database}.alerts FINAL) AS alerts FROM ${clickhouse.database}.decisions FINAL`,
+       (SELECT count() FROM ${clickhouse.database}.alerts FINAL) AS alerts,
+       (SELECT count() FROM ${clickhouse.database}.deliveries FINAL WHERE status = 'cancelled') AS cancelled FROM ${clickhouse.database}.decisions FINAL`,
   )
   status = bank ? `simulated ${config.days} days` : 'files played'
   log.info(
     { events: n, applied, ...totals, webhooksReceived: received.size, persuaded, seconds: (Date.now() - started) / 1000 },
-    `played ${n} events: ${totals.decisions} decisions (${totals.sent} sent, ${totals.control} control, ${totals.suppressed} suppressed), ${totals.alerts} risk alerts, ${received.size} webhooks received`,
+    `played ${n} events: ${totals.decisions} decisions (${totals.sent} sent, ${totals.control} control, ${totals.suppressed} suppressed), ${totals.alerts} risk alerts, ${received.size} webhooks received, ${totals.cancelled} cancelled while waiting`,
   )
   if (config.out) {
     for (const c of open) conversions.set(c.decisionId, c)
     results.conversions = [...conversions.values()]
-    await writeResults(config.out, results, catalog.current(), clickhouse)
+    await writeResults(config.out, results, catalog.current(), clickhouse, shadowCatalog.current())
     if (bank) writeFileSync(join(config.out, 'truth.ndjson'), bank.truthNdjson())
     log.info({ out: config.out }, `wrote what replay writes to ${config.out}`)
   }
@@ -232,6 +236,7 @@ export async function runDemo(config: DemoConfig, log: Logger) {
   const close = () =>
     shutDownInOrder(events, [
       ['catalog', () => catalog.close()],
+      ['shadow catalogue', () => shadowCatalog.close()],
       ['http', () => http.close()],
       ['webhook sender', () => delivery.sender.close()],
       ['clickhouse', () => clickhouse.close()],

@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { mkdirSync } from 'node:fs'
 import type { ReplayConfig } from './config.ts'
-import { loadCatalogFile } from '../pipeline/catalog/index.ts'
+import { loadCatalogFile, loadShadowCatalogFile } from '../pipeline/catalog/index.ts'
 import { totalBytes } from '../pipeline/sources/ndjson.ts'
 import { REPLAY_PARTITIONS, type ShardOptions, type ShardResult } from '../pipeline/replayShard.ts'
 import { progressBar } from './progress.ts'
@@ -18,6 +18,7 @@ import { writeResults, type ReplaySummary } from '../pipeline/results.ts'
 
 export async function replay(config: ReplayConfig, log: Logger): Promise<ReplaySummary> {
   const catalog = loadCatalogFile(config.catalogFile) // a bad catalogue stops here, before any thread starts
+  const shadowCatalog = config.shadowCatalog === undefined ? undefined : loadShadowCatalogFile(config.shadowCatalog)
   mkdirSync(config.out, { recursive: true })
   const total = config.progress ? totalBytes(config.input) : undefined
   const bar = progressBar('replay', total)
@@ -28,7 +29,7 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
   bar.start()
   let results: ShardResult[]
   try {
-    const base = { input: config.input, shards, catalogFile: config.catalogFile, maxDisorder: config.maxDisorder, allowedLateness: config.allowedLateness }
+    const base = { input: config.input, shards, catalogFile: config.catalogFile, shadowCatalogFile: config.shadowCatalog, maxDisorder: config.maxDisorder, allowedLateness: config.allowedLateness }
     const read = new Array(shards).fill(0)
     // Every shard ends at the whole input's last event time, known once all have read their share.
     const ended: { worker: Worker; lastEventTime: number }[] = []
@@ -61,6 +62,7 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
       alerts: results.flatMap((r) => r.alerts),
       deadLetters: results.flatMap((r) => r.deadLetters),
       conversions: results.flatMap((r) => r.conversions),
+      ...(shadowCatalog ? { shadowDecisions: results.flatMap((r) => r.shadowDecisions ?? []) } : {}),
       applied: sum('applied'),
       duplicates: sum('duplicates'),
       late: sum('late'),
@@ -68,6 +70,8 @@ export async function replay(config: ReplayConfig, log: Logger): Promise<ReplayS
       timersFired: sum('timersFired'),
     },
     catalog,
+    undefined,
+    shadowCatalog,
   )
 
   const seconds = (Date.now() - started) / 1000

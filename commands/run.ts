@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { kafkaSecurity, type RunConfig } from './config.ts'
-import { httpSettings, openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog, type HttpServer } from './wiring.ts'
+import { httpSettings, openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog, watchedShadowCatalog, type HttpServer } from './wiring.ts'
 import { connectAdmin, createKafkaClient } from '../pipeline/kafka/client.ts'
 import type { KafkaAdmin, KafkaProducer } from '../pipeline/kafka/types.ts'
 import { IngestStage } from '../pipeline/kafka/ingest.ts'
@@ -66,6 +66,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
   const events = new Instrumentation(log, metrics)
   const p: Partial<Parts> = {}
   const catalog = watchedCatalog(config.catalogFile, events.child({ component: 'catalog' }), (c) => p.state instanceof StateThreads && p.state.setCatalog(c))
+  const shadowCatalog = watchedShadowCatalog(config.shadowCatalog, events.child({ component: 'shadow-catalog' }), (c) => p.state instanceof StateThreads && p.state.setShadowCatalog(c))
   let fail: (e: Error) => void = () => {}
   const failed = new Promise<never>((_, reject) => (fail = reject))
   failed.catch(() => {})
@@ -82,6 +83,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       ['kafka admin', () => p.admin?.close()],
       ['webhook sender', () => p.delivery?.sender.close()],
       ['catalog', () => catalog.close()],
+      ['shadow catalogue', () => shadowCatalog.close()],
       ['http', () => p.http?.close()],
       ['redis', () => p.store?.close()],
       ['clickhouse', () => p.clickhouse?.close()],
@@ -138,6 +140,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
             redisPrefix: config.redisPrefix,
             connectTimeout: config.connectTimeout,
             catalog: catalog.current(),
+            shadowCatalog: shadowCatalog.current(),
             stage,
             instrumentation: events.child({ component: 'state' }),
             onOutbox: nudge,
@@ -149,6 +152,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
             admin,
             store,
             catalog: catalog.current,
+            shadowCatalog: shadowCatalog.current,
             instrumentation: events.child({ component: 'state' }),
             onCommitted: (_, out) => outboxUrgent(out) && nudge(),
           }))

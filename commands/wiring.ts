@@ -2,7 +2,7 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { CommonConfig } from './config.ts'
 import { webhookEndpoints, webhookSecrets } from './config.ts'
-import { CatalogHolder, DEFAULT_CATALOG_FILE } from '../pipeline/catalog/index.ts'
+import { CatalogHolder, DEFAULT_CATALOG_FILE, loadShadowCatalogFile } from '../pipeline/catalog/index.ts'
 import type { Catalog, Delivery } from '../schemas/catalog.ts'
 import { startHttp, type HttpOptions } from '../pipeline/http.ts'
 import { checkExposure } from '../pipeline/httpGuard.ts'
@@ -34,6 +34,19 @@ export function watchedCatalog(file: string | undefined, events: Instrumentation
   })
   catalog.watch()
   return catalog
+}
+
+/** The shadow catalogue (SHADOW_CATALOG_FILE), reloaded like the live one; none without a file. */
+export interface ShadowCatalog {
+  current: () => Catalog | undefined
+  close(): void
+}
+
+export function watchedShadowCatalog(file: string | undefined, events: Instrumentation, onReloaded: (catalog: Catalog) => void = () => {}): ShadowCatalog {
+  if (file === undefined) return { current: () => undefined, close() {} }
+  loadShadowCatalogFile(file) // a bad draft stops the start with one line that names it
+  const holder = watchedCatalog(file, events, onReloaded)
+  return { current: holder.current, close: () => holder.close() }
 }
 
 /** ClickHouse (a server, or embedded at `embeddedPath`) with its schema brought up to date; customer ids pseudonymised with `pseudonymiseKey`. */

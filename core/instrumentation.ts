@@ -16,6 +16,10 @@ interface Counted {
   alerts: readonly { kind: string; severity: string }[]
   /** Dead letters made by this step (bad input at ingest, late events in the state stage). */
   deadLetters: readonly { error: { code: string } }[]
+  /** Decisions of the shadow catalogue, if one runs: counted apart from the live ones. */
+  shadowDecisions?: readonly { trigger: string; outcome: string; suppressedBy?: string | null }[]
+  /** Touchpoints the step's commit cancelled while they waited (goal reached, consent withdrawn, risk alert). */
+  cancelled?: readonly { channel: string; reason: string }[]
 }
 
 export interface InstrumentationEvents {
@@ -168,6 +172,7 @@ const SPECS: { [K in EventName]: Spec<K> } = {
       decisions: e.decisions.length,
       alerts: e.alerts.length,
       deadLetters: e.deadLetters.length,
+      cancelled: e.cancelled?.length,
     }),
     count: (m, e) => {
       if (e.seconds !== undefined) m.batchSeconds.observe(e.seconds)
@@ -181,6 +186,8 @@ const SPECS: { [K in EventName]: Spec<K> } = {
       if (e.timersFired) m.timersFired.inc(e.timersFired)
       for (const d of e.decisions) m.decisions.inc({ trigger: d.trigger, outcome: d.outcome, suppressed_by: d.suppressedBy ?? '' })
       for (const a of e.alerts) m.alerts.inc({ kind: a.kind, severity: a.severity })
+      for (const c of e.cancelled ?? []) m.webhooks.deliveries.inc({ status: 'cancelled', channel: c.channel })
+      for (const d of e.shadowDecisions ?? []) m.shadowDecisions.inc({ trigger: d.trigger, outcome: d.outcome, suppressed_by: d.suppressedBy ?? '' })
       countDeadLetters(m, e.deadLetters)
     },
   },

@@ -8,6 +8,7 @@ export function createMetrics() {
     registry,
     events: new Counter({ name: 'cardpulse_events_total', help: 'Input messages by type and result (applied, duplicate, late, dead_letter; late_applied: applied behind the watermark, also counted as applied)', labelNames: ['type', 'result'], registers: [registry] }),
     decisions: new Counter({ name: 'cardpulse_decisions_total', help: 'Trigger decisions by trigger and outcome', labelNames: ['trigger', 'outcome', 'suppressed_by'], registers: [registry] }),
+    shadowDecisions: new Counter({ name: 'cardpulse_shadow_decisions_total', help: 'Decisions of the shadow (draft) catalogue, recorded and never sent, by trigger and outcome', labelNames: ['trigger', 'outcome', 'suppressed_by'], registers: [registry] }),
     alerts: new Counter({ name: 'cardpulse_alerts_total', help: 'Risk alerts by kind and severity', labelNames: ['kind', 'severity'], registers: [registry] }),
     deadLetters: new Counter({ name: 'cardpulse_dead_letters_total', help: 'Dead-lettered input messages by error code', labelNames: ['code'], registers: [registry] }),
     lateness: new Histogram({
@@ -36,7 +37,7 @@ export function createMetrics() {
 export type Metrics = ReturnType<typeof createMetrics>
 
 export interface WebhookMetrics {
-  /** Finished deliveries; labels `status` (delivered|failed|expired) and `channel`. */
+  /** Finished deliveries; labels `status` (delivered|failed|expired|cancelled) and `channel`. */
   deliveries: Counter<'status' | 'channel'>
   /** Attempts rescheduled after a retriable failure; label `channel`. */
   retries: Counter<'channel'>

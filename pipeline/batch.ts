@@ -1,16 +1,16 @@
 import type { Catalog } from '../schemas/catalog.ts'
 import type { Decision } from '../schemas/decision.ts'
-import type { InputEvent } from '../schemas/events.ts'
+import { Channel, type InputEvent } from '../schemas/events.ts'
 import type { CardEvent } from '../schemas/cardEvent.ts'
 import type { OutboxRow } from '../schemas/outbox.ts'
 import type { Effect, Moment, Operator } from '../operators/types.ts'
-import { foldProfile } from '../operators/profile.ts'
+import { foldProfile, hasConsent } from '../operators/profile.ts'
 import { foldFacts, recordAlert } from '../operators/facts.ts'
-import { decide, holdForRisk } from './policy.ts'
+import { SERVICE_TRIGGERS, decide, holdForRisk } from './policy.ts'
 import { deadLetter } from './decode.ts'
-import { emptyOutput, type BatchOutput, type EventMessage } from './stream.ts'
+import { emptyOutput, type BatchOutput, type CancelReason, type EventMessage } from './stream.ts'
 import { buildAlert } from './alerts.ts'
-import { admit, closeEnded, nextWindowEnd, observe, openWindow, tracked } from './conversions.ts'
+import { admit, closeEnded, nextWindowEnd, observe, openWindow, tracked, type OpenWindow } from './conversions.ts'
 import { TimerHeap, parseTimerMember, timerMember, type TimerEntry } from './timers.ts'
 import type { OperatorHost } from './operatorHost.ts'
 import type { CustomerRecord } from './store/types.ts'
@@ -31,6 +31,11 @@ export interface BatchContext {
   readonly operators: OperatorHost
   /** The catalogue in force: triggers, signals and the contact policy. */
   catalog(): Catalog
+  /**
+   * A draft catalogue evaluated beside the live one (shadow decisions: recorded, never sent), or
+   * undefined. Only its decision policy applies: the moments are the live operators'.
+   */
+  shadowCatalog(): Catalog | undefined
   /** When decisions and alerts about that event time are made. */
   decisionTime(eventTime: number): number
   /** When a late event's dead letter says it was received; null leaves it out. */
@@ -168,12 +173,27 @@ export class Batch {
   }
 
   private applyNow(event: InputEvent, at: number, rec: CustomerRecord) {
+    const profileBefore = rec.profile
     rec.profile = foldProfile(rec.profile, event)
     const before = rec.facts
     rec.facts = foldFacts(rec.facts, event, at, rec.profile.timezone)
     if (this.ctx.clickhouseRows) this.noteMilestone(event, before, rec)
     this.changed.add(event.customerId)
-    if (rec.conversions) rec.conversions = observe(rec.conversions, event, at, rec.facts, rec.profile, event.customerId, this.out.conversions)
+    if (rec.conversions) {
+      const windows = rec.conversions
+      rec.conversions = observe(windows, event, at, rec.facts, rec.profile, event.customerId, this.out.conversions)
+      // observe keeps each window at its index: a goal reached now is a convertedAt that appeared.
+      if (rec.conversions !== windows) {
+        const reached = new Set<string>()
+        for (let i = 0; i < windows.length; i++) if (windows[i].convertedAt === undefined && rec.conversions[i].convertedAt !== undefined) reached.add(windows[i].decisionId)
+        // A service message informs whatever the customer does next: its goal only measures it.
+        if (reached.size) this.cancelWaiting(event.customerId, rec, at, 'goal_reached', event.eventId, (w) => reached.has(w.decisionId) && !SERVICE_TRIGGERS.has(w.trigger))
+      }
+      if (rec.profile !== profileBefore && rec.profile.consent !== profileBefore.consent) {
+        const withdrawn = Channel.options.filter((c) => hasConsent(profileBefore, c) && !hasConsent(rec.profile, c))
+        if (withdrawn.length) this.cancelWaiting(event.customerId, rec, at, 'consent_withdrawn', event.eventId, (w) => withdrawn.includes(w.channel!))
+      }
+    }
     const moments: Moment[] = []
     const host = this.ctx.operators
     const ops = host.operators
@@ -247,6 +267,21 @@ export class Batch {
     this.timerChanges.set(member, at ?? null)
   }
 
+  /**
+   * Asks the commit to cancel the customer's touchpoints that `which` selects among those that may
+   * still be waiting: send decisions before `at` whose TTL has not run out by it. The open
+   * attribution windows say which sends there were (docs/webhooks.md); the store cancels only what
+   * is still pending.
+   */
+  private cancelWaiting(customerId: string, rec: CustomerRecord, at: number, reason: CancelReason, cause: string, which: (w: OpenWindow) => boolean) {
+    const catalog = this.ctx.catalog()
+    for (const w of rec.conversions ?? []) {
+      if (w.outcome !== 'send' || !w.channel || !(at > w.from) || !which(w)) continue
+      if (!(at < w.from + (catalog.triggers[w.trigger]?.ttl ?? catalog.policy.ttl))) continue
+      this.out.cancellations.push({ decisionId: w.decisionId, trigger: w.trigger, customerId, channel: w.channel, eventTime: w.from, at, reason, cause })
+    }
+  }
+
   /** Opens the attribution windows of the send and control decisions just made. */
   private openWindows(customerId: string, rec: CustomerRecord, decisions: Decision[]) {
     const catalog = this.ctx.catalog()
@@ -296,7 +331,12 @@ export class Batch {
         const alert = buildAlert(e, customerId, catalog, this.ctx.decisionTime(e.eventTime))
         this.out.alerts.push(alert)
         rec.facts = recordAlert(rec.facts, e.eventTime, alert.severity)
+        const shadow = this.ctx.shadowCatalog()
+        if (shadow) rec.shadow = holdForRisk(rec.shadow ?? rec.policy, alert.severity, e.eventTime, shadow.policy.riskHold)
         rec.policy = holdForRisk(rec.policy, alert.severity, e.eventTime, catalog.policy.riskHold)
+        // The risk hold stops new marketing; touchpoints already waiting are cancelled. Service messages go on.
+        if (alert.severity === 'high' || alert.severity === 'critical')
+          this.cancelWaiting(customerId, rec, e.eventTime, 'risk_alert', alert.id, (w) => !SERVICE_TRIGGERS.has(w.trigger))
       }
     }
   }
@@ -310,9 +350,31 @@ export class Batch {
       catalog: this.ctx.catalog(),
       decisionTime: this.ctx.decisionTime,
     })
+    this.decideShadow(customerId, rec, moments)
     rec.policy = state
     this.out.decisions.push(...decisions)
     this.openWindows(customerId, rec, decisions)
+  }
+
+  /**
+   * The draft catalogue's decisions on the same moments, with its own ledger (cooldowns, caps, risk
+   * hold) in `rec.shadow`: started from the live one the first time, never read by the live policy.
+   */
+  private decideShadow(customerId: string, rec: CustomerRecord, moments: Moment[]) {
+    const catalog = this.ctx.shadowCatalog()
+    if (!catalog) {
+      if (rec.shadow) delete rec.shadow
+      return
+    }
+    const { state, decisions } = decide(rec.shadow ?? rec.policy, moments, {
+      customerId,
+      profile: rec.profile,
+      facts: rec.facts,
+      catalog,
+      decisionTime: this.ctx.decisionTime,
+    })
+    rec.shadow = state
+    this.out.shadowDecisions.push(...decisions)
   }
 
   private countVolume(event: InputEvent, at: number, offset: string) {

@@ -1,7 +1,7 @@
 import type { TriggerConfig } from '../schemas/catalog.ts'
 import type { Decision } from '../schemas/decision.ts'
 import type { Conversion } from '../schemas/conversion.ts'
-import type { InputEvent, LifecycleStage } from '../schemas/events.ts'
+import type { Channel, InputEvent, LifecycleStage } from '../schemas/events.ts'
 import { monthSpendCents, type CustomerFacts } from '../operators/facts.ts'
 import type { CustomerProfile } from '../operators/types.ts'
 import { spendInLastDays } from '../operators/ledger.ts'
@@ -39,6 +39,8 @@ export interface OpenWindow {
   trigger: string
   cardId?: string
   outcome: 'send' | 'control'
+  /** A send's channel: which consent withdrawal cancels its touchpoint while it waits. */
+  channel?: Channel
   /** The decision's event time (ms); events strictly after it count. */
   from: number
   /** Window end (ms), exclusive. */
@@ -74,6 +76,7 @@ export function openWindow(decision: Decision, trigger: TriggerConfig, facts: Cu
     trigger: decision.trigger,
     ...(decision.cardId ? { cardId: decision.cardId } : {}),
     outcome: decision.outcome as 'send' | 'control',
+    ...(decision.outcome === 'send' && decision.channel ? { channel: decision.channel } : {}),
     from,
     until: attributionWindowEnd(trigger, from, profile.timezone),
     goal: resolveGoal(trigger.goal, decision, facts, profile, from),

@@ -16,6 +16,8 @@ import type { Conversion } from '../schemas/conversion.ts'
 
 export interface EmbeddedOptions {
   catalog: () => Catalog
+  /** A draft catalogue evaluated beside the live one (processor.ts, `shadowCatalog`). */
+  shadowCatalog?: () => Catalog | undefined
   /** How far an event may trail the newest of its partition and still be applied in order: the watermark trails the newest event by this. */
   maxDisorder: number
   /** How far behind the watermark an event may arrive and still be applied, at once (default 0: dead-lettered). */
@@ -48,6 +50,7 @@ export class EmbeddedPipeline {
           partition,
           store: this.store,
           catalog: opts.catalog,
+          shadowCatalog: opts.shadowCatalog,
           watermarks: { maxDisorder: opts.maxDisorder },
           allowedLateness: opts.allowedLateness ?? 0,
           decisionTime: atEventTime,

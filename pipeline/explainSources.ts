@@ -267,8 +267,8 @@ export async function clickhouseRecords(sink: ClickHouseSink, customerId: string
         `SELECT * FROM ${db}.conversions FINAL WHERE customer_id = {customer:String} AND decision_time >= {from:DateTime64(3, 'UTC')} ORDER BY decision_time DESC LIMIT {limit:UInt32}`,
         params,
       ),
-      sink.query<{ decision_id: string; status: string; attempts: number; http_status: number | null; error: string | null; finished_at: string }>(
-        `SELECT decision_id, status, attempts, http_status, error, finished_at FROM ${db}.deliveries FINAL WHERE ${where} ORDER BY event_time DESC LIMIT {limit:UInt32}`,
+      sink.query<{ decision_id: string; status: string; attempts: number; http_status: number | null; error: string | null; finished_at: string; cancel_reason: string; cancelled_by: string }>(
+        `SELECT decision_id, status, attempts, http_status, error, finished_at, cancel_reason, cancelled_by FROM ${db}.deliveries FINAL WHERE ${where} ORDER BY event_time DESC LIMIT {limit:UInt32}`,
         params,
       ),
     ])
@@ -310,7 +310,8 @@ export async function clickhouseRecords(sink: ClickHouseSink, customerId: string
         status: d.status,
         attempts: Number(d.attempts),
         ...(d.http_status !== null ? { httpStatus: Number(d.http_status) } : {}),
-        ...(d.error ? { error: d.error } : {}),
+        // A cancelled touchpoint's reason reads where a failed one's error does (docs/webhooks.md).
+        ...(d.error ? { error: d.error } : d.cancel_reason ? { error: `${d.cancel_reason.replace('_', ' ')} (${d.cancelled_by})` } : {}),
         ...(d.finished_at ? { finishedAt: toIso(d.finished_at) } : {}),
       })),
     }

@@ -1,12 +1,13 @@
 import type { Catalog } from '../schemas/catalog.ts'
 import type { Operator } from '../operators/types.ts'
-import type { OutboxRow, PendingWebhook } from '../schemas/outbox.ts'
+import type { OutboxRow, PendingWebhook, WebhookCancellation } from '../schemas/outbox.ts'
+import type { DeliveryRow } from '../sinks/webhook/dispatcher.ts'
 import { OPERATORS } from '../operators/index.ts'
 import { initialProfile } from '../operators/profile.ts'
 import { initialFacts } from '../operators/facts.ts'
 import { initialPolicyState } from './policy.ts'
 import { Batch, watermarkAfter, type BatchContext } from './batch.ts'
-import type { BatchOutput, StreamMessage } from './stream.ts'
+import type { BatchOutput, Cancellation, StreamMessage } from './stream.ts'
 import { NO_MARK, mergeMarks, watermarkOf, type SourceStates } from './sourceMarks.ts'
 import { OperatorHost } from './operatorHost.ts'
 import { timerCustomer, type TimerEntry } from './timers.ts'
@@ -24,6 +25,12 @@ export interface ProcessorOptions {
   partition: number
   store: StateStore
   catalog: () => Catalog
+  /**
+   * A draft catalogue evaluated beside the live one on the same moments: its decisions are
+   * recorded (`shadow_decisions` rows, `BatchOutput.shadowDecisions`), never sent, and its ledger
+   * is kept apart from the live one. Absent or returning undefined: none.
+   */
+  shadowCatalog?: () => Catalog | undefined
   /**
    * Where the watermark comes from. `{ maxDisorder }`: the partition's own events (replay, demo),
    * trailing the newest by that much. `{ sources }`: the sources' watermark records in the stream
@@ -82,6 +89,7 @@ export class PartitionProcessor {
       },
       operators: this.host,
       catalog: opts.catalog,
+      shadowCatalog: opts.shadowCatalog ?? (() => undefined),
       decisionTime: opts.decisionTime,
       receivedAt: opts.receivedAt ?? (() => null),
       allowedLateness: opts.allowedLateness,
@@ -214,6 +222,7 @@ export class PartitionProcessor {
     const rows: OutboxRow[] = outbox.rows
       ? [
           ...out.decisions.map((row) => ({ table: 'decisions', row })),
+          ...this.shadowRows(out),
           ...out.alerts.map((row) => ({ table: 'alerts', row })),
           ...[...out.passedThrough, ...out.deadLetters].map((row) => ({ table: 'dead_letters', row })),
           ...out.conversions.map((row) => ({ table: 'conversions', row })),
@@ -222,11 +231,12 @@ export class PartitionProcessor {
         ]
       : []
     const deadLetters = outbox.deadLetters ? out.deadLetters : []
+    const cancellations = outbox.webhooks ? out.cancellations.map((c) => this.cancellation(c)) : []
     // A watermark that moved with nothing else need not be written: timers at or before it are gone.
     const nothingChanged =
       offset === this.appliedOffset && !customers.size && !timersSet.length && !timersRemoved.length && !rows.length && !deadLetters.length
     if (!nothingChanged) {
-      await store.commit({
+      const { cancelled } = await store.commit({
         partition,
         expectedOffset: this.appliedOffset,
         expectedVersion: this.version,
@@ -237,15 +247,53 @@ export class PartitionProcessor {
         timersSet,
         timersRemoved,
         webhooks,
+        ...(cancellations.length ? { cancellations } : {}),
         alerts: outbox.alerts ? out.alerts : [],
         deadLetters,
         rows,
       })
       this.version++
+      if (cancelled.length) {
+        const done = new Set(cancelled)
+        out.cancelled = out.cancellations.filter((c) => done.delete(c.decisionId))
+      }
     }
     this.appliedOffset = offset
     this.evictIfFull()
     return out
+  }
+
+  /** ClickHouse rows of the shadow decisions, each with what its channel costs under the draft's economics. */
+  private shadowRows(out: BatchOutput): OutboxRow[] {
+    if (!out.shadowDecisions.length) return []
+    const costs = this.opts.shadowCatalog?.()?.economics.channelCost
+    return out.shadowDecisions.map((d) => ({
+      table: 'shadow_decisions',
+      row: { ...d, channelCost: d.outcome === 'send' && d.channel && costs ? costs[d.channel] : 0 },
+    }))
+  }
+
+  /** The store's request for a cancellation: the decision and its `deliveries` row (status cancelled). */
+  private cancellation(c: Cancellation): WebhookCancellation {
+    const row: DeliveryRow = {
+      decisionId: c.decisionId,
+      trigger: c.trigger,
+      customerId: c.customerId,
+      channel: c.channel,
+      status: 'cancelled',
+      // Both filled by the store from the pending webhook.
+      attempts: 0,
+      decidedAt: '',
+      httpStatus: null,
+      latencyMs: null,
+      error: null,
+      deliveredAt: null,
+      eventTime: new Date(c.eventTime).toISOString(),
+      finishedAt: new Date(this.opts.decisionTime(c.at)).toISOString(),
+      cancelReason: c.reason,
+      cancelledBy: c.cause,
+    }
+    return { decisionId: c.decisionId, row: { table: 'deliveries', row } }
   }
 
   private evictIfFull() {

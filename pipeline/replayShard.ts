@@ -1,6 +1,6 @@
 import type { Conversion } from '../schemas/conversion.ts'
 import type { PipelineResults } from './results.ts'
-import { loadCatalogFile } from './catalog/index.ts'
+import { loadCatalogFile, loadShadowCatalogFile } from './catalog/index.ts'
 import { EmbeddedPipeline } from './embedded.ts'
 import { partitionOf } from './partitioner.ts'
 import { readNdjsonBatches } from './sources/ndjson.ts'
@@ -20,6 +20,8 @@ export interface ShardOptions {
   shard: number
   shards: number
   catalogFile?: string
+  /** A draft catalogue evaluated beside the live one: its decisions land in `shadowDecisions`. */
+  shadowCatalogFile?: string
   maxDisorder: number
   allowedLateness: number
   onBytes?: (bytes: number) => void
@@ -32,11 +34,14 @@ export type ShardResult = PipelineResults
 
 export async function runShard(opts: ShardOptions): Promise<ShardResult> {
   const catalog = loadCatalogFile(opts.catalogFile)
+  const shadowCatalog = opts.shadowCatalogFile === undefined ? undefined : loadShadowCatalogFile(opts.shadowCatalogFile)
   const result: ShardResult = { decisions: [], alerts: [], deadLetters: [], conversions: [], applied: 0, duplicates: 0, late: 0, lateApplied: 0, timersFired: 0 }
+  if (shadowCatalog) result.shadowDecisions = []
   // Rows by decision, newest state last: only the latest one is written.
   const conversions = new Map<string, Conversion>()
   const engine = new EmbeddedPipeline({
     catalog: () => catalog,
+    shadowCatalog: () => shadowCatalog,
     maxDisorder: opts.maxDisorder,
     allowedLateness: opts.allowedLateness,
     partitions: REPLAY_PARTITIONS,
@@ -49,6 +54,7 @@ export async function runShard(opts: ShardOptions): Promise<ShardResult> {
       result.lateApplied += o.lateness.filter((l) => l.applied).length
       result.timersFired += o.timersFired
       result.decisions.push(...o.decisions)
+      result.shadowDecisions?.push(...o.shadowDecisions)
       result.alerts.push(...o.alerts)
       result.deadLetters.push(...o.deadLetters)
       for (const c of o.conversions) conversions.set(c.decisionId, c)

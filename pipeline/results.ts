@@ -30,6 +30,16 @@ export interface ReplaySummary {
    * treated decisions.
    */
   roi: RoiRow[]
+  /** With a shadow catalogue: its decisions beside the live ones (shadow-decisions.ndjson). */
+  shadow?: ShadowSummary
+}
+
+/** A shadow catalogue's decisions against the live ones of the same run. */
+export interface ShadowSummary {
+  catalogVersion: string
+  decisions: { total: number; byTrigger: Record<string, Record<string, number>>; suppressedBy: Record<string, number> }
+  /** Send decisions × their channel's cost: the live ones under the live catalogue's economics, the shadow ones under the draft's. */
+  predictedChannelCost: { live: number; shadow: number }
 }
 
 export interface PipelineResults {
@@ -37,6 +47,8 @@ export interface PipelineResults {
   alerts: RiskAlert[]
   deadLetters: DeadLetter[]
   conversions: Conversion[]
+  /** A shadow catalogue's decisions, when one ran. */
+  shadowDecisions?: Decision[]
   applied: number
   duplicates: number
   late: number
@@ -44,8 +56,11 @@ export interface PipelineResults {
   timersFired: number
 }
 
-/** `clickhouse`: a connection to compute the ROI in (a scratch database); default: embedded chDB in memory. */
-export async function writeResults(dir: string, r: PipelineResults, catalog: Catalog, clickhouse?: ClickHouseSink): Promise<ReplaySummary> {
+/**
+ * `clickhouse`: a connection to compute the ROI in (a scratch database); default: embedded chDB in
+ * memory. `shadowCatalog`: the draft that made `r.shadowDecisions`, if one ran.
+ */
+export async function writeResults(dir: string, r: PipelineResults, catalog: Catalog, clickhouse?: ClickHouseSink, shadowCatalog?: Catalog): Promise<ReplaySummary> {
   mkdirSync(dir, { recursive: true })
   const decisions = [...r.decisions].sort(byTimeThenId)
   const alerts = [...r.alerts].sort(byTimeThenId)
@@ -68,15 +83,36 @@ export async function writeResults(dir: string, r: PipelineResults, catalog: Cat
     timersFired: r.timersFired,
     roi: [],
   }
-  for (const d of decisions) {
-    const byOutcome = (summary.decisions.byTrigger[d.trigger] ??= { send: 0, control: 0, suppressed: 0 })
-    byOutcome[d.outcome]++
-    if (d.suppressedBy) summary.decisions.suppressedBy[d.suppressedBy] = (summary.decisions.suppressedBy[d.suppressedBy] ?? 0) + 1
-  }
+  countDecisions(decisions, summary.decisions)
   for (const a of alerts) summary.alerts.byKind[a.kind] = (summary.alerts.byKind[a.kind] ?? 0) + 1
   summary.roi = await roiFromRows({ decisions, conversions, catalog, clickhouse })
+  if (shadowCatalog && r.shadowDecisions) {
+    const shadow = [...r.shadowDecisions].sort(byTimeThenId)
+    writeNdjson(join(dir, 'shadow-decisions.ndjson'), shadow)
+    summary.shadow = {
+      catalogVersion: shadowCatalog.version,
+      decisions: countDecisions(shadow, { total: shadow.length, byTrigger: {}, suppressedBy: {} }),
+      predictedChannelCost: { live: channelCost(decisions, catalog), shadow: channelCost(shadow, shadowCatalog) },
+    }
+  }
   writeFileSync(join(dir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n')
   return summary
+}
+
+function countDecisions<T extends ReplaySummary['decisions']>(decisions: Decision[], into: T): T {
+  for (const d of decisions) {
+    const byOutcome = (into.byTrigger[d.trigger] ??= { send: 0, control: 0, suppressed: 0 })
+    byOutcome[d.outcome]++
+    if (d.suppressedBy) into.suppressedBy[d.suppressedBy] = (into.suppressedBy[d.suppressedBy] ?? 0) + 1
+  }
+  return into
+}
+
+/** Send decisions × their channel's cost under the catalogue's economics, to the cent. */
+function channelCost(decisions: Decision[], catalog: Catalog): number {
+  let cents = 0
+  for (const d of decisions) if (d.outcome === 'send' && d.channel) cents += Math.round(catalog.economics.channelCost[d.channel] * 100)
+  return cents / 100
 }
 
 const byTimeThenId = (a: { eventTime: string; id: string }, b: { eventTime: string; id: string }) =>

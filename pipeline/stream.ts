@@ -2,7 +2,7 @@ import type { Decision } from '../schemas/decision.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
 import type { DeadLetter } from '../schemas/deadLetter.ts'
 import type { Conversion } from '../schemas/conversion.ts'
-import type { InputEvent } from '../schemas/events.ts'
+import type { Channel, InputEvent } from '../schemas/events.ts'
 import type { SourceCoordinates } from './decode.ts'
 import type { Marks } from './sourceMarks.ts'
 
@@ -31,8 +31,28 @@ export interface LateEvent {
   applied: boolean
 }
 
+/** Why a waiting touchpoint is cancelled (CONTRACT §2.1). */
+export type CancelReason = 'goal_reached' | 'consent_withdrawn' | 'risk_alert'
+
+/** A touchpoint the batch asks the commit to cancel if it is still waiting in the outbox. */
+export interface Cancellation {
+  decisionId: string
+  trigger: string
+  customerId: string
+  channel: Channel
+  /** The decision's event time (ms). */
+  eventTime: number
+  /** Event time (ms) of what caused the cancellation. */
+  at: number
+  reason: CancelReason
+  /** The eventId that reached the goal or withdrew consent, or the alert's id. */
+  cause: string
+}
+
 export interface BatchOutput {
   decisions: Decision[]
+  /** A draft catalogue's decisions on the same moments (shadow catalogue): recorded, never sent. */
+  shadowDecisions: Decision[]
   alerts: RiskAlert[]
   /** Dead letters made here: events later than the allowed lateness. */
   deadLetters: DeadLetter[]
@@ -43,6 +63,10 @@ export interface BatchOutput {
   passedThrough: DeadLetter[]
   /** New states of conversion rows: goal reached, or window ended. */
   conversions: Conversion[]
+  /** Touchpoints asked to be cancelled, if still waiting (only the live and demo outboxes act on them). */
+  cancellations: Cancellation[]
+  /** Those the commit cancelled at once (set after it). */
+  cancelled: Cancellation[]
   /** Events taken in (held until the watermark passes them, or applied at once when late). */
   applied: number
   skipped: number
@@ -56,10 +80,13 @@ export interface BatchOutput {
 
 export const emptyOutput = (): BatchOutput => ({
   decisions: [],
+  shadowDecisions: [],
   alerts: [],
   deadLetters: [],
   passedThrough: [],
   conversions: [],
+  cancellations: [],
+  cancelled: [],
   applied: 0,
   skipped: 0,
   duplicates: 0,

@@ -28,3 +28,16 @@ export interface PendingWebhook {
   /** When to try next (epoch ms). */
   dueAt: number
 }
+
+/**
+ * A request to cancel a touchpoint still waiting in the outbox (for its `sendAt` or a retry):
+ * the store removes it and appends `row`, its `deliveries` row with status `cancelled`, in the
+ * same commit. A webhook no longer pending (delivered, failed, expired, cancelled already) is left
+ * alone; one the dispatcher has claimed and is sending is cancelled only if that attempt does not
+ * deliver it (docs/webhooks.md). The store fills the row's `attempts` and `decidedAt` from the
+ * pending webhook.
+ */
+export interface WebhookCancellation {
+  decisionId: string
+  row: OutboxRow
+}

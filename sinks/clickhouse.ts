@@ -124,6 +124,8 @@ const COLUMNS: Record<string, (row: any) => Record<string, unknown>> = {
     catalog_version: d.catalogVersion,
     attribution_window_days: d.attributionWindowDays,
   }),
+  /** A shadow catalogue's decision (docs/analytics.md): the decision's columns and its channel's cost under the draft. */
+  shadow_decisions: (d: Decision & { channelCost: number }) => ({ ...COLUMNS.decisions(d), channel_cost: d.channelCost }),
   alerts: (a: RiskAlert) => ({
     id: a.id,
     kind: a.kind,
@@ -164,6 +166,8 @@ const COLUMNS: Record<string, (row: any) => Record<string, unknown>> = {
     event_time: ts(r.eventTime),
     decided_at: ts(r.decidedAt),
     finished_at: ts(r.finishedAt),
+    cancel_reason: r.cancelReason ?? '',
+    cancelled_by: r.cancelledBy ?? '',
   }),
   conversions: (c: Conversion) => ({
     decision_id: c.decisionId,

@@ -43,28 +43,29 @@ const CONVERSIONS = [
 describe('schema migrations', () => {
   it('lists the migration files in order, each numbered once', () => {
     const m = listMigrations()
-    expect(m.map((x) => x.version)).toEqual([1, 2, 3, 4, 5, 6])
-    expect(m.map((x) => x.name)).toEqual(['initial', 'conversions_window', 'decisions_holdout_segment', 'dead_letters_original_size', 'card_events', 'analytics_views'])
+    expect(m.map((x) => x.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
+    expect(m.map((x) => x.name)).toEqual(['initial', 'conversions_window', 'decisions_holdout_segment', 'dead_letters_original_size', 'card_events', 'analytics_views', 'deliveries_cancelled', 'shadow_decisions'])
     for (const x of m) expect(x.statements.length).toBeGreaterThan(0)
   })
 
   it('builds a fresh database, and a second run is a no-op', async () => {
     const sink = new ClickHouseSink(client, 'migrations_fresh')
     const first = await sink.ensureSchema()
-    expect(first.applied.map((a) => a.version)).toEqual([1, 2, 3, 4, 5, 6])
+    expect(first.applied.map((a) => a.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
     const tables = (await rows<{ name: string }>(sink, `SELECT name FROM system.tables WHERE database = 'migrations_fresh' ORDER BY name`)).map((t) => t.name)
-    expect(tables).toEqual(['alerts', 'card_events', 'card_funnel', 'conversions', 'dead_letters', 'decision_outcomes', 'decisions', 'deliveries', 'event_volume', 'event_volume_hourly', 'roi_daily', 'schema_migrations'])
+    expect(tables).toEqual(['alerts', 'card_events', 'card_funnel', 'conversions', 'dead_letters', 'decision_outcomes', 'decisions', 'deliveries', 'event_volume', 'event_volume_hourly', 'roi_daily', 'schema_migrations', 'shadow_comparison', 'shadow_decisions'])
     expect(await columns(sink, 'conversions')).toEqual(CONVERSIONS)
     const [engine] = await rows<{ engine_full: string; sorting_key: string }>(sink, `SELECT engine_full, sorting_key FROM system.tables WHERE database = 'migrations_fresh' AND name = 'conversions'`)
     expect(engine.engine_full).toMatch(/^ReplacingMergeTree\(version\)/)
     expect(engine.sorting_key).toBe('trigger, decision_id')
     expect(await columns(sink, 'decisions')).toEqual(expect.arrayContaining(['holdout LowCardinality(String)', 'segment LowCardinality(String)']))
     expect(await columns(sink, 'dead_letters')).toEqual(expect.arrayContaining(['original_truncated UInt8', 'original_bytes UInt64']))
+    expect(await columns(sink, 'deliveries')).toEqual(expect.arrayContaining(['cancel_reason LowCardinality(String)', 'cancelled_by String']))
     expect(await columns(sink, 'card_events')).toEqual(['customer_id String', 'card_id String', 'stage LowCardinality(String)', "event_time DateTime64(3, 'UTC')", 'event_id String', 'segment LowCardinality(String)'])
 
     const again = await sink.ensureSchema()
     expect(again.applied).toEqual([])
-    expect(again.alreadyApplied).toEqual([1, 2, 3, 4, 5, 6])
+    expect(again.alreadyApplied).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
     const recorded = await rows<{ version: number; name: string; n: number }>(sink, `SELECT version, any(name) AS name, toUInt32(count()) AS n FROM migrations_fresh.schema_migrations GROUP BY version ORDER BY version`)
     expect(recorded.map((r) => [Number(r.version), r.name, Number(r.n)])).toEqual(listMigrations().map((m) => [m.version, m.name, 1]))
   })
@@ -81,7 +82,7 @@ describe('schema migrations', () => {
     await client.insert({ table: 'migrations_old.dead_letters', format: 'JSONEachRow', values: [{ id: 'q1', topic: 't', partition: 0, offset: '1', code: 'invalid_json', message: 'm', path: '', original: 'x', original_encoding: 'utf8', received_at: null }] })
 
     const report = await sink.ensureSchema()
-    expect(report.applied.map((a) => a.version)).toEqual([1, 2, 3, 4, 5, 6])
+    expect(report.applied.map((a) => a.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
     expect(await columns(sink, 'conversions')).toEqual(CONVERSIONS)
     expect(await rows(sink, `SELECT id, holdout, segment FROM migrations_old.decisions FINAL`)).toEqual([{ id: 'd1', holdout: '', segment: '' }])
     expect(await rows(sink, `SELECT id, original_truncated, toUInt32(original_bytes) AS original_bytes FROM migrations_old.dead_letters FINAL`)).toEqual([{ id: 'q1', original_truncated: 0, original_bytes: 0 }])

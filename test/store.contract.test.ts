@@ -458,6 +458,81 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
       expect(values(await s.peekRows(0, 10))).toEqual([row('decisions', 0), delivery])
     })
 
+    const cancelRow = (id: string, reason: string): OutboxRow => ({
+      table: 'deliveries',
+      row: { decisionId: id, status: 'cancelled', attempts: 0, decidedAt: '', cancelReason: reason, cancelledBy: 'e9', error: null },
+    })
+    /** The row as the store records it: attempts and decidedAt from the pending webhook. */
+    const cancelledAs = (r: OutboxRow, attempts: number): OutboxRow => ({ table: r.table, row: { ...r.row, attempts, decidedAt: '2024-01-01T00:00:00.000Z' } })
+
+    it('cancels a waiting webhook in the commit: removed, its cancelled row appended, its id returned; others are left alone', async () => {
+      await s.commit(batch({ webhooks: [pending('d1', 100), pending('d2', 100)] }))
+      await s.retryWebhook(0, pending('d1', 500, 2))
+      const goal = cancelRow('d1', 'goal_reached')
+      const outcome = await s.commit(
+        batch({ expectedOffset: '1', offset: '2', rows: [row('decisions', 1)], cancellations: [{ decisionId: 'd1', row: goal }, { decisionId: 'never', row: cancelRow('never', 'risk_alert') }] }),
+      )
+      expect(outcome.cancelled).toEqual(['d1'])
+      expect(await s.dueWebhooks(0, Infinity, 10)).toEqual([pending('d2', 100)])
+      expect(values(await s.peekRows(0, 10))).toEqual([row('decisions', 1), cancelledAs(goal, 2)])
+      // Cancelled once: a second cancellation and a late finish write nothing.
+      expect((await s.commit(batch({ expectedOffset: '2', offset: '3', cancellations: [{ decisionId: 'd1', row: goal }] }))).cancelled).toEqual([])
+      await s.finishWebhook(0, 'd1', row('deliveries', 9))
+      expect(values(await s.peekRows(0, 10))).toHaveLength(2)
+      // A commit with no cancellations cancels nothing.
+      expect((await s.commit(batch({ expectedOffset: '3', offset: '4' }))).cancelled).toEqual([])
+    })
+
+    it('cancels a webhook and adds it in one commit when both come together: it never becomes due', async () => {
+      const outcome = await s.commit(batch({ webhooks: [pending('d1', 100)], cancellations: [{ decisionId: 'd1', row: cancelRow('d1', 'consent_withdrawn') }] }))
+      expect(outcome.cancelled).toEqual(['d1'])
+      expect(await s.dueWebhooks(0, Infinity, 10)).toEqual([])
+    })
+
+    it('claims due webhooks still pending, and not one cancelled before the claim', async () => {
+      await s.commit(batch({ webhooks: [pending('d1', 100), pending('d2', 100)] }))
+      await s.commit(batch({ expectedOffset: '1', offset: '2', cancellations: [{ decisionId: 'd2', row: cancelRow('d2', 'risk_alert') }] }))
+      expect(await s.claimWebhooks!(0, ['d1', 'd2', 'never'])).toEqual(['d1'])
+    })
+
+    it('lets an attempt in flight decide: delivered wins over a cancellation that came while it was sent', async () => {
+      await s.commit(batch({ webhooks: [pending('d1', 100)] }))
+      expect(await s.claimWebhooks!(0, ['d1'])).toEqual(['d1'])
+      const outcome = await s.commit(batch({ expectedOffset: '1', offset: '2', cancellations: [{ decisionId: 'd1', row: cancelRow('d1', 'goal_reached') }] }))
+      expect(outcome.cancelled).toEqual([])
+      const delivered: OutboxRow = { table: 'deliveries', row: { decisionId: 'd1', status: 'delivered' } }
+      await s.finishWebhook(0, 'd1', delivered)
+      expect(values(await s.peekRows(0, 10))).toEqual([delivered])
+      expect(await s.dueWebhooks(0, Infinity, 10)).toEqual([])
+    })
+
+    it('cancels an attempt in flight that did not deliver instead of retrying it, and keeps the first reason', async () => {
+      await s.commit(batch({ webhooks: [pending('d1', 100), pending('d2', 100)] }))
+      expect(await s.claimWebhooks!(0, ['d1', 'd2'])).toEqual(['d1', 'd2'])
+      const goal = cancelRow('d1', 'goal_reached')
+      await s.commit(batch({ expectedOffset: '1', offset: '2', cancellations: [{ decisionId: 'd1', row: goal }, { decisionId: 'd1', row: cancelRow('d1', 'risk_alert') }] }))
+      await s.retryWebhook(0, pending('d1', 900, 1))
+      // Without a cancellation, a retry releases the claim: the webhook waits again and can be cancelled at once.
+      await s.retryWebhook(0, pending('d2', 900, 1))
+      expect(await s.dueWebhooks(0, Infinity, 10)).toEqual([pending('d2', 900, 1)])
+      expect(values(await s.peekRows(0, 10))).toEqual([cancelledAs(goal, 1)])
+      expect((await s.commit(batch({ expectedOffset: '2', offset: '3', cancellations: [{ decisionId: 'd2', row: cancelRow('d2', 'risk_alert') }] }))).cancelled).toEqual(['d2'])
+    })
+
+    it('sends again a webhook whose sender stopped mid-attempt (it may have delivered), the cancellation that came meanwhile waiting for the new attempt', async () => {
+      await s.commit(batch({ webhooks: [pending('d1', 100), pending('d2', 100)] }))
+      await s.claimWebhooks!(0, ['d1', 'd2'])
+      const risk = cancelRow('d1', 'risk_alert')
+      await s.commit(batch({ expectedOffset: '1', offset: '2', cancellations: [{ decisionId: 'd1', row: risk }, { decisionId: 'd2', row: cancelRow('d2', 'risk_alert') }] }))
+      // A new dispatcher claims both again; the cancellations stay with the claims.
+      expect(await s.claimWebhooks!(0, ['d1', 'd2'])).toEqual(['d1', 'd2'])
+      const delivered: OutboxRow = { table: 'deliveries', row: { decisionId: 'd2', status: 'delivered' } }
+      await s.finishWebhook(0, 'd2', delivered)
+      await s.retryWebhook(0, pending('d1', 900, 1))
+      expect(await s.dueWebhooks(0, Infinity, 10)).toEqual([])
+      expect(values(await s.peekRows(0, 10))).toEqual([delivered, cancelledAs(risk, 1)])
+    })
+
     it('round-trips records, rows, alerts and webhooks exactly', async () => {
       const tricky = {
         emptyArray: [],
@@ -600,6 +675,21 @@ function redisSuite(title: string, url: string) {
         expect(decodeRecord(stored!)).toEqual(rec)
         await s.redis.hset(s.keys.partition(0).customers, 'c2', JSON.stringify(rec))
         expect((await s.load(0, ['c2'], 0)).customers.get('c2')).toEqual(rec)
+      } finally {
+        await dispose()
+      }
+    })
+
+    it('commits a batch that cancels webhooks in one round trip, as one without', async () => {
+      const { store, dispose } = await makeRedis()
+      try {
+        const s = store as RedisStore
+        await s.commit(batch({ webhooks: [pending('d1', 100), pending('d2', 100)] }))
+        const before = s.roundTrips
+        const cancellations = ['d1', 'd2'].map((id) => ({ decisionId: id, row: { table: 'deliveries', row: { decisionId: id, status: 'cancelled' } } }))
+        expect((await s.commit(batch({ expectedOffset: '1', offset: '2', customers: new Map([['c1', record(1)]]), cancellations }))).cancelled).toEqual(['d1', 'd2'])
+        // The store's own count, which the socket-watching test below holds to the truth.
+        expect(s.roundTrips).toEqual({ ...before, commit: before.commit + 1 })
       } finally {
         await dispose()
       }

@@ -1,6 +1,6 @@
 import { filterParams } from './filter.ts'
 import { num, r6, round, roiByTrigger, roiByTriggerDay, programmeLift } from './roi.ts'
-import { sqlFor, type Queryable } from './sql.ts'
+import { costParams, sqlFor, type Queryable } from './sql.ts'
 import type { Economics } from '../../schemas/catalog.ts'
 
 /**
@@ -87,7 +87,7 @@ export async function alertsOverTime(db: Queryable, filter: unknown, bucketSecon
   return rows.map((r) => ({ time: String(r.time), severity: String(r.severity), alerts: num(r.alerts) }))
 }
 
-/** Webhook delivery health per channel: success rate, attempts, latency percentiles of delivered messages. */
+/** Webhook delivery health per channel: success rate (of those not cancelled), attempts, latency percentiles of delivered messages. */
 export async function deliveryHealth(db: Queryable, filter: unknown) {
   const rows = await db.query<Record<string, unknown>>(sqlFor('deliveryHealth', db.database), filterParams(filter))
   return rows.map((r) => ({
@@ -96,6 +96,7 @@ export async function deliveryHealth(db: Queryable, filter: unknown) {
     delivered: num(r.delivered),
     failed: num(r.failed),
     expired: num(r.expired),
+    cancelled: num(r.cancelled),
     successRate: r6(num(r.success_rate)),
     meanAttempts: r6(num(r.mean_attempts)),
     maxAttempts: num(r.max_attempts),
@@ -114,6 +115,24 @@ function bucketOf(seconds: number) {
  * Every view by name, with one signature, for an HTTP route such as
  * GET /api/analytics/:view?from=…&to=…&trigger=…&segment=… (pipeline/http.ts).
  */
+/**
+ * A shadow catalogue against the live one: decisions by variant, catalogue version, trigger,
+ * outcome and suppression, with their predicted channel cost (live: under `economics`, the live
+ * catalogue's; shadow: under the draft's, as recorded with each shadow decision).
+ */
+export async function shadowComparison(db: Queryable, filter: unknown, economics: Economics) {
+  const rows = await db.query<Record<string, unknown>>(sqlFor('shadowComparison', db.database), { ...filterParams(filter), ...costParams(economics) })
+  return rows.map((r) => ({
+    variant: String(r.variant) as 'live' | 'shadow',
+    catalogVersion: String(r.catalog_version),
+    trigger: String(r.trigger),
+    outcome: String(r.outcome),
+    suppressedBy: String(r.suppressed_by),
+    decisions: num(r.decisions),
+    predictedChannelCost: round(num(r.predicted_channel_cost), 2),
+  }))
+}
+
 export const VIEWS = {
   roi: (db: Queryable, filter: unknown, economics: Economics) => roiByTrigger(db, filter, economics),
   roiDaily: (db: Queryable, filter: unknown, economics: Economics) => roiByTriggerDay(db, filter, economics),
@@ -125,5 +144,6 @@ export const VIEWS = {
   alerts: (db: Queryable, filter: unknown) => alertsByKind(db, filter),
   alertsOverTime: (db: Queryable, filter: unknown) => alertsOverTime(db, filter),
   deliveryHealth: (db: Queryable, filter: unknown) => deliveryHealth(db, filter),
+  shadow: (db: Queryable, filter: unknown, economics: Economics) => shadowComparison(db, filter, economics),
 } satisfies Record<string, (db: Queryable, filter: unknown, economics: Economics) => Promise<unknown>>
 export type ViewName = keyof typeof VIEWS

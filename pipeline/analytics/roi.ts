@@ -36,6 +36,11 @@ export interface RoiRow {
   treated: number
   /** Send decisions whose webhook was delivered (replay: every send decision). */
   delivered: number
+  /**
+   * Send decisions whose touchpoint was cancelled while waiting (goal reached, consent withdrawn,
+   * risk alert); still treated. Absent with delivered 'sends' (a replay sends and cancels nothing).
+   */
+  cancelled?: number
   control: number
   /** Decisions whose window is still open and not converted yet (counted as not converted). */
   pending: number
@@ -109,6 +114,7 @@ export function roiFromAggregates(a: AggregateRow, economics: Economics, opts: R
     ...(a.day !== undefined ? { day: String(a.day) } : {}),
     treated,
     delivered,
+    ...(opts.delivered === 'sends' ? {} : { cancelled: n('cancelled') }),
     control,
     pending: n('pending'),
     treatedConversions: tc,

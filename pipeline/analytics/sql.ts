@@ -38,6 +38,7 @@ const ROI_AGGREGATES = `
   toUInt64(countIf(outcome = 'send')) AS treated,
   toUInt64(countIf(outcome = 'control')) AS control,
   toUInt64(countIf(outcome = 'send' AND delivery_status = 'delivered')) AS delivered,
+  toUInt64(countIf(outcome = 'send' AND delivery_status = 'cancelled')) AS cancelled,
   toUInt64(countIf(outcome = 'send' AND converted = 1)) AS treated_conversions,
   toUInt64(countIf(outcome = 'control' AND converted = 1)) AS control_conversions,
   toUInt64(countIf(outcome = 'send' AND engaged = 1)) AS treated_engaged,
@@ -193,7 +194,9 @@ SELECT
   toUInt64(countIf(status = 'delivered')) AS delivered,
   toUInt64(countIf(status = 'failed')) AS failed,
   toUInt64(countIf(status = 'expired')) AS expired,
-  delivered / deliveries AS success_rate,
+  toUInt64(countIf(status = 'cancelled')) AS cancelled,
+  -- A cancelled touchpoint was never due to be sent: it counts neither way.
+  if(deliveries > cancelled, delivered / (deliveries - cancelled), 1) AS success_rate,
   avg(attempts) AS mean_attempts,
   toUInt32(max(attempts)) AS max_attempts,
   quantileIf(0.5)(latency_ms, status = 'delivered') AS p50_ms,
@@ -205,6 +208,28 @@ WHERE event_time >= ${FROM} AND event_time < ${TO}
   AND (${SEGMENT} = '' OR decision_id IN (SELECT id FROM {db}.decisions WHERE segment = ${SEGMENT}))
 GROUP BY channel
 ORDER BY channel`,
+
+  /**
+   * A shadow (draft) catalogue against the live one (migration 008): decisions per variant
+   * (`live`, `shadow`), catalogue version, trigger, outcome and suppression, and their predicted
+   * channel cost — send decisions × the channel's cost, the draft's from its rows, the live one's
+   * from {cost_*}. Live decisions count from the first shadow decision on.
+   */
+  shadowComparison: `
+SELECT variant, catalog_version, trigger, outcome, suppressed_by,
+  toUInt64(count()) AS decisions,
+  sum(cost) AS predicted_channel_cost
+FROM (
+  SELECT 'shadow' AS variant, catalog_version, trigger, segment, outcome, suppressed_by, event_time, if(outcome = 'send', channel_cost, 0) AS cost
+  FROM {db}.shadow_decisions FINAL
+  UNION ALL
+  SELECT 'live' AS variant, catalog_version, trigger, segment, outcome, suppressed_by, event_time, if(outcome = 'send', ${CHANNEL_COST}, 0) AS cost
+  FROM {db}.decisions FINAL
+  WHERE event_time >= (SELECT min(event_time) FROM {db}.shadow_decisions)
+)
+WHERE ${decisionFilter('event_time')}
+GROUP BY variant, catalog_version, trigger, outcome, suppressed_by
+ORDER BY trigger, variant, catalog_version, outcome, suppressed_by`,
 } as const
 
 export type QueryName = keyof typeof SQL

@@ -14,6 +14,19 @@ export const DEFAULT_CATALOG_FILE = fileURLToPath(new URL('./default.yaml', impo
 /** A catalogue that cannot be used; the one in force (if any) stays. */
 export class CatalogError extends ConfigError {}
 
+/**
+ * Loads a shadow (draft) catalogue: as loadCatalogFile, but a bad one is said to be the shadow
+ * catalogue, set by SHADOW_CATALOG_FILE.
+ */
+export function loadShadowCatalogFile(file: string): Catalog {
+  try {
+    return loadCatalogFile(file)
+  } catch (e) {
+    if (!(e instanceof CatalogError)) throw e
+    throw new CatalogError(`shadow catalogue: ${e.message.replace('check CATALOG_FILE', 'check SHADOW_CATALOG_FILE')}`)
+  }
+}
+
 /** Parses catalogue text (YAML or JSON) into a validated catalogue, or throws a readable CatalogError. */
 export function parseCatalog(text: string, origin: string): Catalog {
   let raw: unknown

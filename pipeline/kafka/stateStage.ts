@@ -21,6 +21,8 @@ export interface StateStageOptions {
   kafka: KafkaClient
   store: StateStore
   catalog: () => Catalog
+  /** A draft catalogue evaluated beside the live one (processor.ts, `shadowCatalog`). */
+  shadowCatalog?: () => Catalog | undefined
   groupId: string
   eventsTopic: string
   sessionTimeout: number
@@ -186,11 +188,12 @@ export class StateStage {
   private processorFor(partition: number): PartitionProcessor {
     let p = this.processors.get(partition)
     if (!p) {
-      const { store, catalog, allowedLateness } = this.opts
+      const { store, catalog, shadowCatalog, allowedLateness } = this.opts
       p = new PartitionProcessor({
         partition,
         store,
         catalog,
+        shadowCatalog,
         watermarks: { sources: () => this.sources },
         allowedLateness,
         // Live decisions are dated when they are made; late events' dead letters when they were found late.

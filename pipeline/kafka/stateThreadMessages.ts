@@ -15,6 +15,8 @@ export interface StateThreadOptions {
   redisPrefix: string
   connectTimeout: number
   catalog: Catalog
+  /** The shadow catalogue, if any (processor.ts, `shadowCatalog`). */
+  shadowCatalog?: Catalog
   stage: Pick<StateStageOptions, 'groupId' | 'eventsTopic' | 'sessionTimeout' | 'allowedLateness' | 'idleAdvance' | 'inputTopics'>
 }
 

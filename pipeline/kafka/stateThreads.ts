@@ -102,6 +102,11 @@ export class StateThreads {
     for (const t of this.threads) t.worker.postMessage({ type: 'catalog', catalog })
   }
 
+  /** Likewise the shadow catalogue. */
+  setShadowCatalog(catalog: Catalog): void {
+    for (const t of this.threads) t.worker.postMessage({ type: 'shadowCatalog', catalog })
+  }
+
   /** The state stage's Redis round trips so far, summed over the threads. */
   roundTrips(): RoundTrips {
     const sum: RoundTrips = { load: 0, commit: 0, outbox: 0 }

@@ -43,17 +43,21 @@ function countedOnly(e: InstrumentationEvents['pipeline.batch_end']): Instrument
     decisions: e.decisions.map(({ trigger, outcome, suppressedBy, customerId, eventTime }) => ({ trigger, outcome, suppressedBy, customerId, eventTime })),
     alerts: e.alerts.map(({ kind, severity }) => ({ kind, severity })),
     deadLetters: e.deadLetters.map(({ error }) => ({ error: { code: error.code } })),
+    cancelled: e.cancelled?.map(({ channel, reason }) => ({ channel, reason })),
+    shadowDecisions: e.shadowDecisions?.map(({ trigger, outcome, suppressedBy }) => ({ trigger, outcome, suppressedBy })),
   }
 }
 
 const events = new Relayed(pino({ level: 'silent' }))
 let catalog: Catalog = options.catalog
+let shadowCatalog: Catalog | undefined = options.shadowCatalog
 let stage: StateStage | undefined
 let store: RedisStore | undefined
 let admin: KafkaAdmin | undefined
 
-port.on('message', (m: { type: 'catalog'; catalog: Catalog } | { type: 'stop' }) => {
+port.on('message', (m: { type: 'catalog' | 'shadowCatalog'; catalog: Catalog } | { type: 'stop' }) => {
   if (m.type === 'catalog') catalog = m.catalog
+  else if (m.type === 'shadowCatalog') shadowCatalog = m.catalog
   else void stop()
 })
 
@@ -81,6 +85,7 @@ try {
     admin,
     store: committed,
     catalog: () => catalog,
+    shadowCatalog: () => shadowCatalog,
     instrumentation: events,
     onCommitted: (partition, out) =>
       post({

@@ -25,6 +25,8 @@ export interface PartitionKeys {
   webhooksDue: string
   /** hash: decisionId → JSON PendingWebhook */
   webhooksBody: string
+  /** hash: decisionId → '' while a dispatcher sends it, or the JSON cancelled row of a cancellation that came meanwhile */
+  webhooksClaims: string
 }
 
 export class StoreKeys {
@@ -52,6 +54,7 @@ export class StoreKeys {
       formerAlerts: `${base}:alerts`,
       webhooksDue: `${base}:webhooks:due`,
       webhooksBody: `${base}:webhooks:body`,
+      webhooksClaims: `${base}:webhooks:claims`,
     }
   }
 

@@ -3,6 +3,7 @@ import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import {
   CHANNELS,
   type BatchCommit,
+  type CommitOutcome,
   type CustomerRecord,
   type LoadedBatch,
   type StateStore,
@@ -26,6 +27,11 @@ interface PartitionData {
   alerts: OutboxQueue<RiskAlert>
   deadLetters: OutboxQueue<DeadLetter>
   webhooks: Map<string, PendingWebhook>
+  /**
+   * Webhooks a dispatcher has claimed and is sending: null, or the cancelled row of a
+   * cancellation that came meanwhile, applied if the attempt does not deliver (docs/webhooks.md).
+   */
+  claims: Map<string, OutboxRow | null>
 }
 
 /** An outbox queue in commit order; each entry's id is a sequence number unique in the queue. */
@@ -72,7 +78,7 @@ export class MemoryStore implements StateStore {
   private part(p: number): PartitionData {
     let d = this.partitions.get(p)
     if (!d) {
-      d = { appliedOffset: null, version: 0, watermark: -Infinity, customers: new Map(), timers: new TimerHeap(), rows: new OutboxQueue(), alerts: new OutboxQueue(), deadLetters: new OutboxQueue(), webhooks: new Map() }
+      d = { appliedOffset: null, version: 0, watermark: -Infinity, customers: new Map(), timers: new TimerHeap(), rows: new OutboxQueue(), alerts: new OutboxQueue(), deadLetters: new OutboxQueue(), webhooks: new Map(), claims: new Map() }
       this.partitions.set(p, d)
     }
     return d
@@ -88,7 +94,7 @@ export class MemoryStore implements StateStore {
     return { appliedOffset: d.appliedOffset, version: d.version, watermark: d.watermark, sources: d.sources === undefined ? undefined : JSON.parse(d.sources), customers, timers: d.timers.peekDue(timersUpTo) }
   }
 
-  async commit(b: BatchCommit): Promise<void> {
+  async commit(b: BatchCommit): Promise<CommitOutcome> {
     const d = this.part(b.partition)
     if (d.appliedOffset !== b.expectedOffset || (b.expectedVersion !== undefined && d.version !== b.expectedVersion)) throw new FencedError(b.partition, b.expectedOffset, d.appliedOffset, b.expectedVersion, d.version)
     d.appliedOffset = b.offset
@@ -103,6 +109,26 @@ export class MemoryStore implements StateStore {
     d.alerts.push(b.alerts)
     d.rows.push(b.rows)
     d.deadLetters.push(b.deadLetters)
+    const cancelled: string[] = []
+    for (const c of b.cancellations ?? []) {
+      if (!d.webhooks.has(c.decisionId)) continue
+      if (d.claims.has(c.decisionId)) {
+        // Being sent: the attempt decides; the cancellation waits in the claim (the first reason stays).
+        d.claims.set(c.decisionId, d.claims.get(c.decisionId) ?? structuredClone(c.row))
+        continue
+      }
+      this.cancelNow(d, c.decisionId, c.row)
+      cancelled.push(c.decisionId)
+    }
+    return { cancelled }
+  }
+
+  /** Removes a waiting webhook and records its cancelled row, with its attempts and decision time. */
+  private cancelNow(d: PartitionData, decisionId: string, row: OutboxRow) {
+    const pending = d.webhooks.get(decisionId)!
+    d.webhooks.delete(decisionId)
+    d.claims.delete(decisionId)
+    d.rows.push([{ table: row.table, row: { ...row.row, attempts: pending.attempts, decidedAt: pending.decision.decidedAt } }])
   }
 
   async peekRows(partition: number, max: number) {
@@ -140,12 +166,32 @@ export class MemoryStore implements StateStore {
 
   async finishWebhook(partition: number, decisionId: string, row: OutboxRow) {
     const d = this.part(partition)
+    d.claims.delete(decisionId)
     if (d.webhooks.delete(decisionId)) d.rows.push([row])
   }
 
   async retryWebhook(partition: number, pending: PendingWebhook) {
     const d = this.part(partition)
-    if (d.webhooks.has(pending.decision.id)) d.webhooks.set(pending.decision.id, structuredClone(pending))
+    const id = pending.decision.id
+    if (!d.webhooks.has(id)) return
+    const cancel = d.claims.get(id)
+    d.claims.delete(id)
+    d.webhooks.set(id, structuredClone(pending))
+    // Cancelled while this attempt was in flight, and it did not deliver: it waits no more.
+    if (cancel) this.cancelNow(d, id, cancel)
+  }
+
+  async claimWebhooks(partition: number, decisionIds: string[]): Promise<string[]> {
+    const d = this.part(partition)
+    const claimed: string[] = []
+    for (const id of decisionIds) {
+      if (!d.webhooks.has(id)) continue
+      // A claim already there was left by a dispatcher that stopped mid-send: that attempt may have
+      // delivered, so it is sent again, and a cancellation kept in the claim waits for this attempt.
+      if (!d.claims.has(id)) d.claims.set(id, null)
+      claimed.push(id)
+    }
+    return claimed
   }
 
   async parkWebhooks(partition: number, channel: Channel, decisionIds: string[]) {

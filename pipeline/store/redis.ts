@@ -5,6 +5,7 @@ import { decodeRecord, encodeRecord } from './codec.ts'
 import { StoreKeys } from './keys.ts'
 import {
   type BatchCommit,
+  type CommitOutcome,
   type CustomerRecord,
   type LoadedBatch,
   type StateStore,
@@ -31,9 +32,10 @@ export interface RedisStoreOptions {
 
 const SCRIPT_FILES = {
   adoptListOutbox: 'adoptListOutbox-4.lua',
-  commitBatch: 'commitBatch-8.lua',
-  finishWebhook: 'finishWebhook-3.lua',
-  retryWebhook: 'retryWebhook-2.lua',
+  commitBatch: 'commitBatch-9.lua',
+  finishWebhook: 'finishWebhook-4.lua',
+  retryWebhook: 'retryWebhook-4.lua',
+  claimWebhooks: 'claimWebhooks-4.lua',
   parkWebhooks: 'parkWebhooks-2.lua',
   unparkWebhooks: 'unparkWebhooks-3.lua',
   requeueWebhook: 'requeueWebhook-2.lua',
@@ -42,14 +44,14 @@ type ScriptName = keyof typeof SCRIPT_FILES
 
 type ScriptFn = (keys: string[], argv: (string | Buffer)[]) => Promise<unknown>
 
-/** Return codes of commitBatch-8.lua, mapped to a result in one place. */
-type CommitReply = [0] | [1, string, string]
-type CommitResult = { ok: true } | { ok: false; found: string | null; foundVersion: number }
+/** Return codes of commitBatch-9.lua, mapped to a result in one place. */
+type CommitReply = [0, ...string[]] | [1, string, string]
+type CommitResult = { ok: true; cancelled: string[] } | { ok: false; found: string | null; foundVersion: number }
 
 function commitResult(reply: unknown): CommitResult {
   const r = reply as CommitReply
-  if (r[0] === 0) return { ok: true }
-  if (r[0] === 1) return { ok: false, found: decodeOffset(r[1]), foundVersion: Number(r[2]) }
+  if (r[0] === 0) return { ok: true, cancelled: r.slice(1) as string[] }
+  if (r[0] === 1) return { ok: false, found: decodeOffset(r[1] as string), foundVersion: Number(r[2]) }
   throw new Error(`commitBatch returned an unknown reply ${JSON.stringify(reply)}`)
 }
 
@@ -164,7 +166,7 @@ export class RedisStore implements StateStore {
 
   private readonly adopted = new Set<number>()
 
-  async commit(b: BatchCommit): Promise<void> {
+  async commit(b: BatchCommit): Promise<CommitOutcome> {
     const k = this.keys.partition(b.partition)
     const customers: (string | Buffer)[] = []
     for (const [id, rec] of b.customers) customers.push(id, encodeRecord(rec))
@@ -172,6 +174,8 @@ export class RedisStore implements StateStore {
     for (const t of b.timersSet) timersSet.push(t.member, score(t.at, `timer ${t.member}`))
     const webhooks: string[] = []
     for (const w of b.webhooks) webhooks.push(w.decision.id, score(w.dueAt, `webhook ${w.decision.id} dueAt`), JSON.stringify(w))
+    const cancellations: string[] = []
+    for (const c of b.cancellations ?? []) cancellations.push(c.decisionId, JSON.stringify(c.row))
     const argv: (string | Buffer)[] = [
       encodeOffset(b.expectedOffset),
       encodeOffset(b.offset),
@@ -184,6 +188,7 @@ export class RedisStore implements StateStore {
       String(b.alerts.length),
       String(b.rows.length),
       String(b.deadLetters.length),
+      String(cancellations.length / 2),
       ...customers,
       ...timersSet,
       ...b.timersRemoved,
@@ -191,12 +196,14 @@ export class RedisStore implements StateStore {
       ...b.alerts.map((a) => JSON.stringify(a)),
       ...b.rows.map((r) => JSON.stringify(r)),
       ...b.deadLetters.map((q) => JSON.stringify(q)),
+      ...cancellations,
       b.expectedVersion === undefined ? '' : String(b.expectedVersion),
     ]
-    const keys = [k.meta, k.customers, k.timers, k.rows, k.alerts, k.webhooksDue, k.webhooksBody, k.deadLetters]
+    const keys = [k.meta, k.customers, k.timers, k.rows, k.alerts, k.webhooksDue, k.webhooksBody, k.deadLetters, k.webhooksClaims]
     this.trips.commit++
     const result = commitResult(await this.scripts.commitBatch(keys, argv))
     if (!result.ok) throw new FencedError(b.partition, b.expectedOffset, result.found, b.expectedVersion, result.foundVersion)
+    return { cancelled: result.cancelled }
   }
 
   async peekRows(partition: number, max: number): Promise<OutboxEntry<OutboxRow>[]> {
@@ -239,14 +246,21 @@ export class RedisStore implements StateStore {
   async finishWebhook(partition: number, decisionId: string, row: OutboxRow): Promise<void> {
     const k = this.keys.partition(partition)
     this.trips.outbox++
-    await this.scripts.finishWebhook([k.webhooksDue, k.webhooksBody, k.rows], [decisionId, JSON.stringify(row)])
+    await this.scripts.finishWebhook([k.webhooksDue, k.webhooksBody, k.rows, k.webhooksClaims], [decisionId, JSON.stringify(row)])
   }
 
   async retryWebhook(partition: number, pending: PendingWebhook): Promise<void> {
     const k = this.keys.partition(partition)
     const id = pending.decision.id
     this.trips.outbox++
-    await this.scripts.retryWebhook([k.webhooksDue, k.webhooksBody], [id, score(pending.dueAt, `webhook ${id} dueAt`), JSON.stringify(pending)])
+    await this.scripts.retryWebhook([k.webhooksDue, k.webhooksBody, k.webhooksClaims, k.rows], [id, score(pending.dueAt, `webhook ${id} dueAt`), JSON.stringify(pending)])
+  }
+
+  async claimWebhooks(partition: number, decisionIds: string[]): Promise<string[]> {
+    if (!decisionIds.length) return []
+    const k = this.keys.partition(partition)
+    this.trips.outbox++
+    return (await this.scripts.claimWebhooks([k.webhooksDue, k.webhooksBody, k.webhooksClaims, k.rows], decisionIds)) as string[]
   }
 
   async parkWebhooks(partition: number, channel: Channel, decisionIds: string[]): Promise<void> {

@@ -8,7 +8,7 @@ import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import type { OpenWindow } from '../conversions.ts'
 import type { TimerEntry } from '../timers.ts'
 import type { SourceStates } from '../sourceMarks.ts'
-import type { OutboxEntry, OutboxRow, PendingWebhook } from '../../schemas/outbox.ts'
+import type { OutboxEntry, OutboxRow, PendingWebhook, WebhookCancellation } from '../../schemas/outbox.ts'
 import type { WebhookOutbox } from '../../sinks/webhook/dispatcher.ts'
 import { Channel } from '../../schemas/events.ts'
 import type { OutboxBacklog } from '../../sinks/monitor.ts'
@@ -27,6 +27,11 @@ export interface CustomerRecord {
   profile: CustomerProfile
   facts: CustomerFacts
   policy: PolicyState
+  /**
+   * The shadow catalogue's contact-policy ledger (cooldowns, caps, risk hold), apart from the live
+   * one; absent without a shadow catalogue.
+   */
+  shadow?: PolicyState
   /** Events taken in but not yet applied: held, in event-time order, until the watermark passes them. */
   inbox?: InputEvent[]
   /** Moments waiting for the watermark to pass their event time before they are decided. */
@@ -78,18 +83,28 @@ export interface BatchCommit {
   timersSet: TimerEntry[]
   timersRemoved: string[]
   webhooks: PendingWebhook[]
+  /** Touchpoints to cancel if still waiting, applied after `webhooks` (absent: none). */
+  cancellations?: WebhookCancellation[]
   alerts: RiskAlert[]
   /** Late events' dead letters, for the dead-letter topic. */
   deadLetters: DeadLetter[]
   rows: OutboxRow[]
 }
 
+export interface CommitOutcome {
+  /** Touchpoints cancelled by this commit (waiting, not claimed by a dispatcher). */
+  cancelled: string[]
+}
+
 /** The webhook dispatcher's part of the outbox (due webhooks, finishing and retrying them) comes from WebhookOutbox. */
 export interface StateStore extends WebhookOutbox {
   /** Partition metadata, the customers asked for (absent ones are new) and the timers due by `timersUpTo`. */
   load(partition: number, customerIds: string[], timersUpTo: number): Promise<LoadedBatch>
-  /** Writes everything of one batch atomically, or nothing (FencedError on an offset mismatch). */
-  commit(batch: BatchCommit): Promise<void>
+  /**
+   * Writes everything of one batch atomically, or nothing (FencedError on an offset mismatch).
+   * Returns the decision ids of the cancellations that took effect at once.
+   */
+  commit(batch: BatchCommit): Promise<CommitOutcome>
 
   /**
    * Outbox: ClickHouse rows, alerts and late-event dead letters, each in commit order. `peek` takes

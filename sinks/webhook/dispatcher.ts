@@ -16,9 +16,12 @@ import { CircuitBreaker, Slots, TokenBucket, type CircuitChange, type CircuitSta
  * neither the other channels nor the process's memory.
  */
 
-export type DeliveryStatus = 'delivered' | 'failed' | 'expired'
+export type DeliveryStatus = 'delivered' | 'failed' | 'expired' | 'cancelled'
 
-/** One row of the `deliveries` table; rows with status failed/expired are the delivery dead letters. */
+/**
+ * One row of the `deliveries` table; rows with status failed/expired are the delivery dead letters.
+ * A `cancelled` row is written by the state stage's commit (pipeline/processor.ts), not here.
+ */
 export interface DeliveryRow extends Record<string, unknown> {
   decisionId: string
   trigger: string
@@ -35,6 +38,10 @@ export interface DeliveryRow extends Record<string, unknown> {
   eventTime: string
   decidedAt: string
   finishedAt: string
+  /** Why a `cancelled` touchpoint was: goal_reached, consent_withdrawn or risk_alert. */
+  cancelReason?: string
+  /** The eventId or alert id that cancelled it. */
+  cancelledBy?: string
 }
 
 export interface DispatchCounts {
@@ -56,6 +63,12 @@ export interface WebhookOutbox {
   parkWebhooks(partition: number, channel: Channel, decisionIds: string[]): Promise<void>
   /** Moves up to `max` of a channel's set-aside webhooks back among the due ones, oldest first; `parked`: how many stay aside. */
   unparkWebhooks(partition: number, channel: Channel, max: number): Promise<{ moved: number; parked: number }>
+  /**
+   * Claims due webhooks before they are sent and returns the ids still pending, now claimed: a
+   * cancellation that comes while one is being sent waits for the attempt's outcome
+   * (docs/webhooks.md). A webhook cancelled before its claim is not returned: it is not sent.
+   */
+  claimWebhooks?(partition: number, decisionIds: string[]): Promise<string[]>
 }
 
 /** The per-channel limits and the circuit breaker in force (the catalogue's `delivery` section). */
@@ -359,6 +372,8 @@ export class WebhookDispatcher {
       try {
         // The circuit opened while this waited: it stays in the outbox, no attempt counted.
         if (lane && !probe && lane.breaker.state() !== 'closed') return
+        // Claimed just before it is sent: one cancelled until now is not sent at all.
+        if (!(await this.claimed(partition, [pending])).length) return
         await this.handle(partition, pending, counts, lane)
       } finally {
         this.global.release()
@@ -384,6 +399,14 @@ export class WebhookDispatcher {
     if (change.to === 'open') i.emit(change.reopened ? 'webhook.circuit_reopened' : 'webhook.circuit_opened', { ...at, failures: change.failures, openForMs })
     else if (change.to === 'half_open') i.emit('webhook.circuit_half_open', at)
     else i.emit('webhook.circuit_closed', { ...at, openMs: change.openMs })
+  }
+
+  /** The due webhooks the store lets this pass send: those not cancelled meanwhile. */
+  private async claimed(partition: number, due: PendingWebhook[]): Promise<PendingWebhook[]> {
+    const { store } = this.opts
+    if (!due.length || !store.claimWebhooks) return due
+    const claimed = new Set(await store.claimWebhooks(partition, due.map((w) => w.decision.id)))
+    return due.filter((w) => claimed.has(w.decision.id))
   }
 
   private async handle(partition: number, pending: PendingWebhook, counts: DispatchCounts, lane: Lane | undefined): Promise<void> {
@@ -448,7 +471,7 @@ export class WebhookDispatcher {
     counts.failed++
   }
 
-  private async finish(partition: number, decision: Decision, status: DeliveryStatus, a: Attempt): Promise<void> {
+  private async finish(partition: number, decision: Decision, status: Exclude<DeliveryStatus, 'cancelled'>, a: Attempt): Promise<void> {
     const now = new Date(this.opts.clock()).toISOString()
     const row: DeliveryRow = {
       decisionId: decision.id,

@@ -147,10 +147,13 @@ export const app = (customerId: string, name: string, occurredAt: string, extra:
 function merge(a: BatchOutput, b: BatchOutput): BatchOutput {
   return {
     decisions: [...a.decisions, ...b.decisions],
+    shadowDecisions: [...a.shadowDecisions, ...b.shadowDecisions],
     alerts: [...a.alerts, ...b.alerts],
     deadLetters: [...a.deadLetters, ...b.deadLetters],
     passedThrough: [...a.passedThrough, ...b.passedThrough],
     conversions: [...a.conversions, ...b.conversions],
+    cancellations: [...a.cancellations, ...b.cancellations],
+    cancelled: [...a.cancelled, ...b.cancelled],
     applied: a.applied + b.applied,
     skipped: a.skipped + b.skipped,
     duplicates: a.duplicates + b.duplicates,

@@ -124,3 +124,25 @@ export function spawnRun(env: Record<string, string>, track: (child: ChildProces
     child.once('exit', (code) => reject(new Error(`cardpulse run exited with ${code} before it was ready:\n${output}`)))
   })
 }
+
+/**
+ * Touchpoints a `cardpulse run` serving on `port` has cancelled so far: still waiting when their
+ * goal was reached, consent withdrawn or a high alert raised (docs/webhooks.md), so never sent;
+ * with `upTo`, those of decisions at or before that event time.
+ */
+export async function cancelledSoFar(port: number, upTo?: number): Promise<number> {
+  const to = upTo === undefined ? '' : `?to=${encodeURIComponent(new Date(upTo + 1).toISOString())}`
+  const health = (await (await fetch(`http://127.0.0.1:${port}/api/analytics/deliveryHealth${to}`)).json()) as { cancelled: number }[]
+  return health.reduce((n, r) => n + r.cancelled, 0)
+}
+
+/** Which of these send decisions a `cardpulse run` serving on `port` says were cancelled (its explain endpoint, from its ClickHouse). */
+export async function cancelledAmong(port: number, sends: { id: string; customerId: string }[]): Promise<string[]> {
+  const wanted = new Set(sends.map((d) => d.id))
+  const cancelled: string[] = []
+  for (const customerId of new Set(sends.map((d) => d.customerId))) {
+    const doc = (await (await fetch(`http://127.0.0.1:${port}/api/customers/${customerId}/explain?limit=1000`)).json()) as { decisions: { items: { id: string; delivery?: { status: string } }[] } }
+    for (const d of doc.decisions.items) if (wanted.has(d.id) && d.delivery?.status === 'cancelled') cancelled.push(d.id)
+  }
+  return cancelled
+}
