@@ -59,7 +59,8 @@ export class FencedError extends CardpulseError {
     readonly expectedVersion?: number,
     readonly foundVersion?: number,
   ) {
-    super(`partition ${partition} moved on (expected applied offset ${expected} at commit ${expectedVersion}, found ${found} at commit ${foundVersion}); another consumer committed to it`)
+    const at = (v: number | undefined) => (v === undefined ? '' : ` at commit ${v}`)
+    super(`partition ${partition} moved on (expected applied offset ${expected}${at(expectedVersion)}, found ${found}${at(foundVersion)}); another consumer committed to it`)
   }
 }
 
