@@ -164,6 +164,7 @@ const rows: [string, string][] = [
           [`${client}: ratio run / ceiling`, `**${m.ratio.toFixed(3)}**`],
           [`${client}: state-stage batches: events per batch (median)`, `${m.eventsPerBatch.toFixed(1)}`],
           [`${client}: Redis round trips of the state stage (load + commit), per batch / per event (median)`, `**${m.roundTripsPerBatch.toFixed(2)}** / ${m.roundTripsPerEvent.toFixed(3)}`],
+          [`${client}: CPU per event applied, µs: the \`run\` process (all threads) / Redis / the Kafka broker (median)`, `**${m.cpuMicrosPerEvent.toFixed(0)}** / ${m.redisCpuMicrosPerEvent.toFixed(1)} / ${m.brokerCpuMicrosPerEvent === null ? 'not on this machine' : m.brokerCpuMicrosPerEvent.toFixed(0)}`],
           [`${client}: process RSS during its first catch-up, max (RSS before its start; later runs start on the earlier runs\' heap)`, `${mib(catchUps[0].maxRssBytes)} (${mib(catchUps[0].rssBeforeBytes)})`],
           [`${client}: Redis memory per customer after a catch-up (MEMORY USAGE of the customer hashes / customers held)`, `${Math.round(m.redisBytesPerCustomer)} B (${catchUps[0]?.redisCustomers.toLocaleString('en-US')} customers)`],
         ]),

@@ -1,8 +1,10 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Redis } from 'ioredis'
 import { simulateBank } from '../simulator/bank.ts'
 import { produceStreams } from '../simulator/produce.ts'
 import { startPipeline, type RunningPipeline } from '../commands/run.ts'
@@ -67,6 +69,11 @@ export interface CatchUpRun {
   /** Resident set of this process (the pipeline, the harness and its heap) before start and at most during the catch-up, sampled every 250 ms. */
   rssBeforeBytes: number
   maxRssBytes: number
+  /** CPU time of this process (every thread: the pipeline's stages and the harness) and of Redis (INFO cpu) per event applied, µs. */
+  cpuMicrosPerEvent: number
+  redisCpuMicrosPerEvent: number
+  /** The Kafka broker's CPU per event applied, µs, when it runs on this machine (found by its port); else null. */
+  brokerCpuMicrosPerEvent: number | null
   /** After the catch-up: MEMORY USAGE of the partitions' customer hashes over the customers they hold. */
   redisCustomers: number
   redisBytesPerCustomer: number
@@ -76,7 +83,7 @@ export interface ClientLiveReport {
   client: KafkaClientKind
   ceiling: CeilingRun[]
   runs: CatchUpRun[]
-  median: { ceilingEventsPerSecond: number; runEventsPerSecond: number; ratio: number; roundTripsPerBatch: number; roundTripsPerEvent: number; eventsPerBatch: number; maxRssBytes: number; redisBytesPerCustomer: number }
+  median: { ceilingEventsPerSecond: number; runEventsPerSecond: number; ratio: number; roundTripsPerBatch: number; roundTripsPerEvent: number; eventsPerBatch: number; maxRssBytes: number; redisBytesPerCustomer: number; cpuMicrosPerEvent: number; redisCpuMicrosPerEvent: number; brokerCpuMicrosPerEvent: number | null }
 }
 
 export interface LiveReport {
@@ -182,6 +189,9 @@ function clientReport(client: KafkaClientKind, ceiling: CeilingRun[], runs: Catc
       eventsPerBatch: median(runs.map((r) => r.eventsPerBatch)),
       maxRssBytes: median(runs.map((r) => r.maxRssBytes)),
       redisBytesPerCustomer: median(runs.map((r) => r.redisBytesPerCustomer)),
+      cpuMicrosPerEvent: median(runs.map((r) => r.cpuMicrosPerEvent)),
+      redisCpuMicrosPerEvent: median(runs.map((r) => r.redisCpuMicrosPerEvent)),
+      brokerCpuMicrosPerEvent: runs.every((r) => r.brokerCpuMicrosPerEvent !== null) ? median(runs.map((r) => r.brokerCpuMicrosPerEvent!)) : null,
     },
   }
 }
@@ -199,6 +209,9 @@ async function catchUp(o: LiveOptions & { id: string; run: number; client: Kafka
   const sampler = setInterval(sample, 250)
   let pipeline: RunningPipeline | undefined
   try {
+    const redisCpuBefore = await redisCpuSeconds(o.redisUrl)
+    const brokerCpuBefore = brokerCpuSeconds(o.brokers)
+    const cpuBefore = process.cpuUsage()
     const started = process.hrtime.bigint()
     pipeline = await startPipeline(
       parseConfig(RunConfig, {
@@ -224,6 +237,9 @@ async function catchUp(o: LiveOptions & { id: string; run: number; client: Kafka
     const counted = async (result: string) => (await running.metrics.events.get()).values.filter((v) => v.labels.result === result).reduce((n, v) => n + v.value, 0)
     while ((await counted('applied')) + (await counted('late')) < o.events) await new Promise((r) => setTimeout(r, 100))
     const seconds = Number(process.hrtime.bigint() - started) / 1e9
+    const cpu = process.cpuUsage(cpuBefore)
+    const redisCpu = (await redisCpuSeconds(o.redisUrl)) - redisCpuBefore
+    const brokerCpuAfter = brokerCpuSeconds(o.brokers)
     sample()
     const roundTrips = running.stateRoundTrips()
     const late = await counted('late')
@@ -252,6 +268,9 @@ async function catchUp(o: LiveOptions & { id: string; run: number; client: Kafka
       roundTripsPerEvent: state / o.events,
       rssBeforeBytes: rssBefore,
       maxRssBytes: maxRss,
+      cpuMicrosPerEvent: (cpu.user + cpu.system) / o.events,
+      redisCpuMicrosPerEvent: (redisCpu * 1e6) / o.events,
+      brokerCpuMicrosPerEvent: brokerCpuBefore !== null && brokerCpuAfter !== null ? ((brokerCpuAfter - brokerCpuBefore) * 1e6) / o.events : null,
       redisCustomers: customers,
       redisBytesPerCustomer: Math.round(bytes / Math.max(1, customers)),
     }
@@ -297,5 +316,37 @@ async function scaleOutRun(
     })
   } finally {
     await removeBenchData({ admin, topics: Object.values(internal), redisUrl: o.redisUrl, prefix: runId, dataDir: join(o.dataDir, 'none') })
+  }
+}
+
+/** Seconds of CPU the Redis server has used (user and system, its main thread and helpers). */
+async function redisCpuSeconds(url: string): Promise<number> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  try {
+    await redis.connect()
+    const info = await redis.info('cpu')
+    const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? 0)
+    return field('used_cpu_user') + field('used_cpu_sys')
+  } finally {
+    redis.disconnect()
+  }
+}
+
+/**
+ * Seconds of CPU the Kafka broker has used, when there is one broker and it listens on this
+ * machine (its process found by its port with `ss`, its time read from /proc); null otherwise.
+ */
+function brokerCpuSeconds(brokers: string): number | null {
+  const port = /^127\.0\.0\.1:(\d+)$/.exec(brokers)?.[1]
+  if (!port) return null
+  try {
+    const listening = execFileSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' })
+    const pid = /pid=(\d+)/.exec(listening)?.[1]
+    if (!pid) return null
+    // Fields after the command name: utime and stime are the 14th and 15th of the line, in clock ticks (100 a second on Linux).
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return null
   }
 }

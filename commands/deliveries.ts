@@ -1,8 +1,8 @@
 import { join } from 'node:path'
-import { Partitioners } from 'kafkajs'
 import type { DeliveriesConfig } from './config.ts'
 import { openClickHouse } from './wiring.ts'
 import { RedisStore } from '../pipeline/store/redis.ts'
+import { eventsPartitionOf } from '../pipeline/kafka/partitioner.ts'
 import type { ClickHouseSink } from '../sinks/clickhouse.ts'
 import { Decision } from '../schemas/decision.ts'
 import { ConfigError, UnavailableError } from '../core/errors.ts'
@@ -150,7 +150,7 @@ export async function resendDeliveries(c: DeliveriesConfig, log: Logger, out: No
     const store = await RedisStore.connect(c.redisUrl, { prefix: c.redisPrefix, readyTimeoutMs: c.connectTimeout })
     try {
       for (const { decision } of decisions) {
-        const partition = partitionOfCustomer(decision.customerId, c.partitions)
+        const partition = eventsPartitionOf(decision.customerId, c.partitions)
         if (!(await store.redis.exists(store.keys.partition(partition).meta)))
           throw new ConfigError(`partition ${partition} has no state under REDIS_PREFIX ${c.redisPrefix}: set REDIS_PREFIX and PARTITIONS (--partitions) as cardpulse run has them`)
         const window = Date.parse(decision.expiresAt) - Date.parse(decision.eventTime)
@@ -189,10 +189,4 @@ function decisionOf(r: Row): Decision {
     catalogVersion: r.catalog_version,
     attributionWindowDays: Number(r.attribution_window_days),
   })
-}
-
-/** The events topic's partition of a customer: the key's murmur2 hash, as the pipeline's producers pick it. */
-export function partitionOfCustomer(customerId: string, partitions: number): number {
-  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }))
-  return Partitioners.DefaultPartitioner()({ topic: 'events', partitionMetadata, message: { key: customerId, value: null } })
 }

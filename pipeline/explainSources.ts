@@ -1,7 +1,6 @@
 import { createReadStream, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { Partitioners } from 'kafkajs'
 import type { Catalog } from '../schemas/catalog.ts'
 import type { Decision } from '../schemas/decision.ts'
 import type { RiskAlert } from '../schemas/alert.ts'
@@ -13,6 +12,7 @@ import { StoreKeys } from './store/keys.ts'
 import type { RedisClient } from './store/redisClient.ts'
 import type { MemoryStore } from './store/memory.ts'
 import { partitionOf } from './partitioner.ts'
+import { eventsPartitionOf } from './kafka/partitioner.ts'
 import type { TimerEntry } from './timers.ts'
 import { explain, type CustomerStateView, type DeliveryRecord, type Explanation, type Since } from './explain.ts'
 import { ConfigError, NotFoundError, UnavailableError } from '../core/errors.ts'
@@ -98,17 +98,6 @@ export async function explainCustomer(source: ExplainSource, req: ExplainRequest
 const PROBE = 64
 /** The most partitions `run` accepts (commands/config.ts). */
 const MAX_PARTITIONS = 1024
-
-/**
- * The partition of the events topic that a customer's events land on: Kafka's default
- * partitioner (murmur2 of the key), as the ingest stage's producer uses it with the customer id as
- * the key — and so the partition whose Redis keys hold the customer's state.
- */
-export function eventsPartitionOf(customerId: string, partitions: number): number {
-  const partitioner = Partitioners.DefaultPartitioner()
-  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }))
-  return partitioner({ topic: 'events', partitionMetadata, message: { key: customerId, value: null } })
-}
 
 /**
  * How many partitions the store holds state for: the events topic's, since every partition of it

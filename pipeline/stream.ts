@@ -10,7 +10,7 @@ import type { Marks } from './sourceMarks.ts'
 
 export type StreamMessage =
   | {
-      /** Position in this partition's stream; strictly increasing. */
+      /** Position in this partition's stream; never decreasing (the events of one record share it). */
       offset: string
       event: InputEvent
       /** `event.occurredAt` in epoch ms. */

@@ -8,7 +8,7 @@ import { Decision } from '../schemas/decision.ts'
 import { RedisStore } from '../pipeline/store/redis.ts'
 import { outboxQueues } from '../pipeline/store/outbox.ts'
 import { openClickHouse } from '../commands/wiring.ts'
-import { partitionOfCustomer } from '../commands/deliveries.ts'
+import { eventsPartitionOf } from '../pipeline/kafka/partitioner.ts'
 import { drainRows } from '../sinks/outbox.ts'
 import { WebhookSender } from '../sinks/webhook/sender.ts'
 import { WebhookDispatcher } from '../sinks/webhook/dispatcher.ts'
@@ -77,7 +77,7 @@ describe('cardpulse deliveries', () => {
     // Two decisions sent and refused (failed), one whose time ran out before it went (expired).
     const sent = [decision('d_refused_sms', 'cust_a', 'sms', now + 86_400_000), decision('d_refused_push', 'cust_b', 'push', now + 86_400_000), decision('d_too_late', 'cust_c', 'sms', now - 1)]
     for (const p of [0, 1]) {
-      const mine = sent.filter((d) => partitionOfCustomer(d.customerId, PARTITIONS) === p)
+      const mine = sent.filter((d) => eventsPartitionOf(d.customerId, PARTITIONS) === p)
       await store.commit({
         partition: p,
         expectedOffset: null,

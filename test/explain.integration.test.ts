@@ -9,7 +9,7 @@ import { startPipeline, type RunningPipeline } from '../commands/run.ts'
 import { RunConfig, parseConfig } from '../commands/config.ts'
 import { createLogger } from '../core/log.ts'
 import { holdoutBucket } from '../pipeline/ids.ts'
-import { eventsPartitionOf } from '../pipeline/explainSources.ts'
+import { eventsPartitionOf } from '../pipeline/kafka/partitioner.ts'
 import { CLICKHOUSE_URL, KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, kafka, createTopics, freshTopics, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
 
 /**

@@ -2,6 +2,9 @@ import { PartitionProcessor } from '../processor.ts'
 import type { BatchOutput, StreamMessage } from '../stream.ts'
 import { emptyOutput } from '../stream.ts'
 import type { StateStore } from '../store/types.ts'
+import type { SourceCoordinates } from '../decode.ts'
+import type { InputEvent } from '../../schemas/events.ts'
+import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import { allIdle } from '../sourceMarks.ts'
 import type { Catalog } from '../../schemas/catalog.ts'
 import { FencedError } from '../../core/errors.ts'
@@ -112,14 +115,18 @@ export class StateStage {
   private async take(batch: PartitionBatch): Promise<void> {
     const { topic, partition } = batch
     let input = false
-    const messages: StreamMessage[] = batch.messages.map((m) => {
+    const messages: StreamMessage[] = []
+    for (const m of batch.messages) {
       const value = JSON.parse(m.value!.toString('utf8'))
-      if (value.marks) return { offset: m.offset, marks: value.marks }
+      if (value.marks) {
+        messages.push({ offset: m.offset, marks: value.marks })
+        continue
+      }
       input = true
-      return value.event
-        ? { offset: m.offset, event: value.event, at: Date.parse(value.event.occurredAt), source: value.source }
-        : { offset: m.offset, deadLetter: value.deadLetter }
-    })
+      // A pack's events share its offset: a batch holds whole records, so they are applied (or skipped) together.
+      if (value.pack) for (const item of value.pack) messages.push(streamItem(m.offset, item))
+      else messages.push(streamItem(m.offset, value))
+    }
     const started = performance.now()
     const out = await this.step(partition, (p) => p.process(messages))
     // Fenced and no longer ours: the new owner reads on from the offset committed last.
@@ -205,4 +212,9 @@ export class StateStage {
     }
     return p
   }
+}
+
+/** One event (or bad input's dead letter) of the internal topic as the processor takes it. */
+function streamItem(offset: string, item: { event?: InputEvent; source?: SourceCoordinates; deadLetter?: DeadLetter }): StreamMessage {
+  return item.event ? { offset, event: item.event, at: Date.parse(item.event.occurredAt), source: item.source! } : { offset, deadLetter: item.deadLetter! }
 }
