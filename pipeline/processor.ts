@@ -145,7 +145,9 @@ export class PartitionProcessor {
       } else batch.out.passedThrough.push(m.deadLetter)
     }
     batch.fireTimers(this.wm)
-    return this.commit(batch, messages.length ? messages[messages.length - 1].offset : this.appliedOffset)
+    // A batch redelivered after a crash may end before what was applied (Kafka cuts it otherwise):
+    // the applied offset never moves back, or the next batch would apply its events again.
+    return this.commit(batch, first < messages.length ? messages[messages.length - 1].offset : this.appliedOffset)
   }
 
   /** The watermark after these messages (for the timers to load): never lower than the one they end at. */

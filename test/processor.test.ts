@@ -111,6 +111,25 @@ describe('watermarks, lateness and deduplication', () => {
     expect((await snapshot(first.store)).appliedOffset).toBe('5')
   })
 
+  it('applies the events of a packed record together, and skips all of them when the record is delivered again', async () => {
+    const catalog = defaultCatalogForTests()
+    const pack = [lifecycle('c', 'approved', at(0)), lifecycle('c', 'activated', at(1)), app('d', 'login', at(1))]
+    const first = new PipelineHarness(catalog)
+    expect(await first.sendPack(...pack)).toMatchObject({ applied: 3, skipped: 0 })
+    expect(await first.sendPack(app('c', 'login', at(2)), app('d', 'login', at(2)))).toMatchObject({ applied: 2 })
+    expect((await snapshot(first.store)).appliedOffset).toBe('2')
+    const before = await snapshot(first.store)
+
+    // Kafka delivers both records again after a restart, cut into two batches: the events of a record
+    // share its offset, and a batch that ends before what was applied leaves the applied offset where it was.
+    const second = new PipelineHarness(catalog, { store: first.store })
+    const again = await second.sendPack(...pack)
+    expect(again).toMatchObject({ skipped: 3, applied: 0, duplicates: 0, late: 0 })
+    expect(await second.sendPack(app('c', 'login', at(2)), app('d', 'login', at(2)))).toMatchObject({ skipped: 2, applied: 0 })
+    expect(await snapshot(first.store)).toEqual(before)
+    expect(await second.sendPack(app('c', 'login', at(3)))).toMatchObject({ skipped: 0, applied: 1 })
+  })
+
   it('commits the pending timer so a new processor on the same store fires it', async () => {
     const h = new PipelineHarness()
     await h.send(lifecycle('c', 'approved', at(0)))

@@ -65,11 +65,21 @@ export class PipelineHarness {
   }
 
   /** Feeds events (validated like the edge does) as one batch. */
-  async send(...events: Record<string, unknown>[]): Promise<BatchOutput> {
+  send(...events: Record<string, unknown>[]): Promise<BatchOutput> {
+    return this.sendAt(events.map(() => ++this.offset), events)
+  }
+
+  /** Feeds events as one batch of one record, as ingest packs them: they share its offset. */
+  sendPack(...events: Record<string, unknown>[]): Promise<BatchOutput> {
+    const offset = ++this.offset
+    return this.sendAt(events.map(() => offset), events)
+  }
+
+  private async sendAt(offsets: number[], events: Record<string, unknown>[]): Promise<BatchOutput> {
     for (const e of events) this.latest = Math.max(this.latest, Date.parse(String(e.occurredAt)))
-    const messages = events.map((e) => {
+    const messages = events.map((e, i) => {
       const event = InputEvent.parse(e)
-      return { offset: String(++this.offset), event, at: Date.parse(event.occurredAt), source: { topic: 'test', partition: 0, offset: String(this.offset) } }
+      return { offset: String(offsets[i]), event, at: Date.parse(event.occurredAt), source: { topic: 'test', partition: 0, offset: String(offsets[i]) } }
     })
     const out = this.collect(await this.processor.process(messages))
     return this.settle ? merge(out, await this.finish()) : out
