@@ -3,10 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Admin, Producer } from 'kafkajs'
-import { startPipeline, type RunningPipeline } from '../commands/run.ts'
-import { RunConfig, parseConfig } from '../commands/config.ts'
-import { createLogger } from '../core/log.ts'
-import { KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import type { RunningPipeline } from '../commands/run.ts'
+import { createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver, startTestPipeline } from './helpers/services.ts'
 
 /**
  * A touchpoint waiting for the end of quiet hours is cancelled when its goal is reached, on the
@@ -26,6 +24,7 @@ writeFileSync(catalogFile, testCatalogYaml({ quietHours: `{ start: ${hh(localHou
 let admin: Admin
 let producer: Producer
 let receiver: Awaited<ReturnType<typeof webhookReceiver>>
+let startedAt: number
 let pipeline: RunningPipeline
 
 const iso = (ms: number) => new Date(ms).toISOString()
@@ -46,25 +45,21 @@ beforeAll(async () => {
   producer = k.producer()
   await producer.connect()
   receiver = await webhookReceiver()
-  const config = parseConfig(RunConfig, {
-    kafkaBrokers: KAFKA_BROKERS,
-    kafkaClient: KAFKA_CLIENT,
-    redisUrl: REDIS_URL,
+  // Approved 80 h ago: the reminder is decided at the start, in quiet hours, and waits in Redis.
+  // Waiting in the topic when the pipeline starts: sent later, once its sources are idle and its
+  // clock is the wall clock, an event that old would be late.
+  startedAt = Date.now()
+  await producer.send({ topic: topics.lifecycleTopic, messages: [{ key: 'cust_wait', value: JSON.stringify(lifecycle('cust_wait', 'approved', startedAt - 80 * HOUR)) }] })
+  pipeline = await startTestPipeline({
     redisPrefix: `cp-cx-${id}`,
     groupId: `g-cx-${id}`,
     ...topics,
     partitions: '2',
-    httpPort: '0',
     catalogFile,
     webhookUrl: `${receiver.url}/hooks`,
-    webhookSecret: WEBHOOK_SECRET,
-    allowedLateness: '1s',
-    idleAdvance: '1s',
     clickhouseDatabase: `cp_cx_${id}`,
     dataDir: join(dir, 'data'),
-    logLevel: 'warn',
   })
-  pipeline = await startPipeline(config, createLogger('warn'))
 })
 
 afterAll(async () => {
@@ -76,9 +71,7 @@ afterAll(async () => {
 
 describe('cancelling a waiting touchpoint on the live pipeline', () => {
   it('cancels a quiet-hours reminder once the card is activated: no webhook, a cancelled delivery row, counted', async () => {
-    const now = Date.now()
-    // Approved 80 h ago: the reminder is decided now, in quiet hours, and waits in Redis.
-    await producer.send({ topic: topics.lifecycleTopic, messages: [{ key: 'cust_wait', value: JSON.stringify(lifecycle('cust_wait', 'approved', now - 80 * HOUR)) }] })
+    const now = startedAt
     const db = pipeline.clickhouse.database
     const [decision] = await waitFor('the reminder decision', async () => {
       const d = await pipeline.clickhouse.query<{ id: string; outcome: string; send_at: string }>(`SELECT id, outcome, toUnixTimestamp64Milli(send_at) AS send_at FROM ${db}.decisions FINAL WHERE customer_id = 'cust_wait'`)

@@ -3,14 +3,13 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Admin, Producer } from 'kafkajs'
-import { startPipeline, type RunningPipeline } from '../commands/run.ts'
-import { RunConfig, parseConfig } from '../commands/config.ts'
+import type { RunningPipeline } from '../commands/run.ts'
 import { createLogger } from '../core/log.ts'
 import { luhnValid } from '../pipeline/pan.ts'
 import { MAX_ORIGINAL_BYTES } from '../pipeline/decode.ts'
 import { DEFAULT_CATALOG_FILE } from '../pipeline/catalog/index.ts'
 import { DeadLetter } from '../schemas/deadLetter.ts'
-import { CLICKHOUSE_URL, KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, kafka, createTopics, freshTopics, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { kafka, createTopics, freshTopics, testCatalogYaml, uniqueId, waitFor, webhookReceiver, startTestPipeline } from './helpers/services.ts'
 import { leaksPan } from './helpers/leaks.ts'
 
 /**
@@ -65,25 +64,20 @@ beforeAll(async () => {
   producer = k.producer()
   await producer.connect()
   receiver = await webhookReceiver()
-  const config = parseConfig(RunConfig, {
-    kafkaBrokers: KAFKA_BROKERS,
-    kafkaClient: KAFKA_CLIENT,
-    redisUrl: REDIS_URL,
-    clickhouseUrl: CLICKHOUSE_URL,
-    redisPrefix: `cp-dlq-${id}`,
-    groupId: `g-dlq-${id}`,
-    ...topics,
-    partitions: '3',
-    httpPort: '0',
-    catalogFile,
-    webhookUrl: `${receiver.url}/hooks`,
-    webhookSecret: WEBHOOK_SECRET,
-    allowedLateness: '1s',
-    idleAdvance: '1s',
-    clickhouseDatabase: `cp_dlq_${id}`,
-    dataDir: join(dir, 'data'),
-  })
-  pipeline = await startPipeline(config, createLogger('info', 'json', { write: (line: string) => void logs.push(line) }))
+  pipeline = await startTestPipeline(
+    {
+      redisPrefix: `cp-dlq-${id}`,
+      groupId: `g-dlq-${id}`,
+      ...topics,
+      partitions: '3',
+      catalogFile,
+      webhookUrl: `${receiver.url}/hooks`,
+      clickhouseDatabase: `cp_dlq_${id}`,
+      dataDir: join(dir, 'data'),
+      logLevel: 'info',
+    },
+    createLogger('info', 'json', { write: (line: string) => void logs.push(line) }),
+  )
 })
 
 afterAll(async () => {

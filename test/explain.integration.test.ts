@@ -5,12 +5,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Admin, Producer } from 'kafkajs'
-import { startPipeline, type RunningPipeline } from '../commands/run.ts'
-import { RunConfig, parseConfig } from '../commands/config.ts'
-import { createLogger } from '../core/log.ts'
+import type { RunningPipeline } from '../commands/run.ts'
 import { holdoutBucket } from '../pipeline/ids.ts'
 import { eventsPartitionOf } from '../pipeline/kafka/partitioner.ts'
-import { CLICKHOUSE_URL, KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, kafka, createTopics, freshTopics, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import { REDIS_URL, kafka, createTopics, freshTopics, testCatalogYaml, uniqueId, waitFor, webhookReceiver, startTestPipeline } from './helpers/services.ts'
 
 /**
  * `cardpulse explain` on the live pipeline: `run` on the real Kafka broker, Redis and embedded
@@ -64,26 +62,25 @@ beforeAll(async () => {
   producer = k.producer()
   await producer.connect()
   receiver = await webhookReceiver()
-  const config = parseConfig(RunConfig, {
-    kafkaBrokers: KAFKA_BROKERS,
-    kafkaClient: KAFKA_CLIENT,
-    redisUrl: REDIS_URL,
-    clickhouseUrl: CLICKHOUSE_URL,
+  // Approved 80 h ago and never activated: a reminder was due 8 h ago. The second card of the last
+  // customer is due an hour later, inside the first reminder's cooldown. Waiting in the topic when
+  // the pipeline starts: sent later, once its sources are idle and its clock is the wall clock, such
+  // old events would be late.
+  const now = Date.now()
+  await producer.send({
+    topic: topics.lifecycleTopic,
+    messages: [approved(sent, 'tok_s', now - 80 * HOUR), approved(control, 'tok_c', now - 80 * HOUR), approved(cooled, 'tok_a', now - 80 * HOUR), approved(cooled, 'tok_b', now - 79 * HOUR)],
+  })
+  pipeline = await startTestPipeline({
     redisPrefix: prefix,
     groupId: `g-${id}`,
     ...topics,
     partitions: '3',
-    httpPort: '0',
     catalogFile,
     webhookUrl: `${receiver.url}/hooks`,
-    webhookSecret: WEBHOOK_SECRET,
-    allowedLateness: '1s',
-    idleAdvance: '1s',
     clickhouseDatabase: database,
     dataDir,
-    logLevel: 'warn',
   })
-  pipeline = await startPipeline(config, createLogger('warn'))
 })
 
 afterAll(async () => {
@@ -95,13 +92,6 @@ afterAll(async () => {
 
 describe('cardpulse explain on the live pipeline', () => {
   it('explains a send, a control and a cooldown over HTTP, from Redis state and ClickHouse', async () => {
-    const now = Date.now()
-    // Approved 80 h ago and never activated: a reminder was due 8 h ago. The second card of the
-    // last customer is due an hour later, inside the first reminder's cooldown.
-    await producer.send({
-      topic: topics.lifecycleTopic,
-      messages: [approved(sent, 'tok_s', now - 80 * HOUR), approved(control, 'tok_c', now - 80 * HOUR), approved(cooled, 'tok_a', now - 80 * HOUR), approved(cooled, 'tok_b', now - 79 * HOUR)],
-    })
     const base = `http://127.0.0.1:${pipeline!.port}`
     const explained = (customer: string, decisions: number) =>
       waitFor(`${decisions} decisions of ${customer} in ClickHouse`, async () => {

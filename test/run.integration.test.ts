@@ -3,10 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Admin, Producer } from 'kafkajs'
-import { startPipeline, type RunningPipeline } from '../commands/run.ts'
-import { RunConfig, parseConfig } from '../commands/config.ts'
-import { createLogger } from '../core/log.ts'
-import { CLICKHOUSE_URL, KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, kafka, createTopics, freshTopics, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import type { RunningPipeline } from '../commands/run.ts'
+import { kafka, createTopics, freshTopics, testCatalogYaml, uniqueId, waitFor, webhookReceiver, startTestPipeline } from './helpers/services.ts'
 
 /** The live pipeline on the real Kafka broker, Redis and embedded ClickHouse, end to end. */
 
@@ -60,29 +58,19 @@ beforeAll(async () => {
       { key: 'x', value: JSON.stringify({ ...lifecycle('cust_bad', 'tok', 'exploded', now) }) },
     ],
   })
-  const config = parseConfig(RunConfig, {
-    kafkaBrokers: KAFKA_BROKERS,
-    kafkaClient: KAFKA_CLIENT,
-    redisUrl: REDIS_URL,
-    clickhouseUrl: CLICKHOUSE_URL,
+  pipeline = await startTestPipeline({
     redisPrefix: `cp-it-${id}`,
     groupId: `g-${id}`,
     ...topics,
     partitions: '3',
     // On threads whatever the machine: a catalogue reloaded on the main thread must reach them.
     stateThreads: '2',
-    httpPort: '0',
     catalogFile,
     webhookUrl: `${receiver.url}/hooks`,
     webhookUrlSms: `${receiver.url}/sms`,
-    webhookSecret: WEBHOOK_SECRET,
-    allowedLateness: '1s',
-    idleAdvance: '1s',
     clickhouseDatabase: `cp_it_${id}`,
     dataDir: join(dir, 'data'),
-    logLevel: 'warn',
   })
-  pipeline = await startPipeline(config, createLogger('warn'))
 })
 
 afterAll(async () => {

@@ -3,10 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Admin, Producer } from 'kafkajs'
-import { startPipeline, type RunningPipeline } from '../commands/run.ts'
-import { RunConfig, parseConfig } from '../commands/config.ts'
-import { createLogger } from '../core/log.ts'
-import { KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver } from './helpers/services.ts'
+import type { RunningPipeline } from '../commands/run.ts'
+import { createTopics, freshTopics, kafka, testCatalogYaml, uniqueId, waitFor, webhookReceiver, startTestPipeline } from './helpers/services.ts'
 
 /**
  * A shadow catalogue on the live pipeline (real Kafka, Redis, embedded ClickHouse, an HTTP
@@ -28,6 +26,7 @@ writeFileSync(shadowFile, draft('draft-1'))
 let admin: Admin
 let producer: Producer
 let receiver: Awaited<ReturnType<typeof webhookReceiver>>
+let startedAt: number
 let pipeline: RunningPipeline
 
 const iso = (ms: number) => new Date(ms).toISOString()
@@ -48,26 +47,21 @@ beforeAll(async () => {
   producer = k.producer()
   await producer.connect()
   receiver = await webhookReceiver()
-  const config = parseConfig(RunConfig, {
-    kafkaBrokers: KAFKA_BROKERS,
-    kafkaClient: KAFKA_CLIENT,
-    redisUrl: REDIS_URL,
+  // Waiting in the topic when the pipeline starts: sent later, once its sources are idle and its
+  // clock is the wall clock, an event that old would be late.
+  startedAt = Date.now()
+  await producer.send({ topic: topics.lifecycleTopic, messages: ['cust_s1', 'cust_s2'].map((c) => ({ key: c, value: JSON.stringify(approved(c, startedAt - 80 * HOUR)) })) })
+  pipeline = await startTestPipeline({
     redisPrefix: `cp-sh-${id}`,
     groupId: `g-sh-${id}`,
     ...topics,
     partitions: '2',
-    httpPort: '0',
     catalogFile,
     shadowCatalog: shadowFile,
     webhookUrl: `${receiver.url}/hooks`,
-    webhookSecret: WEBHOOK_SECRET,
-    allowedLateness: '1s',
-    idleAdvance: '1s',
     clickhouseDatabase: `cp_sh_${id}`,
     dataDir: join(dir, 'data'),
-    logLevel: 'warn',
   })
-  pipeline = await startPipeline(config, createLogger('warn'))
 })
 
 afterAll(async () => {
@@ -79,8 +73,7 @@ afterAll(async () => {
 
 describe('a shadow catalogue on the live pipeline', () => {
   it('records the draft\'s decisions beside the live ones and sends only the live ones', async () => {
-    const now = Date.now()
-    await producer.send({ topic: topics.lifecycleTopic, messages: ['cust_s1', 'cust_s2'].map((c) => ({ key: c, value: JSON.stringify(approved(c, now - 80 * HOUR)) })) })
+    const now = startedAt
     const db = pipeline.clickhouse.database
     const rows = await waitFor('live and shadow decisions', async () => {
       const live = await pipeline.clickhouse.query<{ id: string; channel: string; catalog_version: string }>(`SELECT id, channel, catalog_version FROM ${db}.decisions FINAL ORDER BY id`)

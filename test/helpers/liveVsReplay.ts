@@ -4,9 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import YAML from 'yaml'
 import type { Producer } from 'kafkajs'
-import { startPipeline, type RunningPipeline } from '../../commands/run.ts'
-import { RunConfig, parseConfig } from '../../commands/config.ts'
-import { createLogger } from '../../core/log.ts'
+import type { RunningPipeline } from '../../commands/run.ts'
 import { DEFAULT_CATALOG_FILE, loadCatalogFile } from '../../pipeline/catalog/index.ts'
 import { EmbeddedPipeline } from '../../pipeline/embedded.ts'
 import { simulateBank, fraudScenarios } from '../../simulator/bank.ts'
@@ -15,7 +13,7 @@ import type { Decision } from '../../schemas/decision.ts'
 import type { RiskAlert } from '../../schemas/alert.ts'
 import type { Conversion } from '../../schemas/conversion.ts'
 import type { InputEvent } from '../../schemas/events.ts'
-import { CLICKHOUSE_URL, KAFKA_BROKERS, KAFKA_CLIENT, REDIS_URL, WEBHOOK_SECRET, sender, freshTopics, waitFor } from './services.ts'
+import { sender, freshTopics, waitFor, startTestPipeline } from './services.ts'
 
 /**
  * What the suites comparing `cardpulse run` with `replay` share: a small simulated bank ending a
@@ -51,27 +49,19 @@ export interface Expected {
 
 /** A live pipeline on its own topics, Redis keys and ClickHouse database. */
 export async function startLive(id: string, topics: Topics, webhookUrl: string, settings: Record<string, string> = {}): Promise<RunningPipeline> {
-  return startPipeline(
-    parseConfig(RunConfig, {
-      kafkaBrokers: KAFKA_BROKERS,
-      kafkaClient: KAFKA_CLIENT,
-      redisUrl: REDIS_URL,
-      clickhouseUrl: CLICKHOUSE_URL,
-      redisPrefix: `cp-vs-${id}`,
-      groupId: `g-${id}`,
-      ...topics,
-      httpPort: '0',
-      catalogFile,
-      webhookUrl,
-      webhookSecret: WEBHOOK_SECRET,
-      idleAdvance: '1000d',
-      clickhouseDatabase: `cp_vs_${id}`,
-      // embedded ClickHouse keeps one data folder per process; each test has its own database
-      dataDir: join(dir, 'data'),
-      ...settings,
-    }),
-    createLogger('warn'),
-  )
+  return startTestPipeline({
+    redisPrefix: `cp-vs-${id}`,
+    groupId: `g-${id}`,
+    ...topics,
+    catalogFile,
+    webhookUrl,
+    idleAdvance: '1000d',
+    allowedLateness: '6h',
+    clickhouseDatabase: `cp_vs_${id}`,
+    // embedded ClickHouse keeps one data folder per process; each test has its own database
+    dataDir: join(dir, 'data'),
+    ...settings,
+  })
 }
 
 /** Each stream on its own topic, keyed by customer. */

@@ -7,6 +7,9 @@ import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs'
 import { verifyWebhook } from '../../sinks/webhook/signature.ts'
 import type { KafkaClientKind } from '../../pipeline/kafka/types.ts'
 import type { TopicSender } from '../../simulator/produce.ts'
+import { startPipeline, type RunningPipeline } from '../../commands/run.ts'
+import { RunConfig, parseConfig } from '../../commands/config.ts'
+import { createLogger, type Logger } from '../../core/log.ts'
 
 /** Real services for integration tests: the Kafka broker and Redis that .ci/run starts. */
 
@@ -20,6 +23,27 @@ export const WEBHOOK_SECRET = 'integration-test-secret-0123456789'
  * per client). The suites' own producers and readers stay on KafkaJS: the outside world.
  */
 export const KAFKA_CLIENT: KafkaClientKind = process.env.KAFKA_CLIENT === 'rdkafka' ? 'rdkafka' : 'kafkajs'
+
+/**
+ * `cardpulse run` in the test's process on the real services (ClickHouse: the server of
+ * CLICKHOUSE_URL, or embedded), with what every suite sets alike; `settings` name the suite's own
+ * topics, Redis prefix, group, database and data folder, and override the rest.
+ */
+export function startTestPipeline(settings: Record<string, string>, logger: Logger = createLogger('warn')): Promise<RunningPipeline> {
+  const config = parseConfig(RunConfig, {
+    kafkaBrokers: KAFKA_BROKERS,
+    kafkaClient: KAFKA_CLIENT,
+    redisUrl: REDIS_URL,
+    clickhouseUrl: CLICKHOUSE_URL,
+    httpPort: '0',
+    webhookSecret: WEBHOOK_SECRET,
+    allowedLateness: '1s',
+    idleAdvance: '1s',
+    logLevel: 'warn',
+    ...settings,
+  })
+  return startPipeline(config, logger)
+}
 
 /** A fresh name per test, so suites can run again on a dirty machine. */
 export const uniqueId = () => `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`
