@@ -324,8 +324,15 @@ class RdkafkaAdmin implements KafkaAdmin {
     if (!member) {
       const consumer = new this.rd.KafkaConsumer({ ...this.config, 'group.id': groupId, 'enable.auto.commit': false }, {})
       consumer.on('event.error', () => {})
-      member = connect(consumer, this.timeoutMs).then(() => consumer)
-      this.groups.set(groupId, member)
+      const connecting: Promise<RdConsumer> = connect(consumer, this.timeoutMs).then(
+        () => consumer,
+        (err: unknown) => {
+          // node-rdkafka tears a failed connect down itself; not kept, the next lookup tries again.
+          if (this.groups.get(groupId) === connecting) this.groups.delete(groupId)
+          throw err
+        },
+      )
+      this.groups.set(groupId, (member = connecting))
     }
     const consumer = await member
     const partitions: RdTopicPartition[] = []
@@ -619,15 +626,31 @@ class RdkafkaGroupConsumer implements GroupConsumer {
         consumer.resume([{ topic, partition }])
         continue
       }
-      // Messages were consumed past what was delivered: fetch from the first undelivered one.
-      consumer.seek({ topic, partition, offset: at }, 5000, (err) => {
-        if (generation !== this.generation) return
-        if (err) this.events?.emit('kafka.log', { level: 'warn', logger: 'rdkafka.seek', message: `seek of ${key} to ${at} failed: ${err.message}` })
-        this.skipped.delete(key)
-        this.paused.delete(key)
-        consumer.resume([{ topic, partition }])
-      })
+      this.seekThenResume(consumer, topic, partition, at, generation, 1)
     }
+  }
+
+  /**
+   * Messages were consumed past what was delivered: fetch from the first undelivered one before
+   * resuming. A failed seek (librdkafka refuses one on a partition it is not fetching, as around a
+   * broker restart) is tried again after a backoff with the partition still paused: resuming
+   * without it would skip what was discarded, and later commits would move past it.
+   */
+  private seekThenResume(consumer: RdConsumer, topic: string, partition: number, at: number, generation: number, attempt: number): void {
+    const key = keyOf(topic, partition)
+    consumer.seek({ topic, partition, offset: at }, 5000, (err) => {
+      if (generation !== this.generation) return
+      if (err) {
+        this.events?.emit('kafka.log', { level: 'warn', logger: 'rdkafka.seek', message: `seek of ${key} to ${at} failed (attempt ${attempt}): ${err.message}; trying again` })
+        setTimeout(() => {
+          if (generation === this.generation && this.running) this.seekThenResume(consumer, topic, partition, at, generation, attempt + 1)
+        }, backoffDelay(attempt, RECONNECT_POLICY))
+        return
+      }
+      this.skipped.delete(key)
+      this.paused.delete(key)
+      consumer.resume([{ topic, partition }])
+    })
   }
 
   async commit(offsets: TopicPartitionOffset[]): Promise<void> {
