@@ -65,7 +65,11 @@ if (opts.soak) {
     ['machine', `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`],
     ['load', `${report.settings.rate} events/s for ${report.settings.minutes} min, ${customers} customers, ${report.settings.partitions} partitions; applied ${Math.round(report.appliedPerSecond)} events/s`],
     ['process RSS at 0 / 25 / 50 / 75 / 100 %', [0, 0.25, 0.5, 0.75, 1].map((f) => mib(at(f).rssBytes)).join(' / ')],
+    ['of it V8 heaps committed: main thread, state threads at 0 / 25 / 50 / 75 / 100 %', [0, 0.25, 0.5, 0.75, 1].map((f) => `${mib(at(f).mainHeapBytes)}, ${mib(at(f).threadHeapBytes)}`).join(' / ')],
+    ['the rest (native: embedded ClickHouse, buffers, code) at 0 / 25 / 50 / 75 / 100 %', [0, 0.25, 0.5, 0.75, 1].map((f) => mib(at(f).rssBytes - at(f).mainHeapBytes - at(f).threadHeapBytes)).join(' / ')],
+    ['customers seen at 0 / 25 / 50 / 75 / 100 %', [0, 0.25, 0.5, 0.75, 1].map((f) => at(f).customers.toLocaleString('en-US')).join(' / ')],
     ['Redis memory of its keys at 0 / 25 / 50 / 75 / 100 %', [0, 0.25, 0.5, 0.75, 1].map((f) => mib(at(f).redisBytes)).join(' / ')],
+    ['Redis bytes per customer seen at the end', `${Math.round(at(1).redisBytes / Math.max(1, at(1).customers))}`],
     ['last quarter over second quarter (mean): RSS, Redis', `${report.rssGrowth.toFixed(2)}, ${report.redisGrowth.toFixed(2)}`],
   ]
   console.log('\n| measure | figure |\n|---|---|')

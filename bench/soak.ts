@@ -11,7 +11,7 @@ import { connectAdmin, createKafkaClient } from '../pipeline/kafka/client.ts'
 import type { ProducedMessage } from '../pipeline/kafka/types.ts'
 import type { InputEvent } from '../schemas/events.ts'
 import { removeBenchData } from './cleanup.ts'
-import { eventCounts, portOf } from './scaleOut.ts'
+import { portOf } from './scaleOut.ts'
 
 /**
  * Endurance: one `cardpulse run` process (as a user starts it) under a steady live load for a long
@@ -39,8 +39,14 @@ export interface SoakSample {
   minute: number
   applied: number
   rssBytes: number
+  /** V8 heap committed on the main thread (ingest, outbox, HTTP). */
+  mainHeapBytes: number
+  /** V8 heap committed on the state threads, summed: the customers they cache. */
+  threadHeapBytes: number
   /** MEMORY USAGE of every key of the run's prefix. */
   redisBytes: number
+  /** Customers with at least one event appended so far. */
+  customers: number
 }
 
 export interface SoakReport {
@@ -50,6 +56,13 @@ export interface SoakReport {
   /** Last quarter's mean over the second quarter's mean (1.00 = flat). */
   rssGrowth: number
   redisGrowth: number
+}
+
+/** The sum of a metric's samples whose labels include `labels`, from a Prometheus text page. */
+function metricSum(text: string, name: string, labels = ''): number {
+  let n = 0
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) if ((m[1] ?? '').includes(labels)) n += Number(m[2])
+  return n
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -98,15 +111,25 @@ export async function benchSoak(o: SoakOptions): Promise<SoakReport> {
     }
     const samples: SoakSample[] = []
     const started = Date.now()
+    const last = new Map<string, number>()
+    const mib = (b: number) => (b / 1048576).toFixed(0)
     const sample = async () => {
-      const s = { minute: (Date.now() - started) / 60_000, applied: (await eventCounts(port)).applied, rssBytes: rss(), redisBytes: await redisUsed() }
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+      const s = {
+        minute: (Date.now() - started) / 60_000,
+        applied: metricSum(metrics, 'cardpulse_events_total', 'result="applied"'),
+        rssBytes: rss(),
+        mainHeapBytes: metricSum(metrics, 'cardpulse_process_nodejs_heap_size_total_bytes'),
+        threadHeapBytes: metricSum(metrics, 'cardpulse_state_thread_heap_bytes', 'kind="committed"'),
+        redisBytes: await redisUsed(),
+        customers: last.size,
+      }
       samples.push(s)
-      console.error(`soak ${s.minute.toFixed(1)} min: ${s.applied} applied, RSS ${(s.rssBytes / 1048576).toFixed(0)} MiB, Redis ${(s.redisBytes / 1048576).toFixed(1)} MiB`)
+      console.error(`soak ${s.minute.toFixed(1)} min: ${s.applied} applied, ${s.customers} customers, RSS ${mib(s.rssBytes)} MiB (V8 heaps: main ${mib(s.mainHeapBytes)}, state threads ${mib(s.threadHeapBytes)}), Redis ${mib(s.redisBytes)} MiB`)
     }
     await sample()
     // The bank streams: ten years of it is more than any soak appends.
     const bank = new SimulatedBank({ customers: o.customers, days: 3650, start: new Date(Date.UTC(2025, 9, 1)), seed: o.seed }).until(Infinity)
-    const last = new Map<string, number>()
     let sent = 0
     let nextSample = started + o.sampleSeconds * 1000
     while (Date.now() - started < o.minutes * 60_000) {

@@ -121,6 +121,8 @@ export const RunConfig = CommonConfig.extend({
   partitions: number().int().min(1).max(1024).default(6),
   /** Threads of the state stage, each a member of its consumer group; 0 runs it on the main thread. */
   stateThreads: number().int().min(0).max(64).default(() => Math.min(availableParallelism(), 4)),
+  /** Customer records the process keeps decoded in memory, shared among the partitions it steps; the rest are read from Redis when their events come. */
+  stateCacheCustomers: number().int().min(1000).max(10_000_000).default(100_000),
   idleAdvance: Duration.prefault('10s'),
   sourceIdleness: Duration.prefault('2s'),
   /** How far ahead of the wall clock an input event may be before it is dead-lettered as from the future. */

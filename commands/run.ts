@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { Gauge } from 'prom-client'
 import { kafkaSecurity, type RunConfig } from './config.ts'
 import { httpSettings, openClickHouse, outboxDelivery, serveHttp, shutDownInOrder, stopSignal, watchedCatalog, watchedShadowCatalog, type HttpServer } from './wiring.ts'
 import { connectAdmin, createKafkaClient } from '../pipeline/kafka/client.ts'
@@ -117,7 +118,10 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
       instrumentation: events.child({ component: 'ingest' }),
     }))
     await ingest.start()
+    // node-rdkafka's native module loads on the main thread only: on librdkafka the state stage stays there.
+    const stateThreads = config.kafkaClient === 'rdkafka' ? 0 : config.stateThreads
     const stage = {
+      cachedCustomers: Math.floor(config.stateCacheCustomers / Math.max(1, stateThreads)),
       groupId: config.groupId,
       eventsTopic: config.eventsTopic,
       sessionTimeout: config.sessionTimeout,
@@ -127,8 +131,6 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     }
     // What a commit put in the outbox for a receiver or the broker goes now, not at the drain's next tick.
     const nudge = () => p.delivery?.drain.nudge()
-    // node-rdkafka's native module loads on the main thread only: on librdkafka the state stage stays there.
-    const stateThreads = config.kafkaClient === 'rdkafka' ? 0 : config.stateThreads
     const state = (p.state =
       stateThreads > 0
         ? new StateThreads({
@@ -157,6 +159,7 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
             onCommitted: (_, out) => outboxUrgent(out) && nudge(),
           }))
     await state.start()
+    if (state instanceof StateThreads) watchThreadHeaps(metrics, state)
 
     // Alerts and late events' dead letters leave the outbox only once the broker has them.
     const { drain, monitor } = (p.delivery = outboxDelivery({
@@ -193,6 +196,22 @@ export async function startPipeline(config: RunConfig, log: Logger): Promise<Run
     await stop().catch(() => {})
     throw e
   }
+}
+
+/** Each state thread's heap on /metrics: the customers a thread caches live in its own heap, outside the process's heap figures. */
+function watchThreadHeaps(metrics: Metrics, threads: StateThreads) {
+  new Gauge({
+    name: 'cardpulse_state_thread_heap_bytes',
+    help: "V8 heap of each state thread at its last commit, in use and committed (the process's nodejs_heap metrics cover the main thread only)",
+    labelNames: ['thread', 'kind'],
+    registers: [metrics.registry],
+    collect() {
+      threads.heaps().forEach((heap, thread) => {
+        this.set({ thread: String(thread), kind: 'used' }, heap.used)
+        this.set({ thread: String(thread), kind: 'committed' }, heap.committed)
+      })
+    },
+  })
 }
 
 /** The CLI entry: runs until SIGINT/SIGTERM, then stops cleanly. */

@@ -60,11 +60,16 @@ export interface ProcessorOptions {
    * that span forgets the oldest, and a repeat of one of those would be applied again.
    */
   seenPerCustomer?: number
-  /** Customers kept in the write-through cache before the oldest are dropped. */
-  maxCachedCustomers?: number
+  /**
+   * Customers kept in the write-through cache before the oldest are dropped: a number, or the
+   * partition's share of a budget that depends on how many partitions its stage owns now.
+   */
+  maxCachedCustomers?: number | (() => number)
 }
 
 const NO_WATERMARK = NO_MARK
+
+export const DEFAULT_CACHED_CUSTOMERS = 100_000
 
 export class PartitionProcessor {
   private readonly cache = new Map<string, CustomerRecord>()
@@ -115,6 +120,11 @@ export class PartitionProcessor {
   /** What the partition knows of its sources (live only). */
   get sourceStates(): Readonly<SourceStates> {
     return this.sources
+  }
+
+  /** Customer records held decoded now. */
+  get cachedCustomers() {
+    return this.cache.size
   }
 
   /** Drops cached state, e.g. when the partition is revoked; the store stays the truth. */
@@ -299,7 +309,8 @@ export class PartitionProcessor {
   }
 
   private evictIfFull() {
-    const max = this.opts.maxCachedCustomers ?? 200_000
+    const setting = this.opts.maxCachedCustomers ?? DEFAULT_CACHED_CUSTOMERS
+    const max = typeof setting === 'function' ? setting() : setting
     if (this.cache.size <= max) return
     const drop = this.cache.size - Math.floor(max * 0.9)
     let i = 0

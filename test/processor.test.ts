@@ -4,6 +4,7 @@ import { PipelineHarness, app, defaultCatalogForTests, lifecycle, transaction } 
 import type { MemoryStore } from '../pipeline/store/memory.ts'
 import type { BatchCommit } from '../pipeline/store/types.ts'
 import { FencedError } from '../core/errors.ts'
+import { simulateBank } from '../simulator/bank.ts'
 import { TimerHeap, parseTimerMember, timerCustomer, timerMember } from '../pipeline/timers.ts'
 
 const HOUR = 3_600_000
@@ -73,6 +74,31 @@ describe('watermarks, lateness and deduplication', () => {
     for (let i = 0; i < 200; i++) await h.send(app('c', 'login', at(i / 100)))
     const loaded = await h.store.load(0, ['c'], 0)
     expect(loaded.customers.get('c')!.seen.length).toBeLessThanOrEqual(64)
+  })
+
+  it('keeps at most its budget of customers decoded, and decides the same as with all of them cached', async () => {
+    const events = simulateBank({ customers: 150, start: Date.parse('2026-01-01T00:00:00Z'), days: 20, seed: 7 })
+    let budget = 12
+    const small = new PipelineHarness(defaultCatalogForTests(), { maxCachedCustomers: () => budget })
+    const large = new PipelineHarness(defaultCatalogForTests())
+    let most = 0
+    for (let i = 0; i < events.length; i += 40) {
+      // a stage that is assigned more partitions gives each a smaller share
+      if (i > events.length / 2) budget = 5
+      const batch = events.slice(i, i + 40) as unknown as Record<string, unknown>[]
+      await small.send(...batch)
+      await large.send(...batch)
+      most = Math.max(most, small.cachedCustomers)
+      expect(small.cachedCustomers).toBeLessThanOrEqual(i > events.length / 2 ? 5 : 12)
+    }
+    await small.finish()
+    await large.finish()
+    expect(large.cachedCustomers).toBeGreaterThan(100)
+    expect(most).toBeGreaterThan(4)
+    expect(small.decisions.length).toBeGreaterThan(10)
+    expect(small.decisions).toEqual(large.decisions)
+    expect(small.alerts).toEqual(large.alerts)
+    expect(small.conversions).toEqual(large.conversions)
   })
 
   it('skips what was already applied after a restart from the store', async () => {

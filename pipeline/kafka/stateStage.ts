@@ -1,4 +1,4 @@
-import { PartitionProcessor } from '../processor.ts'
+import { DEFAULT_CACHED_CUSTOMERS, PartitionProcessor } from '../processor.ts'
 import type { BatchOutput, StreamMessage } from '../stream.ts'
 import { emptyOutput } from '../stream.ts'
 import type { StateStore } from '../store/types.ts'
@@ -42,6 +42,8 @@ export interface StateStageOptions {
   instrumentation: Instrumentation
   /** Called as soon as a step's commit is in the store, with its output (`run` nudges the outbox drain). */
   onCommitted?: (partition: number, out: BatchOutput) => void
+  /** Customer records this stage keeps decoded, shared evenly among the partitions it owns (default processor.ts's). */
+  cachedCustomers?: number
 }
 
 /** How often idle partitions are looked for. */
@@ -207,6 +209,7 @@ export class StateStage {
         decisionTime: () => Date.now(),
         receivedAt: Date.now,
         outbox: { webhooks: true, alerts: true, rows: true, deadLetters: true },
+        maxCachedCustomers: () => Math.floor((this.opts.cachedCustomers ?? DEFAULT_CACHED_CUSTOMERS) / Math.max(1, this.assignment.length)),
       })
       this.processors.set(partition, p)
     }

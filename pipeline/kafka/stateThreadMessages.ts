@@ -17,12 +17,18 @@ export interface StateThreadOptions {
   catalog: Catalog
   /** The shadow catalogue, if any (processor.ts, `shadowCatalog`). */
   shadowCatalog?: Catalog
-  stage: Pick<StateStageOptions, 'groupId' | 'eventsTopic' | 'sessionTimeout' | 'allowedLateness' | 'idleAdvance' | 'inputTopics'>
+  stage: Pick<StateStageOptions, 'groupId' | 'eventsTopic' | 'sessionTimeout' | 'allowedLateness' | 'idleAdvance' | 'inputTopics' | 'cachedCustomers'>
+}
+
+/** A state thread's V8 heap, in bytes: in use, and taken from the system (what its resident memory holds). */
+export interface ThreadHeap {
+  used: number
+  committed: number
 }
 
 export type StateThreadMessage =
   | { type: 'event'; name: EventName; event: unknown }
-  | { type: 'committed'; partition: number; nudge: boolean; roundTrips: RoundTrips }
+  | { type: 'committed'; partition: number; nudge: boolean; roundTrips: RoundTrips; heap: ThreadHeap }
   | { type: 'started' }
   | { type: 'stopped' }
   | { type: 'failed'; message: string }

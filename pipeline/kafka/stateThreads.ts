@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads'
 import type { Catalog } from '../../schemas/catalog.ts'
 import type { RoundTrips } from '../store/redis.ts'
 import type { Instrumentation, InstrumentationEvents } from '../../core/instrumentation.ts'
-import type { StateThreadMessage, StateThreadOptions } from './stateThreadMessages.ts'
+import type { StateThreadMessage, StateThreadOptions, ThreadHeap } from './stateThreadMessages.ts'
 
 /**
  * The state stage on several threads. Each thread is a member of the state stage's consumer group
@@ -32,6 +32,7 @@ interface Thread {
   worker: Worker
   owned: number[]
   roundTrips: RoundTrips
+  heap: ThreadHeap
   stopping: boolean
   /** Resolves when the thread has exited. */
   exited: Promise<void>
@@ -50,7 +51,7 @@ export class StateThreads {
 
   private spawn(options: StateThreadOptions): Promise<void> {
     const worker = new Worker(new URL('./stateWorker.js', import.meta.url), { workerData: options, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } })
-    const thread: Thread = { worker, owned: [], roundTrips: { load: 0, commit: 0, outbox: 0 }, stopping: false, exited: new Promise((resolve) => worker.once('exit', () => resolve())) }
+    const thread: Thread = { worker, owned: [], roundTrips: { load: 0, commit: 0, outbox: 0 }, heap: { used: 0, committed: 0 }, stopping: false, exited: new Promise((resolve) => worker.once('exit', () => resolve())) }
     this.threads.push(thread)
     const events = this.opts.instrumentation
     return new Promise((resolve, reject) => {
@@ -61,6 +62,7 @@ export class StateThreads {
           events.emit(m.name, m.event as never)
         } else if (m.type === 'committed') {
           thread.roundTrips = m.roundTrips
+          thread.heap = m.heap
           if (m.nudge) this.opts.onOutbox()
         } else if (m.type === 'stopped') {
           void worker.terminate()
@@ -105,6 +107,11 @@ export class StateThreads {
   /** Likewise the shadow catalogue. */
   setShadowCatalog(catalog: Catalog): void {
     for (const t of this.threads) t.worker.postMessage({ type: 'shadowCatalog', catalog })
+  }
+
+  /** Each thread's V8 heap at its last commit. */
+  heaps(): ThreadHeap[] {
+    return this.threads.map((t) => t.heap)
   }
 
   /** The state stage's Redis round trips so far, summed over the threads. */

@@ -1,4 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads'
+import { getHeapStatistics } from 'node:v8'
 import { pino } from 'pino'
 import { createKafkaClient } from './client.ts'
 import type { KafkaAdmin } from './types.ts'
@@ -48,6 +49,12 @@ function countedOnly(e: InstrumentationEvents['pipeline.batch_end']): Instrument
   }
 }
 
+/** This thread's own heap: the customers it caches live here, not in the main thread's. */
+function ownHeap() {
+  const h = getHeapStatistics()
+  return { used: h.used_heap_size, committed: h.total_heap_size }
+}
+
 const events = new Relayed(pino({ level: 'silent' }))
 let catalog: Catalog = options.catalog
 let shadowCatalog: Catalog | undefined = options.shadowCatalog
@@ -93,6 +100,7 @@ try {
         partition,
         nudge: outboxUrgent(out),
         roundTrips: committed.roundTrips,
+        heap: ownHeap(),
       }),
   })
   await stage.start()

@@ -47,6 +47,7 @@ export class PipelineHarness {
       settle?: boolean
       /** Another harness's store: a new processor on it is the pipeline after a restart. */
       store?: MemoryStore
+      maxCachedCustomers?: number | (() => number)
     } = {},
   ) {
     this.store = opts.store ?? new MemoryStore()
@@ -61,6 +62,7 @@ export class PipelineHarness {
       receivedAt: opts.receivedAt,
       outbox: { webhooks: true, alerts: true, rows: true, deadLetters: true },
       operators: opts.operators,
+      maxCachedCustomers: opts.maxCachedCustomers,
     })
   }
 
@@ -96,6 +98,10 @@ export class PipelineHarness {
 
   get watermark() {
     return this.processor.watermark
+  }
+
+  get cachedCustomers() {
+    return this.processor.cachedCustomers
   }
 
   private collect(out: BatchOutput) {
