@@ -1,4 +1,4 @@
-import type { z } from 'zod'
+import { compile, type z } from 'zod'
 import { InputEvent, AppEvent, LifecycleEvent, TransactionEvent, type EventType } from '../schemas/events.ts'
 import type { DeadLetter, DeadLetterCode } from '../schemas/deadLetter.ts'
 import { containsPan, maskPanBytes, maskPans } from './pan.ts'
@@ -23,10 +23,11 @@ export interface SourceCoordinates {
 
 export type Decoded = { ok: true; event: InputEvent } | { ok: false; deadLetter: DeadLetter }
 
+/** Compiled once: a valid event is checked by generated code; an invalid one falls back to Zod's own parser for its message. */
 const SCHEMAS: Record<EventType, z.ZodType<InputEvent>> = {
-  transaction: TransactionEvent,
-  app: AppEvent,
-  lifecycle: LifecycleEvent,
+  transaction: compile(TransactionEvent),
+  app: compile(AppEvent),
+  lifecycle: compile(LifecycleEvent),
 }
 
 /** How far ahead of the wall clock a live event may be: a producer's clock may run a little fast. */
