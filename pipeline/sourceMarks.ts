@@ -125,6 +125,18 @@ export class SourceClock {
   }
 }
 
+/**
+ * What a watermark record need say after `published`: the marks that changed. A state partition
+ * folds records in order (`mergeMarks`), so one that has read the earlier records knows the rest;
+ * `full` sends them all, for a reader that starts later in the topic (a new group, retention).
+ */
+export function marksToSend(marks: Marks, published: Marks, full: boolean): Marks {
+  if (full) return marks
+  const changed: Marks = {}
+  for (const [source, mark] of Object.entries(marks)) if (published[source] !== mark) changed[source] = mark
+  return changed
+}
+
 /** Whether two sets of marks say the same. */
 export function sameMarks(a: Marks, b: Marks): boolean {
   const ka = Object.keys(a)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { NO_MARK, SourceClock, allIdle, mergeMarks, watermarkOf, type Marks, type SourceStates } from '../pipeline/sourceMarks.ts'
+import { NO_MARK, SourceClock, allIdle, marksToSend, mergeMarks, watermarkOf, type Marks, type SourceStates } from '../pipeline/sourceMarks.ts'
 import { PartitionProcessor } from '../pipeline/processor.ts'
 import type { StreamMessage } from '../pipeline/stream.ts'
 import { MemoryStore } from '../pipeline/store/memory.ts'
@@ -44,6 +44,31 @@ describe('the watermark over sources', () => {
       }),
       { numRuns: 300 },
     )
+  })
+
+  it('knows the same from records of the marks that changed as from whole records, read from the start or from any whole record', () => {
+    const mark = fc.oneof(fc.integer({ min: 0, max: 50 }), fc.constant('idle' as const))
+    // what the ingest stage has to say at each publish: a mark for some of four sources
+    const step = fc.dictionary(fc.constantFrom('tx|0', 'tx|1', 'app|0', 'life|0'), mark, { minKeys: 1 })
+    fc.assert(
+      fc.property(fc.array(fc.tuple(step, fc.boolean()), { minLength: 1, maxLength: 30 }), (steps) => {
+        let published: Marks = {}
+        const wholes: Marks[] = []
+        const sent: { record: Marks; whole: boolean }[] = []
+        for (const [marks, whole] of steps) {
+          wholes.push(marks)
+          sent.push({ record: marksToSend(marks, published, whole), whole })
+          published = marks
+        }
+        expect(fold(sent.map((r) => r.record))).toEqual(fold(wholes))
+        sent.forEach((r, i) => {
+          if (r.whole) expect(fold(sent.slice(i).map((x) => x.record))).toEqual(fold(wholes.slice(i)))
+        })
+      }),
+      { numRuns: 500 },
+    )
+    // most records say less than the whole set
+    expect(marksToSend({ 'tx|0': 5, 'app|0': 'idle' }, { 'tx|0': 4, 'app|0': 'idle' }, false)).toEqual({ 'tx|0': 5 })
   })
 
   it('is held by a source known to exist until it is heard from', () => {

@@ -1,6 +1,6 @@
 import { decode, type Decoded, type SourceCoordinates } from '../decode.ts'
 import { InputAlignment, type Released } from '../alignment.ts'
-import { SourceClock, sameMarks, type Marks } from '../sourceMarks.ts'
+import { SourceClock, marksToSend, sameMarks, type Marks } from '../sourceMarks.ts'
 import type { EventType } from '../../schemas/events.ts'
 import type { DeadLetter } from '../../schemas/deadLetter.ts'
 import { errText, type Instrumentation } from '../../core/instrumentation.ts'
@@ -58,6 +58,9 @@ const tickMs = (sourceIdleness: number) => Math.min(200, Math.max(10, sourceIdle
  */
 export const ALIGNMENT_DRIFT_MS = 15_000
 
+/** How often a watermark record carries every mark, not only those that changed. */
+const WHOLE_MARKS_EVERY_MS = 1000
+
 export class IngestStage {
   private readonly consumer: GroupConsumer
   private readonly alignment: InputAlignment<Fetched>
@@ -67,8 +70,10 @@ export class IngestStage {
   private forwarding: Promise<unknown> = Promise.resolve()
   private ticker?: NodeJS.Timeout
   private readonly clock: SourceClock
-  /** The marks last published, so an unchanged set is not sent again on a tick. */
+  /** The marks last published, so an unchanged set is not sent again on a tick, and a record says only what changed. */
   private published: Marks = {}
+  /** When every mark was last sent whole (`marksToSend`). */
+  private wholeMarksAt = 0
   /** Partitions of the internal topic: every one gets every watermark record. */
   private eventPartitions: number[] = []
 
@@ -161,13 +166,23 @@ export class IngestStage {
     await this.forward()
     const marks = this.clock.marks((key) => this.alignment.drained(key))
     if (sameMarks(marks, this.published) || !Object.keys(marks).length) return
-    await this.opts.producer.send([{ topic: this.opts.topics.eventsTopic, messages: this.markRecords(marks) }])
+    const records = this.markRecords(marks)
+    if (records.length) await this.opts.producer.send([{ topic: this.opts.topics.eventsTopic, messages: records }])
     this.published = marks
   }
 
-  /** One watermark record per partition of the internal topic. */
+  /**
+   * One watermark record per partition of the internal topic, with the marks that changed since
+   * the last record (all of them once a second). Under live load a record follows every publish:
+   * sent whole, the marks of every input partition outweighed the events they followed.
+   */
   private markRecords(marks: Marks): ProducedMessage[] {
-    const value = JSON.stringify({ marks })
+    const now = Date.now()
+    const whole = now - this.wholeMarksAt >= WHOLE_MARKS_EVERY_MS
+    if (whole) this.wholeMarksAt = now
+    const send = marksToSend(marks, this.published, whole)
+    if (!Object.keys(send).length) return []
+    const value = JSON.stringify({ marks: send })
     return this.eventPartitions.map((partition) => ({ key: 'marks', value, partition }))
   }
 
