@@ -70,6 +70,7 @@ if (opts.soak) {
     ['customers seen at 0 / 25 / 50 / 75 / 100 %', [0, 0.25, 0.5, 0.75, 1].map((f) => at(f).customers.toLocaleString('en-US')).join(' / ')],
     ['Redis memory of its keys at 0 / 25 / 50 / 75 / 100 %', [0, 0.25, 0.5, 0.75, 1].map((f) => mib(at(f).redisBytes)).join(' / ')],
     ['Redis bytes per customer seen at the end', `${Math.round(at(1).redisBytes / Math.max(1, at(1).customers))}`],
+    ['CPU of the `run` process (all threads) per event applied', `${Math.round(report.cpuMicrosPerEvent)} µs (${((report.cpuMicrosPerEvent * report.appliedPerSecond) / 1e4).toFixed(0)} % of a core)`],
     ['last quarter over second quarter (mean): RSS, Redis', `${report.rssGrowth.toFixed(2)}, ${report.redisGrowth.toFixed(2)}`],
   ]
   console.log('\n| measure | figure |\n|---|---|')

@@ -47,6 +47,8 @@ export interface SoakSample {
   redisBytes: number
   /** Customers with at least one event appended so far. */
   customers: number
+  /** CPU time the `run` process (all its threads) has used so far. */
+  cpuSeconds: number
 }
 
 export interface SoakReport {
@@ -56,6 +58,8 @@ export interface SoakReport {
   /** Last quarter's mean over the second quarter's mean (1.00 = flat). */
   rssGrowth: number
   redisGrowth: number
+  /** CPU time of the `run` process per event applied, between the first and the last sample. */
+  cpuMicrosPerEvent: number
 }
 
 /** The sum of a metric's samples whose labels include `labels`, from a Prometheus text page. */
@@ -103,6 +107,11 @@ export async function benchSoak(o: SoakOptions): Promise<SoakReport> {
     child.stdout!.resume()
     child.stderr!.resume()
     const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024
+    // utime and stime, in clock ticks (100 a second on Linux), after the command name in parentheses
+    const cpuSeconds = () => {
+      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+      return (Number(fields[11]) + Number(fields[12])) / 100
+    }
     const redisUsed = async () => {
       let bytes = 0
       for await (const keys of redis.scanStream({ match: `${id}*`, count: 1000 }) as AsyncIterable<string[]>)
@@ -123,6 +132,7 @@ export async function benchSoak(o: SoakOptions): Promise<SoakReport> {
         threadHeapBytes: metricSum(metrics, 'cardpulse_state_thread_heap_bytes', 'kind="committed"'),
         redisBytes: await redisUsed(),
         customers: last.size,
+        cpuSeconds: cpuSeconds(),
       }
       samples.push(s)
       console.error(`soak ${s.minute.toFixed(1)} min: ${s.applied} applied, ${s.customers} customers, RSS ${mib(s.rssBytes)} MiB (V8 heaps: main ${mib(s.mainHeapBytes)}, state threads ${mib(s.threadHeapBytes)}), Redis ${mib(s.redisBytes)} MiB`)
@@ -169,6 +179,7 @@ export async function benchSoak(o: SoakOptions): Promise<SoakReport> {
       samples,
       appliedPerSecond: (end.applied - first.applied) / ((end.minute - first.minute) * 60),
       rssGrowth: fourth.rss / second.rss,
+      cpuMicrosPerEvent: ((end.cpuSeconds - first.cpuSeconds) * 1e6) / Math.max(1, end.applied - first.applied),
       redisGrowth: fourth.redis / second.redis,
     }
   } finally {
