@@ -63,7 +63,7 @@ if (opts.soak) {
   const at = (f: number) => report.samples[Math.min(report.samples.length - 1, Math.round(f * (report.samples.length - 1)))]
   const rows: [string, string][] = [
     ['machine', `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`],
-    ['load', `${report.settings.rate} events/s for ${report.settings.minutes} min, ${customers} customers, ${report.settings.partitions} partitions; applied ${Math.round(report.appliedPerSecond)} events/s`],
+    ['load', `${report.settings.rate} events/s for ${report.settings.minutes} min, ${customers} customers, ${report.settings.partitions} partitions, ALLOWED_LATENESS ${process.env.ALLOWED_LATENESS ?? '6h'}; applied ${Math.round(report.appliedPerSecond)} events/s`],
     ['process RSS at 0 / 25 / 50 / 75 / 100 %', [0, 0.25, 0.5, 0.75, 1].map((f) => mib(at(f).rssBytes)).join(' / ')],
     ['of it V8 heaps committed: main thread, state threads at 0 / 25 / 50 / 75 / 100 %', [0, 0.25, 0.5, 0.75, 1].map((f) => `${mib(at(f).mainHeapBytes)}, ${mib(at(f).threadHeapBytes)}`).join(' / ')],
     ['the rest (native: embedded ClickHouse, buffers, code) at 0 / 25 / 50 / 75 / 100 %', [0, 0.25, 0.5, 0.75, 1].map((f) => mib(at(f).rssBytes - at(f).mainHeapBytes - at(f).threadHeapBytes)).join(' / ')],
