@@ -73,10 +73,12 @@ export function portOf(child: ChildProcess): Promise<number> {
 /** Applied and late events so far, from a process's cardpulse_events_total. */
 export async function eventCounts(port: number): Promise<{ applied: number; late: number }> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
-  const sum = (result: string) => {
-    let n = 0
-    for (const m of text.matchAll(new RegExp(`^cardpulse_events_total\\{[^}]*result="${result}"[^}]*\\} (\\S+)$`, 'gm'))) n += Number(m[1])
-    return n
-  }
-  return { applied: sum('applied'), late: sum('late') }
+  return { applied: metricSum(text, 'cardpulse_events_total', 'result="applied"'), late: metricSum(text, 'cardpulse_events_total', 'result="late"') }
+}
+
+/** The sum of a metric's samples whose labels include `labels`, from a Prometheus text page. */
+export function metricSum(text: string, name: string, labels = ''): number {
+  let n = 0
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) if ((m[1] ?? '').includes(labels)) n += Number(m[2])
+  return n
 }

@@ -11,7 +11,7 @@ import { connectAdmin, createKafkaClient } from '../pipeline/kafka/client.ts'
 import type { ProducedMessage } from '../pipeline/kafka/types.ts'
 import type { InputEvent } from '../schemas/events.ts'
 import { removeBenchData } from './cleanup.ts'
-import { portOf } from './scaleOut.ts'
+import { metricSum, portOf } from './scaleOut.ts'
 
 /**
  * Endurance: one `cardpulse run` process (as a user starts it) under a steady live load for a long
@@ -60,13 +60,6 @@ export interface SoakReport {
   redisGrowth: number
   /** CPU time of the `run` process per event applied, between the first and the last sample. */
   cpuMicrosPerEvent: number
-}
-
-/** The sum of a metric's samples whose labels include `labels`, from a Prometheus text page. */
-function metricSum(text: string, name: string, labels = ''): number {
-  let n = 0
-  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) if ((m[1] ?? '').includes(labels)) n += Number(m[2])
-  return n
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
