@@ -8,7 +8,7 @@ import { initialFacts } from '../operators/facts.ts'
 import { initialPolicyState } from './policy.ts'
 import { Batch, watermarkAfter, type BatchContext } from './batch.ts'
 import type { BatchOutput, Cancellation, StreamMessage } from './stream.ts'
-import { NO_MARK, mergeMarks, watermarkOf, type SourceStates } from './sourceMarks.ts'
+import { NO_MARK, foldMarks, watermarkOf, type SourceStates } from './sourceMarks.ts'
 import { OperatorHost } from './operatorHost.ts'
 import { timerCustomer, type TimerEntry } from './timers.ts'
 import type { CustomerRecord, StateStore } from './store/types.ts'
@@ -145,11 +145,13 @@ export class PartitionProcessor {
       while (first < messages.length && BigInt(messages[first].offset) <= applied) first++
     }
     batch.out.skipped = first
+    // A copy of its own for the batch to fold its records into: the store may hold the last one committed.
+    if (messages.some((m) => 'marks' in m)) this.sources = { ...this.sources }
     for (let i = first; i < messages.length; i++) {
       const m = messages[i]
       if ('event' in m) batch.applyEvent(m)
       else if ('marks' in m) {
-        this.sources = mergeMarks(this.sources, m.marks)
+        foldMarks(this.sources, m.marks)
         this.advanceBySources()
         batch.fireTimers(this.wm)
       } else batch.out.passedThrough.push(m.deadLetter)
@@ -168,8 +170,8 @@ export class PartitionProcessor {
       for (const m of messages) if ('event' in m && m.at > newest) newest = m.at
       return Math.max(this.wm, watermarkAfter(newest, watermarks.maxDisorder))
     }
-    let known = this.sources
-    for (const m of messages) if ('marks' in m) known = mergeMarks(known, m.marks)
+    const known = { ...this.sources }
+    for (const m of messages) if ('marks' in m) foldMarks(known, m.marks)
     return Math.max(this.wm, watermarkOf(known, watermarks.sources()) ?? NO_WATERMARK)
   }
 

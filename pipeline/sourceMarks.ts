@@ -32,12 +32,18 @@ export const NO_MARK = -8.64e15
 /** Folds a watermark record into what a partition knows; marks only move forward, idleness follows the latest word. */
 export function mergeMarks(known: SourceStates, marks: Marks): SourceStates {
   const next: SourceStates = { ...known }
-  for (const [source, mark] of Object.entries(marks)) {
-    const before = known[source]
-    if (mark === 'idle') next[source] = { at: before?.at ?? NO_MARK, idle: true }
-    else next[source] = { at: Math.max(before?.at ?? NO_MARK, mark) }
-  }
+  foldMarks(next, marks)
   return next
+}
+
+/** `mergeMarks` into `known` itself, for a copy the caller owns: a batch of many records copies once. */
+export function foldMarks(known: SourceStates, marks: Marks): void {
+  for (const source in marks) {
+    const mark = marks[source]
+    const before = known[source]
+    if (mark === 'idle') known[source] = { at: before?.at ?? NO_MARK, idle: true }
+    else known[source] = { at: Math.max(before?.at ?? NO_MARK, mark) }
+  }
 }
 
 /**
