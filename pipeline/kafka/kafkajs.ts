@@ -23,12 +23,12 @@ import type {
 
 /**
  * How both stages' consumers fetch: the broker answers a fetch as soon as one byte is there
- * (`minBytes`), and an empty fetch comes back after a few milliseconds instead of KafkaJS's 5 s,
- * so a partition resumed or newly written to is fetched again at once. `maxBytesPerPartition`
+ * (`minBytes`), and an empty fetch comes back after 100 ms instead of KafkaJS's 5 s, so a
+ * partition resumed is fetched again soon (10 ms cost an idle process a third of a core). `maxBytesPerPartition`
  * bounds a batch (a batch is cut by size, or by what has arrived when the fetch returns).
  * Measured with `npm run bench -- --latency` (docs/performance.md).
  */
-export const STAGE_FETCH = { minBytes: 1, maxWaitTimeInMs: 10, maxBytesPerPartition: 1 << 20 } as const
+export const STAGE_FETCH = { minBytes: 1, maxWaitTimeInMs: 100, maxBytesPerPartition: 1 << 20 } as const
 
 /**
  * How both stages run their consumers: the batches of one fetch are taken concurrently, not one
