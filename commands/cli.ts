@@ -107,6 +107,7 @@ kafkaSecurityOptions(commonOptions(program.command('run').description('the live 
   .addOption(opt('--events-topic <topic>', 'internal topic of validated events keyed by customer (default cardpulse.events)', 'EVENTS_TOPIC'))
   .addOption(opt('--partitions <n>', 'partitions of the internal events topic when it is created: the unit of scale-out (default 6)', 'PARTITIONS'))
   .addOption(opt('--state-threads <n>', 'threads that run the operators, each owning partitions of the events topic (default: one per core, up to 4; 0: on the main thread)', 'STATE_THREADS'))
+  .addOption(opt('--state-cache-customers <n>', 'customer records kept decoded in memory, shared among the state threads (default 100000; at least 1000)', 'STATE_CACHE_CUSTOMERS'))
   .addOption(opt('--idle-advance <duration>', 'a partition whose input partitions are all idle follows the wall clock after this long (default 10s)', 'IDLE_ADVANCE'))
   .addOption(opt('--max-clock-skew <duration>', 'how far ahead of the wall clock an input event may be; one further ahead is dead-lettered as future_event (default 5m)', 'MAX_CLOCK_SKEW'))
   .addOption(opt('--source-idleness <duration>', 'an input partition read to its end that forwarded nothing this long is idle and stops holding the watermark back (default 2s)', 'SOURCE_IDLENESS'))
