@@ -5,6 +5,7 @@ import { Duration, parseDuration } from '../schemas/duration.ts'
 import { Channel } from '../schemas/events.ts'
 import { ConfigError } from '../core/errors.ts'
 import type { KafkaSecurity } from '../pipeline/kafka/types.ts'
+import { DEFAULT_CACHED_CUSTOMERS } from '../pipeline/processor.ts'
 
 /**
  * Configuration, parsed once at the edge from flags and their environment twins. Nothing deeper
@@ -122,7 +123,7 @@ export const RunConfig = CommonConfig.extend({
   /** Threads of the state stage, each a member of its consumer group; 0 runs it on the main thread. */
   stateThreads: number().int().min(0).max(64).default(() => Math.min(availableParallelism(), 4)),
   /** Customer records the process keeps decoded in memory, shared among the partitions it steps; the rest are read from Redis when their events come. */
-  stateCacheCustomers: number().int().min(1000).max(10_000_000).default(100_000),
+  stateCacheCustomers: number().int().min(1000).max(10_000_000).default(DEFAULT_CACHED_CUSTOMERS),
   idleAdvance: Duration.prefault('10s'),
   sourceIdleness: Duration.prefault('2s'),
   /** How far ahead of the wall clock an input event may be before it is dead-lettered as from the future. */

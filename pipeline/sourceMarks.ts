@@ -134,10 +134,10 @@ export class SourceClock {
 /**
  * What a watermark record need say after `published`: the marks that changed. A state partition
  * folds records in order (`mergeMarks`), so one that has read the earlier records knows the rest;
- * `full` sends them all, for a reader that starts later in the topic (a new group, retention).
+ * `whole` sends them all, for a reader that starts later in the topic (a new group, retention).
  */
-export function marksToSend(marks: Marks, published: Marks, full: boolean): Marks {
-  if (full) return marks
+export function marksToSend(marks: Marks, published: Marks, whole: boolean): Marks {
+  if (whole) return marks
   const changed: Marks = {}
   for (const [source, mark] of Object.entries(marks)) if (published[source] !== mark) changed[source] = mark
   return changed
